@@ -1,0 +1,102 @@
+"""The one error tree of incus-images.
+
+Every expected failure is an :class:`IncusImagesError`; the CLI maps it to exit
+status 1 in one place (``reconciler.cli``).  Anything else that escapes is a bug
+and exits 3.  Messages are one line, name the stage and the thing concerned
+(remote, target, alias, fingerprint) and never carry key material.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class IncusImagesError(Exception):
+    """Base of every expected failure."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in the desired-state file, reported as ``FILE:LINE:COLUMN: message``.
+
+    ``line`` and ``column`` are 1-based.
+    """
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ValidationFailed(IncusImagesError):
+    """The desired-state file is invalid; ``diagnostics`` lists every problem at once."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = sorted(diagnostics, key=lambda d: (d.file, d.line, d.column, d.message))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class RemoteError(IncusImagesError):
+    """A remote image server could not be read (unreachable, TLS, garbage, missing alias)."""
+
+    def __init__(self, remote: str, message: str) -> None:
+        self.remote = remote
+        super().__init__(f"remote {remote!r}: {message}")
+
+
+class StoreError(IncusImagesError):
+    """A target image store refused or failed a request."""
+
+    def __init__(self, target: str, message: str, *, status: int | None = None) -> None:
+        self.target = target
+        self.status = status
+        super().__init__(f"target {target!r}: {message}")
+
+
+class NotFound(StoreError):
+    """The daemon answered 404."""
+
+
+class PreconditionFailed(StoreError):
+    """The daemon answered 412: the ETag sent with ``If-Match`` no longer matches."""
+
+
+class AlreadyExists(StoreError):
+    """The daemon answered 409."""
+
+
+class UntrustedClient(StoreError):
+    """``GET /1.0`` did not say ``auth: trusted`` (or the client is project-restricted)."""
+
+
+class OperationFailed(StoreError):
+    """A background operation of the daemon ended in failure."""
+
+
+class PlanError(IncusImagesError):
+    """The desired state cannot be planned (conflicts, missing builds, empty-file guard)."""
+
+
+class ConflictError(PlanError):
+    """An alias, image or server key is held by somebody else."""
+
+
+class EmptyFileRefused(PlanError):
+    """The file declares no images while its owner still manages some."""
+
+
+class ApplyError(IncusImagesError):
+    """A change did not land as planned."""
+
+
+class StalePlan(IncusImagesError):
+    """A saved plan no longer matches the stores it was made from."""
+
+
+class Refused(IncusImagesError):
+    """The tool declined to act (for example ``apply`` without a terminal and without ``--yes``)."""

@@ -1,0 +1,72 @@
+"""Ownership records: encode, decode, and update them with compare-and-swap.
+
+An owner's inventory lives in the daemon's server config (``user.*`` keys are
+accepted there; the default project's config rejects them).  Every write goes
+through :func:`update_inventory`, which re-reads ``GET /1.0``, applies a pure
+change and writes with ``If-Match``, retrying when another writer got there first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+
+from reconciler.errors import PreconditionFailed, StoreError
+from reconciler.model.observed import INVENTORY_PREFIX, Inventory, inventory_key
+from reconciler.ports import ImageStore
+
+MAX_ATTEMPTS = 10
+
+
+def decode(owner: str, project: str, text: str) -> Inventory:
+    """Parse a stored inventory.  An unreadable value is an empty record, never a crash."""
+    try:
+        data = json.loads(text)
+        return Inventory.model_validate({**data, "owner": owner, "project": project})
+    except (ValueError, TypeError):
+        return Inventory(owner=owner, project=project)
+
+
+def encode(inventory: Inventory) -> str:
+    """Compact, key-sorted JSON (stable, so an unchanged record is an unchanged value)."""
+    data = inventory.model_dump(mode="json", exclude={"owner", "project"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def parse_config(config: Mapping[str, str], project: str) -> tuple[dict[str, str], dict[str, Inventory]]:
+    """Split a server config into plain settings and every owner's inventory for ``project``."""
+    plain: dict[str, str] = {}
+    inventories: dict[str, Inventory] = {}
+    suffix = "." + project
+    for key, value in config.items():
+        if not key.startswith(INVENTORY_PREFIX):
+            plain[key] = value
+            continue
+        rest = key[len(INVENTORY_PREFIX):]
+        if rest.endswith(suffix) and "." not in rest[: -len(suffix)]:
+            owner = rest[: -len(suffix)]
+            inventories[owner] = decode(owner, project, value)
+    return plain, inventories
+
+
+def update_inventory(
+    store: ImageStore, owner: str, project: str, change: Callable[[Inventory], Inventory]
+) -> Inventory:
+    """Apply ``change`` to ``owner``'s stored inventory with compare-and-swap; return the result."""
+    key = inventory_key(owner, project)
+    for _ in range(MAX_ATTEMPTS):
+        config, etag = store.get_server_config()
+        current = decode(owner, project, config[key]) if key in config else Inventory(
+            owner=owner, project=project
+        )
+        new = change(current)
+        if new == current:
+            return current
+        value = "" if not new.images and not new.server else encode(new)
+        try:
+            store.patch_server_config({key: value}, etag)
+        except PreconditionFailed:
+            continue
+        return new
+    raise StoreError(store.target, f"could not update the ownership record {key}: "
+                     f"the server config kept changing ({MAX_ATTEMPTS} attempts)")

@@ -1,0 +1,1 @@
+"""Immutable values that flow through the pipeline: desired, remote, observed, plan."""

@@ -1,0 +1,108 @@
+"""The validated desired state: every reference checked, defaults applied, paths read.
+
+A :class:`Config` is what the rest of the pipeline sees; nothing downstream reads
+the YAML file again.  Key material is held with ``repr=False`` and never
+serialised into a plan.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.model.desired import ImageType
+
+DEFAULT_OWNER = "incus-images"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RemoteSpec(_Frozen):
+    """A remote image server, by the name the file gives it."""
+
+    name: str
+    url: str
+    protocol: Literal["simplestreams", "incus"]
+    certificate: str | None = Field(default=None, repr=False)
+    """PEM text; trusted for TLS and handed to the daemon as ``source.certificate``."""
+
+
+class TargetSpec(_Frozen):
+    """An image store.  ``url`` is ``unix:///path`` or ``https://host:port``."""
+
+    name: str
+    url: str
+    project: str = "default"
+    client_cert: str | None = Field(default=None, repr=False)
+    client_key: str | None = Field(default=None, repr=False)
+    server_cert: str | None = Field(default=None, repr=False)
+
+
+class AliasDecl(_Frozen):
+    """A local alias an entry declares."""
+
+    name: str
+    description: str = ""
+
+
+class EntrySpec(_Frozen):
+    """One image entry for one target, with defaults applied.
+
+    Identity is ``(target, source, type, architecture)``; ``architecture`` is the
+    canonical Incus name or None, meaning the target's host architecture.
+    """
+
+    target: str
+    source: str
+    remote: str
+    remote_alias: str
+    type: ImageType = "container"
+    architecture: str | None = None
+    fingerprint: str | None = None
+    aliases: tuple[AliasDecl, ...] = ()
+    auto_update: bool = False
+    public: bool = False
+    profiles: tuple[str, ...] = ("default",)
+    properties: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+    expires_after_days: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.fingerprint is not None
+
+
+class CachedPolicy(_Frozen):
+    """``None`` days means keep cached images (the default)."""
+
+    delete_unused_after_days: int | None = None
+
+
+class PolicySpec(_Frozen):
+    prune: bool = True
+    alias_conflicts: Literal["fail", "take"] = "fail"
+    cached: CachedPolicy = Field(default_factory=CachedPolicy)
+
+
+class Config(_Frozen):
+    """The whole validated desired state.
+
+    ``entries`` holds one :class:`EntrySpec` per (image entry, target), in file
+    order.  ``digest`` is the SHA-256 of the file's bytes.
+    """
+
+    path: str
+    digest: str
+    owner: str = DEFAULT_OWNER
+    remotes: dict[str, RemoteSpec] = Field(default_factory=dict)
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    server: dict[str, str] = Field(default_factory=dict)
+    policy: PolicySpec = Field(default_factory=PolicySpec)
+    entries: tuple[EntrySpec, ...] = ()
+
+    def entries_for(self, target: str) -> tuple[EntrySpec, ...]:
+        return tuple(e for e in self.entries if e.target == target)

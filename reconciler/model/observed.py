@@ -1,0 +1,121 @@
+"""What a target image store holds, read with a constant number of list calls.
+
+Values are normalised on the way in: ``expires_at`` of ``0001-01-01`` or
+``1970-01-01`` reads as None, empty property values do not exist, profile
+order is kept as the daemon gives it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.model.desired import ImageType
+
+INVENTORY_PREFIX = "user.incus-images."
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UpdateSource(_Frozen):
+    """The source the daemon recorded for auto-update (``update_source``)."""
+
+    server: str
+    protocol: str
+    alias: str
+    certificate: str = Field(default="", repr=False)
+
+
+class ObservedAlias(_Frozen):
+    name: str
+    description: str = ""
+    target: str
+
+
+class ObservedImage(_Frozen):
+    fingerprint: str
+    type: ImageType = "container"
+    architecture: str = ""
+    cached: bool = False
+    auto_update: bool = False
+    public: bool = False
+    profiles: tuple[str, ...] = ("default",)
+    properties: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    uploaded_at: datetime | None = None
+    last_used_at: datetime | None = None
+    size: int = 0
+    update_source: UpdateSource | None = None
+    aliases: tuple[ObservedAlias, ...] = ()
+
+
+class RecordedImage(_Frozen):
+    """What an owner's inventory says about one image it manages.
+
+    ``aliases`` are the local aliases this owner created for it; ``properties``
+    the property keys this owner set (so it can remove the ones the file drops).
+    """
+
+    source: str
+    type: ImageType = "container"
+    architecture: str = ""
+    aliases: tuple[str, ...] = ()
+    properties: tuple[str, ...] = ()
+
+
+class Inventory(_Frozen):
+    """One owner's ownership record for one effective project of one daemon.
+
+    Stored as JSON in the daemon's server config under :func:`inventory_key`,
+    updated with compare-and-swap on ``GET /1.0``'s ETag.  It survives the
+    daemon's auto-update, which wipes image properties.
+    """
+
+    owner: str
+    project: str
+    images: dict[str, RecordedImage] = Field(default_factory=dict)
+    server: dict[str, str] = Field(default_factory=dict)
+    """``images.*`` server settings this owner enforces, with their values."""
+
+    @property
+    def aliases(self) -> frozenset[str]:
+        return frozenset(a for rec in self.images.values() for a in rec.aliases)
+
+
+def inventory_key(owner: str, project: str) -> str:
+    """The server config key of ``owner``'s inventory for ``project``."""
+    return f"{INVENTORY_PREFIX}{owner}.{project}"
+
+
+class TargetState(_Frozen):
+    """A snapshot of one target.
+
+    ``project`` is the project the file names; ``effective_project`` the one
+    whose images it really uses (``default`` when ``features.images=false``).
+    ``server_config`` holds the daemon's server config without inventory keys;
+    ``inventories`` every owner's record for the effective project.
+    ``config_etag`` is ``GET /1.0``'s ETag at observation time.
+    """
+
+    target: str
+    project: str
+    effective_project: str
+    host_architecture: str
+    server_version: str = ""
+    server_config: dict[str, str] = Field(default_factory=dict)
+    config_etag: str = ""
+    inventories: dict[str, Inventory] = Field(default_factory=dict)
+    images: tuple[ObservedImage, ...] = ()
+
+    def image(self, fingerprint: str) -> ObservedImage | None:
+        for img in self.images:
+            if img.fingerprint == fingerprint:
+                return img
+        return None
+
+    def alias_targets(self) -> dict[str, ObservedAlias]:
+        return {a.name: a for img in self.images for a in img.aliases}

@@ -1,0 +1,179 @@
+"""The plan: a value that can be printed, saved, and applied later.
+
+The JSON shape is the contract's (``schemas/plan.schema.json`` is generated from
+:class:`Plan`).  ``reason`` and ``message`` are for people; ``apply`` never
+branches on them.  Changes are sorted by :data:`ACTION_ORDER`, then target, then
+the thing changed, which is also the order ``apply`` performs them in per target.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from reconciler.model.desired import ImageType
+from reconciler.model.observed import Inventory, RecordedImage
+from reconciler.model.remote import RemoteFile
+
+FORMAT_VERSION = "1"
+
+
+class Action(StrEnum):
+    SERVER_UPDATE = "server.update"
+    IMAGE_DOWNLOAD = "image.download"
+    IMAGE_ADOPT = "image.adopt"
+    IMAGE_REFRESH = "image.refresh"
+    IMAGE_UPDATE = "image.update"
+    ALIAS_CREATE = "alias.create"
+    ALIAS_MOVE = "alias.move"
+    ALIAS_UPDATE = "alias.update"
+    ALIAS_DELETE = "alias.delete"
+    IMAGE_DELETE = "image.delete"
+
+    @property
+    def rank(self) -> int:
+        return ACTION_ORDER.index(self)
+
+    @property
+    def is_destructive(self) -> bool:
+        return self in (Action.ALIAS_DELETE, Action.IMAGE_DELETE)
+
+
+ACTION_ORDER: tuple[Action, ...] = tuple(Action)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class FieldChange(_Frozen):
+    """One writable field (or server key) going from ``from`` to ``to``."""
+
+    from_: Any = Field(default=None, alias="from")
+    to: Any = None
+
+    @model_serializer(mode="plain")
+    def _both_ends(self) -> dict[str, Any]:
+        # Both ends are always written, even when one is null (a cleared field).
+        return {"from": _jsonable(self.from_), "to": _jsonable(self.to)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class Writable(_Frozen):
+    """The writable fields to land on an image (Incus ``ImagePut``).
+
+    ``properties`` are merged over the image's own; a None value removes the key.
+    ``expires_at`` None means no expiry (written as ``1970-01-01T00:00:00Z``).
+    """
+
+    auto_update: bool
+    public: bool
+    profiles: tuple[str, ...]
+    properties: dict[str, str | None] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+class PullSource(_Frozen):
+    """How to ask the daemon to pull a build.  Exactly one of alias/fingerprint is set.
+
+    The remote's certificate is not stored here: apply takes it from the file.
+    ``files`` lets apply fetch and upload the build itself when the daemon lands
+    another one (its simplestreams cache is up to an hour old).
+    """
+
+    remote: str
+    server: str
+    protocol: str
+    alias: str | None = None
+    fingerprint: str | None = None
+    image_type: ImageType = "container"
+    files: tuple[RemoteFile, ...] = ()
+
+
+class Change(_Frozen):
+    """One step of a plan."""
+
+    action: Action
+    target: str
+    project: str
+    reason: str
+    fingerprint: str | None = None
+    source: str | None = None
+    size: int | None = None
+    alias: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    description: str | None = None
+    fields: dict[str, FieldChange] | None = None
+    pull: PullSource | None = None
+    writable: Writable | None = None
+    record: RecordedImage | None = None
+
+    def sort_key(self) -> tuple[int, str, str, str]:
+        return (self.action.rank, self.target, self.alias or "", self.fingerprint or "")
+
+
+class PlanWarning(_Frozen):
+    """A plan warning.  ``code`` is stable; CI scripts match on it."""
+
+    code: str
+    target: str
+    image: str
+    message: str
+
+
+class Summary(_Frozen):
+    actions: dict[str, int] = Field(default_factory=dict)
+    download_bytes: int = 0
+
+
+class Untouched(_Frozen):
+    """An image the plan leaves alone because this owner does not manage it."""
+
+    target: str
+    fingerprint: str
+    owner: str | None = None
+    cached: bool = False
+    aliases: tuple[str, ...] = ()
+
+
+class Plan(_Frozen):
+    """A whole plan.  ``ownership`` is each touched target's inventory after apply."""
+
+    format_version: str = FORMAT_VERSION
+    owner: str = "incus-images"
+    created_at: datetime | None = None
+    changes: tuple[Change, ...] = ()
+    summary: Summary = Field(default_factory=Summary)
+    warnings: tuple[PlanWarning, ...] = ()
+    untouched: tuple[Untouched, ...] = ()
+    ownership: dict[str, Inventory] = Field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def for_target(self, target: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.target == target)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The contract's JSON: ``from`` spelled as such, absent optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def summarize(changes: tuple[Change, ...]) -> Summary:
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.action.value] = counts.get(c.action.value, 0) + 1
+    total = sum(c.size or 0 for c in changes if c.action is Action.IMAGE_DOWNLOAD)
+    return Summary(actions=counts, download_bytes=total)

@@ -1,0 +1,74 @@
+"""What a remote image server offers, read once per remote per run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.model.desired import ImageType
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RemoteFile(_Frozen):
+    """One downloadable file of a simplestreams image (metadata or rootfs)."""
+
+    ftype: str
+    path: str
+    sha256: str
+    size: int
+
+
+class RemoteImage(_Frozen):
+    """One build of one product on a remote.
+
+    ``architecture`` is the canonical Incus name (``x86_64``); ``remote_architecture``
+    is what the remote calls it (``amd64`` on simplestreams).  ``files`` is in
+    upload order (metadata first); its concatenation hashes to ``fingerprint``.
+    ``aliases`` are the remote alias names that resolve to this build.
+    """
+
+    fingerprint: str
+    type: ImageType
+    architecture: str
+    remote_architecture: str
+    aliases: tuple[str, ...] = ()
+    version: str = ""
+    created_at: datetime | None = None
+    size: int = 0
+    files: tuple[RemoteFile, ...] = ()
+    requirements: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+class RemoteCatalog(_Frozen):
+    """Every build a remote serves, with its alias table.
+
+    ``alias_table`` maps ``"name|type|architecture"`` to a fingerprint: the
+    daemon's own resolution (newest version wins, per type and architecture).
+    """
+
+    remote: str
+    url: str
+    protocol: str
+    images: tuple[RemoteImage, ...] = ()
+    alias_table: dict[str, str] = Field(default_factory=dict)
+
+    @staticmethod
+    def alias_key(name: str, type_: str, architecture: str) -> str:
+        return f"{name}|{type_}|{architecture}"
+
+    def by_fingerprint(self, fingerprint: str) -> RemoteImage | None:
+        for image in self.images:
+            if image.fingerprint == fingerprint:
+                return image
+        return None
+
+    def resolve(self, alias: str, type_: str, architecture: str) -> RemoteImage | None:
+        """The build ``alias`` names for this type and canonical architecture, or None."""
+        fp = self.alias_table.get(self.alias_key(alias, type_, architecture))
+        return self.by_fingerprint(fp) if fp else None

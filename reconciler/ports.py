@@ -1,0 +1,86 @@
+"""The narrow interfaces between the pure core and the outside world.
+
+``reconciler.observe`` and ``reconciler.apply`` talk only to these; the CLI
+builds the real adapters (``reconciler.adapters``), tests pass in-memory ones
+(``tests/support/fakes.py``).  Methods use Incus's own verbs and names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from reconciler.model.config import RemoteSpec
+from reconciler.model.observed import ObservedImage, TargetState
+from reconciler.model.plan import PullSource, Writable
+from reconciler.model.remote import RemoteCatalog, RemoteFile
+
+Progress = Callable[[str], None]
+"""Receives the daemon's ``download_progress`` text (or the tool's own upload progress)."""
+
+
+class RemoteReader(Protocol):
+    """Reads remote image servers.  One catalog fetch per remote per run."""
+
+    def fetch_catalog(self, remote: RemoteSpec) -> RemoteCatalog:
+        """Every build the remote serves.  Raises ``RemoteError`` naming the remote."""
+        ...
+
+    def open_file(self, remote: RemoteSpec, file: RemoteFile) -> AbstractContextManager[Iterator[bytes]]:
+        """Stream one image file, checked against ``file.sha256`` and ``file.size``."""
+        ...
+
+
+class ImageStore(Protocol):
+    """One target: an Incus daemon and one project.
+
+    Every mutating call returns only once the daemon has finished (operations are
+    waited on and their real outcome read); failures raise ``StoreError``.
+    """
+
+    target: str
+    project: str
+
+    def observe(self) -> TargetState:
+        """A snapshot with a constant number of list calls, whatever the image count."""
+        ...
+
+    def get_image(self, fingerprint: str) -> ObservedImage | None: ...
+
+    def pull_image(
+        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress
+    ) -> str:
+        """Ask the daemon to pull; return the fingerprint it actually landed."""
+        ...
+
+    def upload_image(
+        self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str, type_: str,
+        progress: Progress,
+    ) -> str:
+        """Upload image files (metadata first); the daemon checks ``fingerprint``."""
+        ...
+
+    def update_image(self, fingerprint: str, writable: Writable) -> None:
+        """Read the image with its ETag, merge ``writable`` over it, PUT it with If-Match."""
+        ...
+
+    def delete_image(self, fingerprint: str) -> None: ...
+
+    def create_alias(self, name: str, target: str, description: str) -> None: ...
+
+    def move_alias(self, name: str, target: str) -> None:
+        """Retarget an existing alias in one request (its description is kept)."""
+        ...
+
+    def update_alias(self, name: str, description: str) -> None: ...
+
+    def delete_alias(self, name: str) -> None: ...
+
+    def get_server_config(self) -> tuple[dict[str, str], str]:
+        """The daemon's server config and ``GET /1.0``'s ETag."""
+        ...
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
+        """``PATCH /1.0`` with If-Match; raises ``PreconditionFailed`` on a stale ETag."""
+        ...
