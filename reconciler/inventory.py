@@ -33,7 +33,9 @@ def encode(inventory: Inventory) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def parse_config(config: Mapping[str, str], project: str) -> tuple[dict[str, str], dict[str, Inventory]]:
+def parse_config(
+    config: Mapping[str, str], project: str
+) -> tuple[dict[str, str], dict[str, Inventory]]:
     """Split a server config into plain settings and every owner's inventory for ``project``."""
     plain: dict[str, str] = {}
     inventories: dict[str, Inventory] = {}

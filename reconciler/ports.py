@@ -27,7 +27,9 @@ class RemoteReader(Protocol):
         """Every build the remote serves.  Raises ``RemoteError`` naming the remote."""
         ...
 
-    def open_file(self, remote: RemoteSpec, file: RemoteFile) -> AbstractContextManager[Iterator[bytes]]:
+    def open_file(
+        self, remote: RemoteSpec, file: RemoteFile
+    ) -> AbstractContextManager[Iterator[bytes]]:
         """Stream one image file, checked against ``file.sha256`` and ``file.size``."""
         ...
 
