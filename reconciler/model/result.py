@@ -1,0 +1,42 @@
+"""What ``apply`` did: one outcome per planned change, in the order performed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from reconciler.model.plan import Change
+
+
+class Status(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not attempted because an earlier change of the same target failed."""
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    change: Change
+    status: Status
+    message: str = ""
+    via: str | None = None
+    """How a download landed: ``pull`` or ``upload`` (the contract's ``"via"``)."""
+    fingerprint: str | None = None
+    """The fingerprint that really landed, for downloads."""
+
+
+class ApplyResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcomes: tuple[Outcome, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status is Status.FAILED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
