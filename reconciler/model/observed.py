@@ -56,7 +56,7 @@ class ObservedImage(_Frozen):
 class RecordedImage(_Frozen):
     """What an owner's inventory says about one image it manages.
 
-    ``aliases`` are the local aliases this owner created for it; ``properties``
+    ``aliases`` are the local aliases this owner manages on it; ``properties``
     the property keys this owner set (so it can remove the ones the file drops).
     """
 
@@ -65,6 +65,8 @@ class RecordedImage(_Frozen):
     architecture: str = ""
     aliases: tuple[str, ...] = ()
     properties: tuple[str, ...] = ()
+    expires_at: bool = False
+    """True when this owner wrote the image's ``expires_at`` (so dropping it clears it)."""
 
 
 class Inventory(_Frozen):

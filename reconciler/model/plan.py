@@ -118,6 +118,9 @@ class Change(_Frozen):
     pull: PullSource | None = None
     writable: Writable | None = None
     record: RecordedImage | None = None
+    replace_cached: bool | None = None
+    """On a download: the fingerprint is present as a daemon-cached image, which no API
+    call can turn into an explicit one, so apply deletes that copy and pulls it again."""
 
     def sort_key(self) -> tuple[int, str, str, str]:
         return (self.action.rank, self.target, self.alias or "", self.fingerprint or "")
