@@ -1,0 +1,259 @@
+"""Carry out a :class:`Plan` through the ports, target by target, concurrently.
+
+Invariants:
+- Changes of one target run in plan order; the first failure stops that target
+  (later changes are ``skipped``), so an old build and its aliases are never
+  removed before their replacement is in place.
+- A download lands exactly the planned fingerprint or fails: when the daemon
+  lands another build (its simplestreams cache is up to an hour old) or cannot
+  find the planned one, the files are fetched from the remote, checked against
+  its index, and uploaded (``via="upload"``).
+- Ownership records are written as changes land, so an apply killed at any
+  point leaves a store the next plan understands.
+- After a target's changes, one observation checks that each change really
+  landed; a daemon that reported success without doing the work is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, suppress
+from typing import Protocol
+
+from reconciler.errors import (
+    ApplyError,
+    IncusImagesError,
+    NotFound,
+    OperationFailed,
+    PreconditionFailed,
+)
+from reconciler.inventory import update_inventory
+from reconciler.model.config import RemoteSpec
+from reconciler.model.observed import Inventory, TargetState
+from reconciler.model.plan import Action, Change, Plan
+from reconciler.model.result import ApplyResult, Outcome, Status
+from reconciler.ports import ImageStore, RemoteReader
+
+
+class Reporter(Protocol):
+    def progress(self, target: str, change: Change, text: str) -> None: ...
+
+    def done(self, outcome: Outcome) -> None: ...
+
+    def note(self, target: str, text: str) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that says nothing (tests, and JSON output)."""
+
+    def progress(self, target: str, change: Change, text: str) -> None:
+        pass
+
+    def done(self, outcome: Outcome) -> None:
+        pass
+
+    def note(self, target: str, text: str) -> None:
+        pass
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    stores: Mapping[str, ImageStore],
+    reader: RemoteReader,
+    remotes: Mapping[str, RemoteSpec],
+    reporter: Reporter | None = None,
+) -> ApplyResult:
+    """Apply every change of ``plan``; targets run concurrently, each in plan order."""
+    rep = reporter or SilentReporter()
+    targets = sorted({c.target for c in plan.changes})
+    missing = [t for t in targets if t not in stores]
+    if missing:
+        raise ApplyError(f"no connection for target(s) {', '.join(missing)}")
+    if not targets:
+        return ApplyResult()
+    with ThreadPoolExecutor(max_workers=min(4, len(targets))) as pool:
+        futures = [
+            pool.submit(_TargetRun(plan, t, stores[t], reader, remotes, rep).run) for t in targets
+        ]
+        outcomes = [o for f in futures for o in f.result()]
+    return ApplyResult(outcomes=tuple(outcomes))
+
+
+class _TargetRun:
+    def __init__(
+        self, plan: Plan, target: str, store: ImageStore, reader: RemoteReader,
+        remotes: Mapping[str, RemoteSpec], reporter: Reporter,
+    ) -> None:
+        self.plan = plan
+        self.target = target
+        self.store = store
+        self.reader = reader
+        self.remotes = remotes
+        self.reporter = reporter
+        self.changes = plan.for_target(target)
+        self.project = self.changes[0].project if self.changes else store.project
+        self.before: set[str] = set()
+
+    def run(self) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        try:
+            self.before = {img.fingerprint for img in self.store.observe().images}
+        except IncusImagesError as exc:
+            return [Outcome(change=c, status=Status.FAILED, message=str(exc))
+                    for c in self.changes]
+        failed = False
+        for change in self.changes:
+            if failed:
+                outcome = Outcome(change=change, status=Status.SKIPPED,
+                                  message="not attempted: an earlier change of this target failed")
+            else:
+                try:
+                    outcome = self._do(change)
+                except IncusImagesError as exc:
+                    outcome = Outcome(change=change, status=Status.FAILED, message=str(exc))
+                    failed = True
+            self.reporter.done(outcome)
+            outcomes.append(outcome)
+        if failed:
+            return outcomes
+        try:
+            planned = self.plan.ownership.get(self.target)
+            if planned is not None:
+                self._record(lambda _inv: planned)
+            self._verify(self.store.observe())
+        except IncusImagesError as exc:
+            last = outcomes[-1]
+            outcomes[-1] = last.model_copy(update={"status": Status.FAILED, "message": str(exc)})
+        return outcomes
+
+    # -- one change -------------------------------------------------------------------------
+
+    def _do(self, c: Change) -> Outcome:
+        fp = c.fingerprint or ""
+        if c.action is Action.SERVER_UPDATE:
+            self._server_update(c)
+        elif c.action is Action.IMAGE_DOWNLOAD:
+            return self._download(c)
+        elif c.action is Action.IMAGE_ADOPT:
+            self._remember(c)
+        elif c.action is Action.IMAGE_UPDATE:
+            assert c.writable is not None
+            self.store.update_image(fp, c.writable)
+            self._remember(c)
+        elif c.action is Action.ALIAS_CREATE:
+            self.store.create_alias(c.alias or "", c.to or "", c.description or "")
+        elif c.action is Action.ALIAS_MOVE:
+            self.store.move_alias(c.alias or "", c.to or "")
+        elif c.action is Action.ALIAS_UPDATE:
+            self.store.update_alias(c.alias or "", c.description or "")
+        elif c.action is Action.ALIAS_DELETE:
+            with suppress(NotFound):
+                self.store.delete_alias(c.alias or "")
+        elif c.action is Action.IMAGE_DELETE:
+            with suppress(NotFound):
+                self.store.delete_image(fp)
+            self._record(lambda inv: inv.model_copy(
+                update={"images": {k: v for k, v in inv.images.items() if k != fp}}))
+        else:
+            raise ApplyError(f"target {self.target!r}: {c.action.value} is not supported")
+        return Outcome(change=c, status=Status.DONE)
+
+    def _server_update(self, c: Change) -> None:
+        for key, fc in (c.fields or {}).items():
+            for _ in range(10):
+                config, etag = self.store.get_server_config()
+                if config.get(key) == fc.to:
+                    break
+                try:
+                    self.store.patch_server_config({key: str(fc.to)}, etag)
+                    break
+                except PreconditionFailed:
+                    continue
+
+    def _download(self, c: Change) -> Outcome:
+        assert c.pull is not None and c.writable is not None and c.fingerprint is not None
+        fp = c.fingerprint
+        if c.replace_cached:
+            with suppress(NotFound):
+                self.store.delete_image(fp)
+            self.before.discard(fp)
+        remote = self.remotes.get(c.pull.remote)
+        certificate = remote.certificate if remote else None
+        landed: str | None = None
+        why = ""
+        try:
+            landed = self.store.pull_image(
+                c.pull, certificate=certificate, writable=c.writable,
+                progress=lambda text: self.reporter.progress(self.target, c, text))
+        except OperationFailed as exc:
+            why = str(exc)
+        via = "pull"
+        if landed != fp:
+            if landed is not None:
+                why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
+                if landed not in self.before:
+                    self.store.delete_image(landed)
+            self.reporter.note(self.target, f"{c.source}: {why}; uploading {fp[:12]} instead")
+            self._upload(c, remote)
+            via = "upload"
+        self.store.update_image(fp, c.writable)
+        self._remember(c)
+        self.before.add(fp)
+        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
+                       message="" if via == "pull" else why)
+
+    def _upload(self, c: Change, remote: RemoteSpec | None) -> None:
+        assert c.pull is not None and c.fingerprint is not None
+        if remote is None or not c.pull.files:
+            raise ApplyError(f"target {self.target!r}: cannot land {c.fingerprint[:12]} of "
+                             f"{c.source}: the daemon did not, and the remote offers no files")
+        with ExitStack() as stack:
+            parts: list[tuple[str, Iterator[bytes]]] = [
+                (f.ftype, stack.enter_context(self.reader.open_file(remote, f)))
+                for f in c.pull.files
+            ]
+            got = self.store.upload_image(
+                parts, fingerprint=c.fingerprint, type_=c.pull.image_type,
+                progress=lambda text: self.reporter.progress(self.target, c, text))
+        if got != c.fingerprint:
+            raise ApplyError(f"target {self.target!r}: upload of {c.source} landed "
+                             f"{got[:12]}, not {c.fingerprint[:12]}")
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def _remember(self, c: Change) -> None:
+        if c.record is None or c.fingerprint is None:
+            return
+        fp, rec = c.fingerprint, c.record
+        self._record(lambda inv: inv.model_copy(update={"images": {**inv.images, fp: rec}}))
+
+    def _record(self, change: _InventoryChange) -> None:
+        update_inventory(self.store, self.plan.owner, self.project, change)
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _verify(self, state: TargetState) -> None:
+        present = {img.fingerprint for img in state.images}
+        aliases = state.alias_targets()
+        problems: list[str] = []
+        for c in self.changes:
+            a = c.action
+            if a in (Action.IMAGE_DOWNLOAD, Action.IMAGE_ADOPT) and c.fingerprint not in present:
+                problems.append(f"image {c.fingerprint} is not in the store")
+            elif a is Action.IMAGE_DELETE and c.fingerprint in present:
+                problems.append(f"image {c.fingerprint} is still in the store")
+            elif a in (Action.ALIAS_CREATE, Action.ALIAS_MOVE):
+                held = aliases.get(c.alias or "")
+                if held is None or held.target != c.to:
+                    problems.append(f"alias {c.alias!r} does not point to {c.to}")
+            elif a is Action.ALIAS_DELETE and (c.alias or "") in aliases:
+                problems.append(f"alias {c.alias!r} still exists")
+        if problems:
+            raise ApplyError(f"target {self.target!r}: the daemon reported success but "
+                             + "; ".join(problems))
+
+
+class _InventoryChange(Protocol):
+    def __call__(self, inventory: Inventory, /) -> Inventory: ...

@@ -1,0 +1,210 @@
+"""In-memory implementations of the ports, for the pure core's tests.
+
+``FakeStore`` behaves like the daemon where the planner and apply care: pulls by
+alias record an update source, pulls of a present fingerprint only rewrite
+fields, deleting an image deletes its aliases, the server config has an ETag,
+and ``stale`` makes pulls by alias land an older build (the daemon's hour-old
+index cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from reconciler.errors import AlreadyExists, NotFound, OperationFailed, PreconditionFailed
+from reconciler.inventory import parse_config
+from reconciler.model.config import RemoteSpec
+from reconciler.model.observed import ObservedAlias, ObservedImage, TargetState, UpdateSource
+from reconciler.model.plan import PullSource, Writable
+from reconciler.model.remote import RemoteCatalog, RemoteFile
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeReader:
+    def __init__(self, catalogs: Mapping[str, RemoteCatalog]) -> None:
+        self.catalogs = dict(catalogs)
+        self.fetches: list[str] = []
+
+    def fetch_catalog(self, remote: RemoteSpec) -> RemoteCatalog:
+        self.fetches.append(remote.name)
+        return self.catalogs[remote.name]
+
+    @contextmanager
+    def open_file(self, remote: RemoteSpec, file: RemoteFile) -> Iterator[Iterator[bytes]]:
+        yield iter([file.sha256.encode()])
+
+
+class FakeStore:
+    """One target.  ``images`` maps fingerprint to a mutable ObservedImage (replaced on write)."""
+
+    def __init__(
+        self,
+        target: str = "local",
+        *,
+        project: str = "default",
+        host_architecture: str = "x86_64",
+        universe: Mapping[str, RemoteCatalog] | None = None,
+    ) -> None:
+        self.target = target
+        self.project = project
+        self.host_architecture = host_architecture
+        self.universe = {c.url: c for c in (universe or {}).values()}
+        self.images: dict[str, ObservedImage] = {}
+        self.aliases: dict[str, tuple[str, str]] = {}
+        self.config: dict[str, str] = {}
+        self.etag = 0
+        self.stale: dict[str, str] = {}
+        """fingerprint the daemon's cache still resolves an alias pull to: {new fp: old fp}."""
+        self.calls: list[str] = []
+
+    # -- helpers for tests --------------------------------------------------------------------
+
+    def put(self, image: ObservedImage, *aliases: str) -> None:
+        self.images[image.fingerprint] = image.model_copy(update={"aliases": ()})
+        for name in aliases:
+            self.aliases[name] = (image.fingerprint, "")
+
+    # -- ImageStore ---------------------------------------------------------------------------
+
+    def observe(self) -> TargetState:
+        self.calls.append("observe")
+        plain, inventories = parse_config(self.config, self.project)
+        images = []
+        for fp, img in sorted(self.images.items()):
+            al = tuple(ObservedAlias(name=n, description=d, target=fp)
+                       for n, (t, d) in sorted(self.aliases.items()) if t == fp)
+            images.append(img.model_copy(update={"aliases": al}))
+        return TargetState(target=self.target, project=self.project,
+                           effective_project=self.project,
+                           host_architecture=self.host_architecture, server_config=plain,
+                           config_etag=str(self.etag), inventories=inventories,
+                           images=tuple(images))
+
+    def get_image(self, fingerprint: str) -> ObservedImage | None:
+        return self.images.get(fingerprint)
+
+    def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
+                   progress: object) -> str:
+        self.calls.append(f"pull {pull.alias or pull.fingerprint}")
+        catalog = self.universe.get(pull.server)
+        if catalog is None:
+            raise OperationFailed(self.target, f"cannot reach {pull.server}")
+        if pull.alias is not None:
+            build = None
+            for img in catalog.images:
+                if pull.alias in img.aliases and img.type == pull.image_type:
+                    build = img
+            if build is None:
+                raise OperationFailed(self.target, f"alias {pull.alias} not found")
+            fp = self.stale.get(build.fingerprint, build.fingerprint)
+            build = catalog.by_fingerprint(fp) or build
+        else:
+            build = catalog.by_fingerprint(pull.fingerprint or "")
+            if build is None or pull.fingerprint in self.stale.values():
+                raise OperationFailed(self.target, f"image {pull.fingerprint} not found")
+            if build.fingerprint in self.stale:
+                raise OperationFailed(self.target, f"image {pull.fingerprint} not found")
+        fp = build.fingerprint
+        props = {k: v for k, v in writable.properties.items() if v is not None}
+        if fp in self.images:
+            old = self.images[fp]
+            self.images[fp] = old.model_copy(update={
+                "public": writable.public, "auto_update": writable.auto_update,
+                "profiles": writable.profiles, "properties": {**old.properties, **props}})
+            return fp
+        source = (UpdateSource(server=pull.server, protocol=pull.protocol, alias=pull.alias)
+                  if pull.alias else None)
+        self.images[fp] = ObservedImage(
+            fingerprint=fp, type=build.type, architecture=build.architecture,
+            auto_update=writable.auto_update and source is not None, public=writable.public,
+            profiles=writable.profiles, properties={**build.properties, **props},
+            expires_at=build.expires_at, created_at=build.created_at, uploaded_at=EPOCH,
+            size=build.size, update_source=source)
+        return fp
+
+    def upload_image(self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str,
+                     type_: str, progress: object) -> str:
+        self.calls.append(f"upload {fingerprint}")
+        data = b"".join(b"".join(chunks) for _, chunks in parts)
+        hashlib.sha256(data)
+        if fingerprint in self.images:
+            raise OperationFailed(self.target, "Image with same fingerprint already exists")
+        build = None
+        for catalog in self.universe.values():
+            build = build or catalog.by_fingerprint(fingerprint)
+        assert build is not None
+        self.images[fingerprint] = ObservedImage(
+            fingerprint=fingerprint, type=build.type, architecture=build.architecture,
+            properties=dict(build.properties), created_at=build.created_at, uploaded_at=EPOCH,
+            size=build.size)
+        return fingerprint
+
+    def update_image(self, fingerprint: str, writable: Writable) -> None:
+        self.calls.append(f"update {fingerprint}")
+        img = self._image(fingerprint)
+        props = dict(img.properties)
+        for k, v in writable.properties.items():
+            if v is None:
+                props.pop(k, None)
+            else:
+                props[k] = v
+        self.images[fingerprint] = img.model_copy(update={
+            "auto_update": writable.auto_update, "public": writable.public,
+            "profiles": writable.profiles, "properties": props,
+            "expires_at": writable.expires_at})
+
+    def delete_image(self, fingerprint: str) -> None:
+        self.calls.append(f"delete {fingerprint}")
+        self._image(fingerprint)
+        del self.images[fingerprint]
+        self.aliases = {n: v for n, v in self.aliases.items() if v[0] != fingerprint}
+
+    def create_alias(self, name: str, target: str, description: str) -> None:
+        self.calls.append(f"alias create {name}")
+        if name in self.aliases:
+            raise AlreadyExists(self.target, f"Alias {name!r} already exists", status=409)
+        self._image(target)
+        self.aliases[name] = (target, description)
+
+    def move_alias(self, name: str, target: str) -> None:
+        self.calls.append(f"alias move {name}")
+        self._image(target)
+        _, desc = self._alias(name)
+        self.aliases[name] = (target, desc)
+
+    def update_alias(self, name: str, description: str) -> None:
+        self.calls.append(f"alias update {name}")
+        target, _ = self._alias(name)
+        self.aliases[name] = (target, description)
+
+    def delete_alias(self, name: str) -> None:
+        self.calls.append(f"alias delete {name}")
+        self._alias(name)
+        del self.aliases[name]
+
+    def get_server_config(self) -> tuple[dict[str, str], str]:
+        return dict(self.config), str(self.etag)
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
+        if etag != str(self.etag):
+            raise PreconditionFailed(self.target, "ETag doesn't match", status=412)
+        for k, v in changes.items():
+            if v == "":
+                self.config.pop(k, None)
+            else:
+                self.config[k] = v
+        self.etag += 1
+
+    def _image(self, fp: str) -> ObservedImage:
+        if fp not in self.images:
+            raise NotFound(self.target, f"Image {fp!r} not found", status=404)
+        return self.images[fp]
+
+    def _alias(self, name: str) -> tuple[str, str]:
+        if name not in self.aliases:
+            raise NotFound(self.target, f"Alias {name!r} not found", status=404)
+        return self.aliases[name]
