@@ -1,0 +1,103 @@
+"""The composition root: resolve remotes, observe stores, plan, apply.
+
+The only module that builds adapters.  ``reader`` and ``connect`` can be passed
+in (tests pass in-memory ones); by default they are the HTTP remote reader and
+the Incus REST adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from reconciler.apply import Reporter
+from reconciler.apply import apply_plan as _apply
+from reconciler.errors import IncusImagesError
+from reconciler.model.config import Config, TargetSpec
+from reconciler.model.observed import TargetState
+from reconciler.model.plan import Plan
+from reconciler.model.remote import RemoteCatalog
+from reconciler.model.result import ApplyResult
+from reconciler.planner import make_plan as _plan
+from reconciler.ports import ImageStore, RemoteReader
+
+Connect = Callable[[TargetSpec], ImageStore]
+
+
+def default_reader() -> RemoteReader:
+    from reconciler.adapters.remotes import HttpRemoteReader
+
+    return HttpRemoteReader()
+
+
+def default_connect(target: TargetSpec) -> ImageStore:
+    from reconciler.adapters.incus import connect
+
+    return connect(target)
+
+
+def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
+    """The targets to work on: all declared, or the named ones (each must be declared)."""
+    if not names:
+        return sorted(config.targets)
+    unknown = [n for n in names if n not in config.targets]
+    if unknown:
+        declared = ", ".join(sorted(config.targets))
+        raise IncusImagesError(f"unknown target {unknown[0]!r} (the file declares: {declared})")
+    return sorted(set(names))
+
+
+def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
+                   ) -> dict[str, RemoteCatalog]:
+    """One catalog per remote that an entry of ``targets`` uses (one fetch per remote)."""
+    used = sorted({e.remote for e in config.entries if e.target in targets})
+    return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
+
+
+def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
+    """Every target observed concurrently."""
+    if not stores:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
+        futures = {name: pool.submit(store.observe) for name, store in stores.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def make_plan(
+    config: Config,
+    *,
+    targets: Sequence[str] | None,
+    allow_empty: bool,
+    environ: Mapping[str, str],
+    now: datetime,
+    reader: RemoteReader | None = None,
+    connect: Connect | None = None,
+) -> Plan:
+    """Plan ``config`` against the live stores (remotes read once each)."""
+    names = select_targets(config, targets)
+    rdr = reader or default_reader()
+    conn = connect or default_connect
+    stores = {n: conn(config.targets[n]) for n in names}
+    states = observe(stores)
+    catalogs = fetch_catalogs(config, names, rdr)
+    plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty)
+    return plan.model_copy(update={"created_at": now})
+
+
+def apply_plan(
+    config: Config,
+    plan: Plan,
+    *,
+    environ: Mapping[str, str],
+    reporter: Reporter,
+    reader: RemoteReader | None = None,
+    connect: Connect | None = None,
+) -> ApplyResult:
+    """Apply ``plan``; connection details and credentials come from ``config`` only."""
+    names = sorted({c.target for c in plan.changes})
+    select_targets(config, names)
+    conn = connect or default_connect
+    stores = {n: conn(config.targets[n]) for n in names}
+    return _apply(plan, stores=stores, reader=reader or default_reader(),
+                  remotes=config.remotes, reporter=reporter)
