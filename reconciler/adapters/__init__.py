@@ -1,0 +1,1 @@
+"""Real adapters behind the ports: Incus daemons over HTTP (unix socket or HTTPS)."""

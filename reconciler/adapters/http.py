@@ -1,0 +1,203 @@
+"""HTTP transports to an Incus daemon: its unix socket, or HTTPS with a client certificate.
+
+:func:`open_transport` turns a target URL plus PEM texts into a :class:`Transport`: a
+``requests.Session`` and the base URL to prefix paths with.
+
+Invariants:
+
+* No new dependency: the unix-socket transport is a ``requests`` adapter over a
+  ``urllib3`` connection that connects ``AF_UNIX``.
+* The adapters own their TLS settings.  ``requests`` lets ``REQUESTS_CA_BUNDLE`` and
+  ``CURL_CA_BUNDLE`` override ``Session.verify``; a pinned server certificate must not
+  be overridable from the environment, so the HTTPS adapter ignores the per-request
+  ``verify``/``cert`` and always uses its own.
+* A pinned ``server_cert`` is the only trust root, and the host name is not checked
+  against it, as the incus client does (``TLSConfigWithTrustedCert``): Incus server
+  certificates rarely name the host they are reached by.  Without ``server_cert`` the
+  system CAs and the normal host name check apply.
+* Key material is only ever in private files (directory 0700, files 0600) that
+  :meth:`Transport.close` removes (a finalizer removes them too if ``close`` is forgotten).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+UNIX_BASE = "http://incus.socket"
+"""The base URL of a unix-socket transport; the host part is never resolved."""
+
+
+class UnixHTTPConnection(HTTPConnection):
+    """An HTTP/1.1 connection whose socket is a unix stream socket."""
+
+    def __init__(self, socket_path: str, **kwargs: Any) -> None:
+        self.socket_path = socket_path
+        super().__init__("localhost", **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        timeout = self.timeout
+        if isinstance(timeout, (int, float)):
+            sock.settimeout(timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise NewConnectionError(self, f"{self.socket_path}: {exc.strerror or exc}") from exc
+        return sock
+
+
+class UnixHTTPConnectionPool(HTTPConnectionPool):
+    """A pool of :class:`UnixHTTPConnection` to one socket path."""
+
+    ConnectionCls = UnixHTTPConnection
+
+    def __init__(self, socket_path: str, **kwargs: Any) -> None:
+        super().__init__("localhost", **kwargs)
+        self.socket_path = socket_path
+
+    def _new_conn(self) -> HTTPConnection:
+        self.num_connections += 1
+        return UnixHTTPConnection(self.socket_path, timeout=self.timeout.connect_timeout,
+                                  **self.conn_kw)
+
+
+class UnixAdapter(HTTPAdapter):
+    """Sends every request of the URL prefix it is mounted on to one unix socket."""
+
+    def __init__(self, socket_path: str, pool_maxsize: int = 4) -> None:
+        self.socket_path = socket_path
+        self._pool = UnixHTTPConnectionPool(socket_path, maxsize=pool_maxsize)
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None, cert: Any = None,
+    ) -> HTTPConnectionPool:
+        return self._pool
+
+    def get_connection(self, url: str | bytes, proxies: Mapping[str, str] | None = None) -> Any:
+        return self._pool
+
+    def request_url(
+        self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None
+    ) -> str:
+        return request.path_url
+
+    def close(self) -> None:
+        self._pool.close()
+        super().close()
+
+
+class PinnedTLSAdapter(HTTPAdapter):
+    """HTTPS with a fixed trust root and client certificate, whatever the environment says.
+
+    ``verify`` is a CA file path (the pinned server certificate) or True for the
+    system CAs; with a pinned certificate the host name is not checked.
+    """
+
+    def __init__(self, verify: bool | str, cert: tuple[str, str] | None) -> None:
+        self._verify = verify
+        self._cert = cert
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
+                         **pool_kwargs: Any) -> None:
+        if isinstance(self._verify, str):
+            pool_kwargs["assert_hostname"] = False
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    def send(
+        self, request: requests.PreparedRequest, stream: bool = False,
+        timeout: Any = None, verify: bool | str = True, cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(request, stream=stream, timeout=timeout, verify=self._verify,
+                            cert=self._cert, proxies=proxies)
+
+
+@dataclass
+class Transport:
+    """A session bound to one daemon.  ``base`` + ``/1.0/...`` is a full request URL.
+
+    ``display`` is the URL as the user wrote it (for messages); ``socket_path`` is set
+    for unix-socket transports.
+    """
+
+    session: requests.Session
+    base: str
+    display: str
+    socket_path: str | None = None
+    pinned: bool = False
+    _secrets: str | None = field(default=None, repr=False)
+    _finalizer: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Close the connections and delete the key files.  Idempotent."""
+        self.session.close()
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+def _write_private(directory: str, name: str, text: str) -> str:
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def open_transport(
+    url: str, *, client_cert: str | None = None, client_key: str | None = None,
+    server_cert: str | None = None,
+) -> Transport:
+    """A transport for ``unix:///path/to/unix.socket`` or ``https://host:port``.
+
+    Certificates and keys are PEM texts.  Raises ``ValueError`` for another scheme or
+    a client certificate without its key (callers turn it into their own error).
+    """
+    parts = urlsplit(url)
+    session = requests.Session()
+    session.headers["User-Agent"] = "incus-images"
+    if parts.scheme == "unix":
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise ValueError(f"{url}: no socket path")
+        session.trust_env = False  # no proxy may intercept a local socket
+        session.mount(UNIX_BASE + "/", UnixAdapter(path))
+        return Transport(session, UNIX_BASE, url, socket_path=path)
+    if parts.scheme != "https":
+        raise ValueError(f"{url}: only unix:// and https:// targets are supported")
+    if (client_cert is None) != (client_key is None):
+        raise ValueError(f"{url}: client_cert and client_key go together")
+    secrets = tempfile.mkdtemp(prefix="incus-images-tls-")  # mode 0700
+    finalizer = weakref.finalize(session, shutil.rmtree, secrets, True)
+    try:
+        verify: bool | str = True
+        if server_cert is not None:
+            verify = _write_private(secrets, "server.crt", server_cert)
+        cert = None
+        if client_cert is not None and client_key is not None:
+            cert = (_write_private(secrets, "client.crt", client_cert),
+                    _write_private(secrets, "client.key", client_key))
+    except BaseException:
+        finalizer()
+        raise
+    session.mount("https://", PinnedTLSAdapter(verify, cert))
+    base = f"https://{parts.netloc}{parts.path.rstrip('/')}"
+    return Transport(session, base, url, pinned=server_cert is not None,
+                     _secrets=secrets, _finalizer=finalizer)

@@ -1,0 +1,568 @@
+"""``ImageStore`` over the Incus REST API: one daemon, one project.
+
+Invariants:
+
+* Every request carries ``?project=<project>`` (the project the file names; the
+  daemon itself redirects image calls of a ``features.images=false`` project to the
+  default project).  ``observe`` lists the *effective* project's images.
+* ``observe`` sends a constant number of requests whatever the store holds:
+  ``GET /1.0``, at most one ``GET /1.0/certificates/<own fingerprint>`` (HTTPS
+  clients: refuse a project-restricted certificate early), at most one
+  ``GET /1.0/projects/<project>``, and one ``GET /1.0/images?recursion=1``.
+* Error envelopes become typed errors: 404 ``NotFound``, 409 ``AlreadyExists``, 412
+  ``PreconditionFailed``, 403 ``UntrustedClient``, anything else ``StoreError`` with
+  the daemon's message and status.  An operation that ends in failure (an error
+  envelope from ``/wait``, or ``status_code`` 400/401 with ``err``) is
+  ``OperationFailed`` carrying the daemon's text.
+* A mutating call returns only once the daemon has finished, and ``update_image``
+  re-reads the image to check that the fields really landed.
+* Messages name the target (``StoreError(self.target, ...)``) and never carry key
+  material.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from reconciler.adapters.http import Transport, open_transport
+from reconciler.errors import (
+    AlreadyExists,
+    NotFound,
+    OperationFailed,
+    PreconditionFailed,
+    StoreError,
+    UntrustedClient,
+)
+from reconciler.inventory import parse_config
+from reconciler.model.config import TargetSpec
+from reconciler.model.observed import ObservedAlias, ObservedImage, TargetState, UpdateSource
+from reconciler.model.plan import PullSource, Writable
+from reconciler.ports import Progress
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 120.0
+WAIT_SECONDS = 2
+"""``/wait?timeout=`` per round: finished operations vanish 5 s after they end."""
+UPLOAD_PROGRESS_STEP = 8 * 1024 * 1024
+CLEAR_EXPIRY = "1970-01-01T00:00:00Z"
+"""What clears ``expires_at``: the daemon ignores a zero time."""
+
+UNTRUSTED = ("the daemon does not trust this client (auth: untrusted); "
+             "add its certificate with `incus config trust add`")
+RESTRICTED = ("this client's certificate is restricted to projects {projects}; the tool keeps "
+              "its ownership record in the daemon's server config and needs a certificate "
+              "trusted without a project restriction")
+
+_ERRORS: dict[int, type[StoreError]] = {
+    403: UntrustedClient, 404: NotFound, 409: AlreadyExists, 412: PreconditionFailed,
+}
+
+
+def default_socket_path() -> str:
+    """The local daemon's socket, found as the incus client finds it."""
+    if os.environ.get("INCUS_SOCKET"):
+        return os.environ["INCUS_SOCKET"]
+    if os.environ.get("INCUS_DIR"):
+        return os.path.join(os.environ["INCUS_DIR"], "unix.socket")
+    return "/var/lib/incus/unix.socket"
+
+
+def connect(target: TargetSpec) -> IncusStore:
+    """An :class:`IncusStore` for ``target``; nothing is sent until the first call.
+
+    ``unix://`` without a path means the local socket (:func:`default_socket_path`).
+    """
+    url = target.url
+    if url.rstrip("/") in ("unix:", "unix:/", "unix://"):
+        url = "unix://" + default_socket_path()
+    try:
+        transport = open_transport(url, client_cert=target.client_cert,
+                                   client_key=target.client_key, server_cert=target.server_cert)
+    except (ValueError, OSError) as exc:
+        raise StoreError(target.name, f"cannot use {target.url}: {exc}") from exc
+    return IncusStore(target, transport)
+
+
+def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
+    """An Incus timestamp; the zero time (and for ``expiry`` the epoch) is None."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value.year <= 1:
+        return None
+    if expiry and value == datetime(1970, 1, 1, tzinfo=UTC):
+        return None
+    return value
+
+
+def format_time(value: datetime | None) -> str:
+    """RFC 3339 in UTC; None is the epoch, which clears an expiry."""
+    if value is None:
+        return CLEAR_EXPIRY
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
+    """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``)."""
+    fingerprint = str(data["fingerprint"])
+    source = data.get("update_source")
+    update_source = None
+    if isinstance(source, Mapping) and source.get("server"):
+        update_source = UpdateSource(
+            server=str(source.get("server") or ""), protocol=str(source.get("protocol") or ""),
+            alias=str(source.get("alias") or ""),
+            certificate=str(source.get("certificate") or ""),
+        )
+    aliases = tuple(
+        ObservedAlias(name=str(a["name"]), description=str(a.get("description") or ""),
+                      target=fingerprint)
+        for a in data.get("aliases") or () if isinstance(a, Mapping) and a.get("name")
+    )
+    properties = {str(k): str(v) for k, v in (data.get("properties") or {}).items()
+                  if v not in (None, "")}
+    return ObservedImage(
+        fingerprint=fingerprint,
+        type="virtual-machine" if data.get("type") == "virtual-machine" else "container",
+        architecture=str(data.get("architecture") or ""),
+        cached=bool(data.get("cached")),
+        auto_update=bool(data.get("auto_update")),
+        public=bool(data.get("public")),
+        profiles=tuple(str(p) for p in data.get("profiles") or ()),
+        properties=properties,
+        expires_at=parse_time(data.get("expires_at"), expiry=True),
+        created_at=parse_time(data.get("created_at")),
+        uploaded_at=parse_time(data.get("uploaded_at")),
+        last_used_at=parse_time(data.get("last_used_at")),
+        size=int(data.get("size") or 0),
+        update_source=update_source,
+        aliases=aliases,
+    )
+
+
+def _config_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _images_enabled(value: str | None) -> bool:
+    """The daemon's own reading of ``features.images`` (``shared.IsTrue``)."""
+    return (value or "").lower() in ("true", "1", "yes", "on")
+
+
+def _alias_path(name: str) -> str:
+    # Names may contain '/': the route is {name...}, so slashes stay unescaped.
+    return "/1.0/images/aliases/" + quote(name, safe="/")
+
+
+def _image_path(fingerprint: str) -> str:
+    return "/1.0/images/" + quote(fingerprint, safe="")
+
+
+def _tls_detail(exc: BaseException) -> str:
+    match = re.search(r"CERTIFICATE_VERIFY_FAILED\] ([^(]*?)\s*\(_ssl", str(exc))
+    return match.group(1) if match else "TLS handshake failed"
+
+
+class IncusStore:
+    """One target: an Incus daemon reached through ``transport``, scoped to one project.
+
+    ``session`` is exposed so callers (tests) can add ``requests`` hooks, e.g. to
+    count requests.  Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, spec: TargetSpec, transport: Transport) -> None:
+        self.spec = spec
+        self.target = spec.name
+        self.project = spec.project
+        self.transport = transport
+        self.session = transport.session
+
+    def __enter__(self) -> IncusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- transport and envelopes -------------------------------------------------------
+
+    def _send(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+        json: Any = None, data: Any = None, headers: Mapping[str, str] | None = None,
+        read_timeout: float = READ_TIMEOUT, project: str | None = None,
+    ) -> requests.Response:
+        query = {"project": project or self.project, **(params or {})}
+        try:
+            return self.session.request(
+                method, self.transport.base + path, params=query, json=json, data=data,
+                headers=dict(headers or {}), timeout=(CONNECT_TIMEOUT, read_timeout),
+            )
+        except requests.exceptions.SSLError as exc:
+            raise StoreError(self.target, self._tls_message(exc)) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise StoreError(self.target, self._connect_message(exc)) from exc
+        except requests.exceptions.Timeout as exc:
+            raise StoreError(self.target, f"{method} {path}: {self.transport.display} did not "
+                                          "answer in time") from exc
+        except requests.exceptions.RequestException as exc:
+            raise StoreError(self.target, f"{method} {path}: {exc}") from exc
+
+    def _connect_message(self, exc: BaseException) -> str:
+        where = self.transport.display
+        path = self.transport.socket_path
+        if path is not None:
+            if not os.path.exists(path):
+                why = "no such socket (is incusd running?)"
+            elif "ermission denied" in str(exc):
+                why = "permission denied (run as root or as a member of incus-admin)"
+            else:
+                why = "connection refused (is incusd running?)"
+            return f"cannot connect to {where}: {why}"
+        reason = "connection refused" if "refused" in str(exc) else "no answer"
+        return f"cannot connect to {where}: {reason} (is incusd listening there?)"
+
+    def _tls_message(self, exc: BaseException) -> str:
+        where = self.transport.display
+        detail = _tls_detail(exc)
+        if self.transport.pinned:
+            return (f"TLS verification of {where} failed: the server's certificate is not the "
+                    f"pinned server_cert ({detail})")
+        return (f"TLS verification of {where} failed ({detail}); pin the daemon's certificate "
+                "with server_cert")
+
+    def _decode(self, resp: requests.Response, what: str) -> tuple[dict[str, Any], int, str]:
+        """The envelope, and for an error envelope its code and the daemon's message."""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise StoreError(self.target, f"{what}: HTTP {resp.status_code} from "
+                             f"{self.transport.display} is not an Incus API answer",
+                             status=resp.status_code)
+        if body.get("type") == "error" or resp.status_code >= 400:
+            code = int(body.get("error_code") or resp.status_code)
+            return body, code, str(body.get("error") or resp.reason or "error")
+        return body, 0, ""
+
+    def _envelope(self, resp: requests.Response, what: str) -> dict[str, Any]:
+        """The decoded envelope of a sync/async answer; error envelopes raise."""
+        body, code, message = self._decode(resp, what)
+        if code:
+            error = _ERRORS.get(code, StoreError)
+            if error is UntrustedClient:
+                message += " (the tool needs a client trusted without a project restriction)"
+            raise error(self.target, f"{what}: {message}", status=code)
+        return body
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        return self._envelope(self._send(method, path, **kwargs), what)
+
+    def _wait(
+        self, body: Mapping[str, Any], what: str, progress: Progress | None
+    ) -> dict[str, Any]:
+        """Wait for an async answer's operation; return its final metadata."""
+        if body.get("type") != "async":
+            meta = body.get("metadata")
+            return dict(meta) if isinstance(meta, Mapping) else {}
+        op_path = urlsplit(str(body.get("operation") or "")).path
+        if not op_path:
+            op_path = f"/1.0/operations/{body['metadata']['id']}"
+        last = None
+        op: Mapping[str, Any] = body.get("metadata") or {}
+        while True:
+            meta = op.get("metadata") if isinstance(op.get("metadata"), Mapping) else {}
+            text = meta.get("download_progress") if meta else None
+            if progress is not None and text and text != last:
+                progress(str(text))
+                last = text
+            code = op.get("status_code")
+            if code == 200:
+                return dict(meta or {})
+            if isinstance(code, int) and code >= 400:
+                raise OperationFailed(self.target, f"{what}: "
+                                      f"{op.get('err') or op.get('status') or 'failed'}",
+                                      status=code)
+            resp = self._send("GET", op_path + "/wait", params={"timeout": str(WAIT_SECONDS)},
+                              read_timeout=WAIT_SECONDS + 30)
+            op = self._wait_answer(resp, what)
+
+    def _wait_answer(self, resp: requests.Response, what: str) -> Mapping[str, Any]:
+        """The operation from a ``/wait`` answer; a failed operation raises.
+
+        ``/wait`` on a failed operation answers with an error envelope carrying the
+        operation's error; 404 "Operation not found" means it is gone (it finished
+        more than 5 s ago), which leaves its outcome unknown.
+        """
+        body, code, message = self._decode(resp, what)
+        if code == 404 and message.lower() == "operation not found":
+            raise StoreError(self.target, f"{what}: the daemon's operation vanished before "
+                             "its outcome was read", status=code)
+        if code == 403:
+            raise UntrustedClient(self.target, f"{what}: {message}", status=code)
+        if code:
+            raise OperationFailed(self.target, f"{what}: {message}", status=code)
+        op = body.get("metadata")
+        if not isinstance(op, Mapping):
+            raise StoreError(self.target, f"{what}: the operation's answer has no metadata")
+        return op
+
+    # -- server -----------------------------------------------------------------------
+
+    def _server(self) -> tuple[dict[str, Any], str]:
+        resp = self._send("GET", "/1.0")
+        meta = self._envelope(resp, "GET /1.0").get("metadata")
+        if not isinstance(meta, dict):
+            raise StoreError(self.target, f"GET /1.0: {self.transport.display} is not an Incus "
+                             "daemon")
+        if meta.get("auth") != "trusted":
+            raise UntrustedClient(self.target, UNTRUSTED)
+        return meta, resp.headers.get("ETag", "")
+
+    def _check_unrestricted(self, info: Mapping[str, Any]) -> None:
+        """Refuse a project-restricted TLS certificate (one request, its own record).
+
+        When the daemon does not say (no record, e.g. trust through a CA), the check
+        passes and a later ``PATCH /1.0`` answers 403, reported as ``UntrustedClient``.
+        """
+        if info.get("auth_user_method") != "tls" or not info.get("auth_user_name"):
+            return
+        try:
+            cert = self._call("GET", "/1.0/certificates/" + str(info["auth_user_name"]),
+                              "GET /1.0/certificates", project="default").get("metadata")
+        except (NotFound, UntrustedClient):
+            return
+        if isinstance(cert, Mapping) and cert.get("restricted"):
+            projects = ", ".join(str(p) for p in cert.get("projects") or ()) or "(none)"
+            raise UntrustedClient(self.target, RESTRICTED.format(projects=f"[{projects}]"))
+
+    def _effective_project(self) -> str:
+        if self.project == "default":
+            return "default"
+        try:
+            meta = self._call("GET", "/1.0/projects/" + quote(self.project, safe=""),
+                              f"project {self.project!r}", project="default").get("metadata")
+        except NotFound as exc:
+            raise StoreError(self.target, f"project {self.project!r} does not exist",
+                             status=404) from exc
+        config = meta.get("config") if isinstance(meta, Mapping) else None
+        value = config.get("features.images") if isinstance(config, Mapping) else None
+        return self.project if _images_enabled(_config_value(value)) else "default"
+
+    def get_server_config(self) -> tuple[dict[str, str], str]:
+        info, etag = self._server()
+        return {str(k): _config_value(v) for k, v in (info.get("config") or {}).items()}, etag
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
+        headers = {"If-Match": etag} if etag else {}
+        self._call("PATCH", "/1.0", "server config", json={"config": dict(changes)},
+                   headers=headers)
+
+    # -- observation ------------------------------------------------------------------
+
+    def observe(self) -> TargetState:
+        info, etag = self._server()
+        self._check_unrestricted(info)
+        environment = info.get("environment") or {}
+        architectures = environment.get("architectures") or []
+        config = {str(k): _config_value(v) for k, v in (info.get("config") or {}).items()}
+        effective = self._effective_project()
+        listed = self._call("GET", "/1.0/images", "image list", params={"recursion": "1"},
+                            project=effective).get("metadata") or []
+        images = sorted((image_from_api(d) for d in listed if isinstance(d, Mapping)),
+                        key=lambda i: i.fingerprint)
+        plain, inventories = parse_config(config, effective)
+        return TargetState(
+            target=self.target, project=self.project, effective_project=effective,
+            host_architecture=str(architectures[0]) if architectures else "",
+            server_version=str(environment.get("server_version") or ""),
+            server_config=plain, config_etag=etag, inventories=inventories,
+            images=tuple(images),
+        )
+
+    def _get_image(self, fingerprint: str) -> tuple[ObservedImage, str]:
+        resp = self._send("GET", _image_path(fingerprint))
+        meta = self._envelope(resp, f"image {fingerprint}").get("metadata")
+        if not isinstance(meta, Mapping):
+            raise StoreError(self.target, f"image {fingerprint}: no image in the answer")
+        return image_from_api(meta), resp.headers.get("ETag", "")
+
+    def get_image(self, fingerprint: str) -> ObservedImage | None:
+        try:
+            return self._get_image(fingerprint)[0]
+        except NotFound:
+            return None
+
+    # -- images -----------------------------------------------------------------------
+
+    def pull_image(
+        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress
+    ) -> str:
+        key = pull.alias or pull.fingerprint
+        if not key:
+            raise StoreError(self.target, f"pull from {pull.server}: neither alias nor "
+                             "fingerprint given")
+        source: dict[str, Any] = {
+            "type": "image", "mode": "pull", "server": pull.server,
+            "protocol": pull.protocol, "image_type": pull.image_type,
+            "certificate": certificate or "",
+        }
+        source["alias" if pull.alias else "fingerprint"] = key
+        # Never "aliases": an existing alias would fail the whole operation after the
+        # download; aliases are managed with their own calls.
+        body = {
+            "source": source, "auto_update": writable.auto_update, "public": writable.public,
+            "profiles": list(writable.profiles),
+            "properties": {k: v for k, v in writable.properties.items() if v is not None},
+        }
+        what = f"pull of {pull.server} {key}"
+        answer = self._call("POST", "/1.0/images", what, json=body)
+        fingerprint = self._wait(answer, what, progress).get("fingerprint")
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
+        return fingerprint
+
+    def upload_image(
+        self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str, type_: str,
+        progress: Progress,
+    ) -> str:
+        """Upload one unified file or a split pair (metadata, rootfs), streamed.
+
+        Each part's name is used as its file name.  An image already present with
+        ``fingerprint`` is not uploaded again.
+        """
+        what = f"upload of image {fingerprint}"
+        if len(parts) not in (1, 2):
+            raise StoreError(self.target, f"{what}: expected 1 or 2 files, got {len(parts)}")
+        if self.get_image(fingerprint) is not None:
+            return fingerprint
+        headers = {"X-Incus-fingerprint": fingerprint}
+        stream: Iterator[bytes]
+        if len(parts) == 1:
+            headers["Content-Type"] = "application/octet-stream"
+            stream = parts[0][1]
+        else:
+            boundary = uuid.uuid4().hex
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            rootfs = "rootfs.img" if type_ == "virtual-machine" else "rootfs"
+            named = [("metadata", *parts[0]), (rootfs, *parts[1])]
+            stream = _multipart(named, boundary)
+        body = _counting(stream, progress)
+        try:
+            answer = self._call("POST", "/1.0/images", what, data=body, headers=headers,
+                                read_timeout=READ_TIMEOUT * 5)
+            landed = self._wait(answer, what, None).get("fingerprint")
+        except OperationFailed:
+            if self.get_image(fingerprint) is not None:  # it arrived meanwhile
+                return fingerprint
+            raise
+        if landed != fingerprint:
+            raise StoreError(self.target, f"{what}: the daemon landed {landed!r} instead")
+        return fingerprint
+
+    def update_image(self, fingerprint: str, writable: Writable) -> None:
+        """PUT the whole ``ImagePut`` (PATCH ignores ``expires_at`` and ``profiles``)."""
+        current, etag = self._get_image(fingerprint)
+        properties = dict(current.properties)
+        for key, value in writable.properties.items():
+            if value in (None, ""):
+                properties.pop(key, None)
+            else:
+                properties[key] = str(value)
+        body = {
+            "public": writable.public, "auto_update": writable.auto_update,
+            "profiles": list(writable.profiles), "properties": properties,
+            "expires_at": format_time(writable.expires_at),
+        }
+        headers = {"If-Match": etag} if etag else {}
+        self._call("PUT", _image_path(fingerprint), f"image {fingerprint}", json=body,
+                   headers=headers)
+        after, _ = self._get_image(fingerprint)
+        wrong = _unlanded(after, writable, properties)
+        if wrong:
+            raise StoreError(self.target, f"image {fingerprint}: the update of "
+                             f"{', '.join(wrong)} did not land (the daemon reported success)")
+
+    def delete_image(self, fingerprint: str) -> None:
+        what = f"delete of image {fingerprint}"
+        self._wait(self._call("DELETE", _image_path(fingerprint), what), what, None)
+
+    # -- aliases ----------------------------------------------------------------------
+
+    def create_alias(self, name: str, target: str, description: str) -> None:
+        self._call("POST", "/1.0/images/aliases", f"alias {name!r}",
+                   json={"name": name, "target": target, "description": description})
+
+    def move_alias(self, name: str, target: str) -> None:
+        self._call("PATCH", _alias_path(name), f"alias {name!r}", json={"target": target})
+
+    def update_alias(self, name: str, description: str) -> None:
+        self._call("PATCH", _alias_path(name), f"alias {name!r}",
+                   json={"description": description})
+
+    def delete_alias(self, name: str) -> None:
+        self._call("DELETE", _alias_path(name), f"alias {name!r}")
+
+
+def _unlanded(image: ObservedImage, writable: Writable, properties: Mapping[str, str]) -> list[str]:
+    """The writable fields whose stored value differs from what was written."""
+    wrong = []
+    if image.public != writable.public:
+        wrong.append("public")
+    if image.auto_update != writable.auto_update:
+        wrong.append("auto_update")
+    if sorted(image.profiles) != sorted(writable.profiles):
+        wrong.append("profiles")
+    if image.properties != dict(properties):
+        wrong.append("properties")
+    want = parse_time(format_time(writable.expires_at), expiry=True)
+    got = image.expires_at
+    if (want is None) != (got is None) or (
+        want is not None and got is not None and abs(want - got) > timedelta(seconds=1)
+    ):
+        wrong.append("expires_at")
+    return wrong
+
+
+def _multipart(parts: list[tuple[str, str, Iterator[bytes]]], boundary: str) -> Iterator[bytes]:
+    """A ``multipart/form-data`` body, streamed part by part (form name, file name, data)."""
+    for form, filename, chunks in parts:
+        safe = filename.replace('"', "").replace("\r", "").replace("\n", "") or form
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{form}\"; "
+               f"filename=\"{safe}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        yield from chunks
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _counting(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
+    """Pass ``chunks`` through, reporting the bytes sent every few MB."""
+    sent = 0
+    reported = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        yield chunk
+        sent += len(chunk)
+        if sent - reported >= UPLOAD_PROGRESS_STEP:
+            progress(f"upload: {sent / 1e6:.1f}MB")
+            reported = sent
+    progress(f"upload: {sent / 1e6:.1f}MB done")

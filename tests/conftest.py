@@ -1,0 +1,60 @@
+"""Shared fixtures: real ``incusd`` daemons in throw-away directories.
+
+Policy when ``/usr/libexec/incus/incusd`` is missing: with ``CI=true`` a test that
+needs it FAILS (CI must install it with ``scripts/install-incus``); elsewhere it is
+skipped with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.incusd import INCUSD, Incusd
+
+# --- other fixture modules -------------------------------------------------------------
+# tests/support/fixtures.py (simplestreams fixtures) is registered here when it exists.
+pytest_plugins = [
+    name for name in ("tests.support.fixtures",) if importlib.util.find_spec(name) is not None
+]
+# ---------------------------------------------------------------------------------------
+
+IncusdFactory = Callable[..., Incusd]
+
+
+def require_incusd() -> None:
+    """Fail (on CI) or skip (elsewhere) when incusd is not installed."""
+    if INCUSD.exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("incusd not found: run scripts/install-incus")
+    pytest.skip("incusd not found; install it with: sudo scripts/install-incus "
+                "(Debian 12, bookworm-backports)")
+
+
+@pytest.fixture
+def incusd_factory() -> Iterator[IncusdFactory]:
+    """Start as many daemons as a test needs: ``incusd_factory(env=None)``; all stopped after."""
+    require_incusd()
+    started: list[Incusd] = []
+
+    def start(env: dict[str, str] | None = None) -> Incusd:
+        daemon = Incusd(env=env)
+        started.append(daemon)
+        daemon.start()
+        return daemon
+
+    try:
+        yield start
+    finally:
+        for daemon in reversed(started):
+            daemon.stop()
+
+
+@pytest.fixture
+def incusd(incusd_factory: IncusdFactory) -> Incusd:
+    """A fresh daemon for this test (about 0.3 s to start), stopped and removed after it."""
+    return incusd_factory()
