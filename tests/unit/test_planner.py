@@ -263,7 +263,7 @@ def test_server_settings_and_other_owner_conflict() -> None:
     store = FakeStore(universe={"r": cat})
     plan = converge(config(entry("r:deb/1"), server={"images.auto_update_interval": "12"}),
                     store, cat)
-    assert [c.action.value for c in plan.changes][0] == "server.update"
+    assert next(c.action.value for c in plan.changes) == "server.update"
     assert store.config["images.auto_update_interval"] == "12"
     with pytest.raises(ConflictError, match="set to '12' by owner 'incus-images'"):
         plan_for(config(owner="other", server={"images.auto_update_interval": "3"}), store, cat)
