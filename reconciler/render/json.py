@@ -1,0 +1,38 @@
+"""The plan (and the apply result) as JSON: the contract's machine-readable form.
+
+``render_plan`` is exactly ``Plan.to_json_dict()`` (keys in model order, absent
+optionals left out, ``from`` spelled as such) with two-space indentation and a
+trailing newline, so it round-trips through ``Plan.model_validate``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.model.plan import FORMAT_VERSION, Plan
+from reconciler.model.result import ApplyResult
+
+
+def render_plan(plan: Plan) -> str:
+    """The plan's contract JSON, one document, newline-terminated."""
+    return json.dumps(plan.to_json_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def result_dict(result: ApplyResult) -> dict[str, Any]:
+    """``{"format_version", "ok", "outcomes": [{"status", "change", ...}]}``.
+
+    Each outcome embeds its change in the plan's JSON shape.
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "ok": result.ok,
+        "outcomes": [
+            o.model_dump(mode="json", by_alias=True, exclude_none=True) for o in result.outcomes
+        ],
+    }
+
+
+def render_result(result: ApplyResult) -> str:
+    """The apply result as one JSON document, newline-terminated."""
+    return json.dumps(result_dict(result), indent=2, sort_keys=False) + "\n"

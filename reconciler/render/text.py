@@ -1,0 +1,244 @@
+"""The plan and the apply result as plain text, for terminals and CI logs.
+
+Pure: a function of the :class:`Plan` (or :class:`ApplyResult`) alone, no colour,
+no clock, no environment.  Nothing is printed that the plan does not hold, and
+the plan holds no key material.  Layout (Terraform-like)::
+
+    Warnings:
+      ! local: images:nest/1.0: instances need ... [requirements.nesting]
+
+    Target local (project default):
+      + image.download  images:debian/12 4f3a2b1c9d8e (123.5 MB)  # declared, not in store
+      ~ image.update    images:debian/12 4f3a2b1c9d8e  # declared fields differ
+          auto_update: false -> true
+      - image.delete    images:debian/11 0123456789ab  # replaced by the newer build ...
+      left alone: 333333333333 (nobody, cached) aliases: scratch
+
+    Plan: 1 to download, 1 to update, 1 to delete (123.5 MB to download).
+
+Targets come in name order; within a target, changes come in the plan's order,
+which is the order ``apply`` performs them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from reconciler.model.plan import Action, Change, FieldChange, Plan, Untouched, summarize
+from reconciler.model.result import ApplyResult, Status
+from reconciler.progress import outcome_label
+from reconciler.render.units import human_bytes, short, value
+
+MARKERS: dict[Action, str] = {
+    Action.SERVER_UPDATE: "~",
+    Action.IMAGE_DOWNLOAD: "+",
+    Action.IMAGE_ADOPT: "+",
+    Action.IMAGE_REFRESH: "~",
+    Action.IMAGE_UPDATE: "~",
+    Action.ALIAS_CREATE: "+",
+    Action.ALIAS_MOVE: "~",
+    Action.ALIAS_UPDATE: "~",
+    Action.ALIAS_DELETE: "-",
+    Action.IMAGE_DELETE: "-",
+}
+"""``+`` brings something in, ``~`` changes it in place, ``-`` removes it."""
+
+_ACTION_WIDTH = max(len(a.value) for a in Action)
+_ALIAS_ACTIONS = (Action.ALIAS_CREATE, Action.ALIAS_MOVE, Action.ALIAS_UPDATE,
+                  Action.ALIAS_DELETE)
+
+
+# -- pieces shared with the markdown renderer ---------------------------------------------
+
+def name_of(change: Change) -> str:
+    """What a change is about: the alias, the image's source, or the server keys."""
+    if change.action is Action.SERVER_UPDATE:
+        return ", ".join(change.fields or {}) or "server config"
+    if change.action in _ALIAS_ACTIONS:
+        return change.alias or "?"
+    return change.source or "(no recorded source)"
+
+
+def fingerprints(change: Change) -> tuple[str | None, str | None]:
+    """The (before, after) fingerprints a change concerns; either may be None."""
+    a = change.action
+    if a is Action.IMAGE_REFRESH:
+        return change.fingerprint, change.to
+    if a is Action.ALIAS_CREATE:
+        return None, change.to or change.fingerprint
+    if a is Action.ALIAS_MOVE:
+        return change.from_, change.to
+    if a is Action.ALIAS_UPDATE:
+        return None, change.fingerprint or change.to
+    if a is Action.ALIAS_DELETE:
+        return change.from_ or change.fingerprint, None
+    if a is Action.SERVER_UPDATE:
+        return None, None
+    return None, change.fingerprint
+
+
+def notes(change: Change) -> list[str]:
+    """Short facts shown in parentheses: download size, cached replacement, description."""
+    out: list[str] = []
+    if change.action is Action.IMAGE_DOWNLOAD:
+        if change.size is not None:
+            out.append(human_bytes(change.size))
+        if change.replace_cached:
+            out.append("replaces the daemon-cached copy")
+    if change.action is Action.ALIAS_CREATE and change.description:
+        out.append(f"description: {value(change.description)}")
+    return out
+
+
+def field_lines(fields: dict[str, FieldChange] | None) -> list[str]:
+    """``field: before -> after`` per field; dict-valued fields get one line per key."""
+    lines: list[str] = []
+    for name, fc in (fields or {}).items():
+        before, after = fc.from_, fc.to
+        if isinstance(before, dict | None) and isinstance(after, dict | None) and (
+            isinstance(before, dict) or isinstance(after, dict)
+        ):
+            b, t = before or {}, after or {}
+            for key in [*t, *(k for k in b if k not in t)]:
+                lines.append(f"{name}.{key}: {value(b.get(key))} -> {value(t.get(key))}")
+        else:
+            lines.append(f"{name}: {value(before)} -> {value(after)}")
+    return lines
+
+
+_PHRASES: tuple[tuple[tuple[Action, ...], str, str], ...] = (
+    ((Action.SERVER_UPDATE,), "server setting to change", "server settings to change"),
+    ((Action.IMAGE_DOWNLOAD,), "to download", "to download"),
+    ((Action.IMAGE_ADOPT,), "to adopt", "to adopt"),
+    ((Action.IMAGE_REFRESH,), "to refresh", "to refresh"),
+    ((Action.IMAGE_UPDATE,), "to update", "to update"),
+    (_ALIAS_ACTIONS, "alias change", "alias changes"),
+    ((Action.IMAGE_DELETE,), "to delete", "to delete"),
+)
+
+
+def summary_phrase(plan: Plan) -> str | None:
+    """``"1 to download, 2 alias changes (123.5 MB to download)"``, None for no changes.
+
+    Counted from ``plan.changes`` (with the planner's own :func:`summarize`), so the
+    line always agrees with the changes listed above it.
+    """
+    if not plan.changes:
+        return None
+    summary = summarize(plan.changes)
+    parts: list[str] = []
+    for actions, one, many in _PHRASES:
+        n = sum(summary.actions.get(a.value, 0) for a in actions)
+        if n:
+            parts.append(f"{n} {one if n == 1 else many}")
+    text = ", ".join(parts)
+    if summary.download_bytes:
+        text += f" ({human_bytes(summary.download_bytes)} to download)"
+    return text
+
+
+def targets_of(plan: Plan) -> list[str]:
+    """Every target the plan mentions (changes, warnings aside), in name order."""
+    return sorted({c.target for c in plan.changes} | {u.target for u in plan.untouched})
+
+
+def project_of(plan: Plan, target: str) -> str | None:
+    return next((c.project for c in plan.changes if c.target == target), None)
+
+
+def untouched_text(u: Untouched) -> str:
+    """``333333333333 (owner web, cached) aliases: a, b``."""
+    who = f"owner {u.owner}" if u.owner else "nobody"
+    text = f"{short(u.fingerprint)} ({who}{', cached' if u.cached else ''})"
+    if u.aliases:
+        text += " aliases: " + ", ".join(u.aliases)
+    return text
+
+
+# -- text -----------------------------------------------------------------------------------
+
+def change_line(change: Change) -> str:
+    """One line for a change, without the reason: ``+ image.download  images:x 4f3a... (1 MB)``."""
+    before, after = fingerprints(change)
+    a = change.action
+    if a is Action.SERVER_UPDATE:
+        subject = "; ".join(field_lines(change.fields)) or "server config"
+    elif a is Action.ALIAS_CREATE:
+        subject = f"{name_of(change)} -> {short(after)}"
+    elif a is Action.ALIAS_MOVE:
+        subject = f"{name_of(change)}: {short(before)} -> {short(after)}"
+    elif a is Action.ALIAS_UPDATE:
+        subject = f"{name_of(change)} on {short(after)}"
+    elif a is Action.ALIAS_DELETE:
+        subject = f"{name_of(change)} (on {short(before)})"
+    elif a is Action.IMAGE_REFRESH:
+        subject = f"{name_of(change)} {short(before)} -> {short(after)}"
+    else:
+        subject = f"{name_of(change)} {short(after)}"
+    extra = notes(change)
+    if extra:
+        subject += " (" + ", ".join(extra) + ")"
+    return f"{MARKERS[a]} {a.value:<{_ACTION_WIDTH}}  {subject}"
+
+
+def _change_block(change: Change) -> Iterator[str]:
+    yield f"  {change_line(change)}  # {change.reason}"
+    if change.action is not Action.SERVER_UPDATE:
+        for line in field_lines(change.fields):
+            yield f"      {line}"
+
+
+def _header(target: str, project: str | None) -> str:
+    return f"Target {target}" + (f" (project {project})" if project else "") + ":"
+
+
+def _join(blocks: Iterable[list[str]]) -> str:
+    return "\n\n".join("\n".join(b) for b in blocks if b) + "\n"
+
+
+def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
+    """The whole plan as text, ending with the summary line and a newline."""
+    blocks: list[list[str]] = []
+    if plan.warnings:
+        blocks.append(["Warnings:"] + [
+            f"  ! {w.target}: {w.image}: {w.message} [{w.code}]" for w in plan.warnings
+        ])
+    for target in targets_of(plan):
+        block = [_header(target, project_of(plan, target))]
+        for change in plan.for_target(target):
+            block.extend(_change_block(change))
+        block.extend(f"  left alone: {untouched_text(u)}"
+                     for u in plan.untouched if u.target == target)
+        blocks.append(block)
+    phrase = summary_phrase(plan)
+    if phrase is None:
+        blocks.append([f"No changes. The image stores match {file_name}."])
+    else:
+        blocks.append([f"Plan: {phrase}."])
+    return _join(blocks)
+
+
+# -- apply result ---------------------------------------------------------------------------
+
+def render_result(result: ApplyResult) -> str:
+    """What apply did, per target, then ``Apply complete: ...`` or ``Apply failed: ...``."""
+    blocks: list[list[str]] = []
+    for target in sorted({o.change.target for o in result.outcomes}):
+        mine = [o for o in result.outcomes if o.change.target == target]
+        block = [_header(target, mine[0].change.project)]
+        block.extend(f"  {change_line(o.change)}  {outcome_label(o)}"
+                     for o in mine)
+        blocks.append(block)
+    counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
+    if not result.outcomes:
+        blocks.append(["Apply complete: no changes."])
+    else:
+        parts = [f"{counts[Status.DONE]} done"]
+        if counts[Status.FAILED]:
+            parts.append(f"{counts[Status.FAILED]} failed")
+        if counts[Status.SKIPPED]:
+            parts.append(f"{counts[Status.SKIPPED]} skipped")
+        verdict = "complete" if result.ok else "failed"
+        blocks.append([f"Apply {verdict}: {', '.join(parts)}."])
+    return _join(blocks)
+
