@@ -9,6 +9,12 @@ built-in value (type container, auto_update false, public false, profiles
 [default], no properties).  ``defaults.properties`` lie under the entry's (the
 entry's keys win).  A pinned entry never auto-updates, whatever ``defaults``
 say.  An entry's ``expires_at`` replaces a ``defaults.expires_after``.
+
+Targets: none declared (``targets`` absent, null or ``{}``) means exactly one,
+``local``; a target without ``url`` (or with a bare ``unix://``) is the local
+daemon's socket, found as the incus client finds it.  Entries come out in file
+order, and within an entry in the order of its ``targets`` (default: every
+target, in file order).
 """
 
 from __future__ import annotations

@@ -27,14 +27,16 @@ def read_material(value: str, base_dir: Path, *, hidden_by: tuple[str, ...] = ()
     """Resolve one certificate/key value; ``hidden_by`` names variables whose value is secret."""
     if PEM_MARK in value:
         return Material(text=value)
+    variables = ", ".join(f"${{{name}}}" for name in hidden_by)
     if hidden_by:
-        shown = "the path in " + ", ".join(f"${{{name}}}" for name in hidden_by)
+        shown = f"the path in {variables}"
     elif "\n" in value or len(value) > 4096:
         shown = "the value"
     else:
         shown = repr(value)
     if not value.strip() or "\n" in value or "\0" in value:
-        return Material(problem=f"{shown} is neither PEM text nor a file path")
+        what = f"the value of {variables}" if hidden_by else shown
+        return Material(problem=f"{what} is neither PEM text nor a file path")
     path = base_dir / value
     try:
         data = path.read_bytes()

@@ -107,6 +107,8 @@ def parse(text: str) -> Document:
 
 def _syntax_message(exc: MarkedYAMLError) -> str:
     problem = str(exc.problem or exc.context or "syntax error")
+    if exc.problem and exc.context and str(exc.context).startswith("expected"):
+        problem = f"{exc.context}, {exc.problem}"
     duplicate = _DUPLICATE_KEY.search(problem)
     if duplicate:
         # The parser's text quotes both values; they may be key material.
