@@ -1,0 +1,43 @@
+"""pytest fixtures for a local simplestreams remote (registered by ``tests/conftest.py``).
+
+* ``sstree``: an empty :class:`SimpleStreamsTree` in the test's ``tmp_path``.
+* ``ss_http``: ``sstree`` served over plain HTTP on 127.0.0.1.
+* ``tls_files``: a test CA and server certificate (made once per session).
+* ``ss_https``: ``sstree`` served over HTTPS (TLS 1.3 capable) with ``tls_files``;
+  trust it with ``ss_https.tls.ca_pem``.
+
+Both servers log request paths (``served.count("streams/v1/index.json")``) and stop
+when the test ends.  Nothing listens anywhere but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.ssserver import ServedTree, TLSFiles, make_tls, serve
+from tests.support.sstree import SimpleStreamsTree
+
+
+@pytest.fixture
+def sstree(tmp_path: Path) -> SimpleStreamsTree:
+    return SimpleStreamsTree(tmp_path / "sstree")
+
+
+@pytest.fixture
+def ss_http(sstree: SimpleStreamsTree) -> Iterator[ServedTree]:
+    with serve(sstree.root) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_tls(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def ss_https(sstree: SimpleStreamsTree, tls_files: TLSFiles) -> Iterator[ServedTree]:
+    with serve(sstree.root, tls_files) as served:
+        yield served
