@@ -7,7 +7,6 @@ skipped with the command that installs it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable, Iterator
 
@@ -16,11 +15,7 @@ import pytest
 from tests.support.incusd import INCUSD, Incusd
 
 # --- other fixture modules -------------------------------------------------------------
-# tests/support/fixtures.py (simplestreams fixtures) is registered here when it exists.
-pytest_plugins = [
-    name for name in ("tests.support.fixtures",) if importlib.util.find_spec(name) is not None
-]
-# ---------------------------------------------------------------------------------------
+pytest_plugins = ["tests.support.fixtures", "tests.support.e2e"]
 
 IncusdFactory = Callable[..., Incusd]
 
