@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from reconciler import requirements
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
 from reconciler.model.config import Config, EntrySpec
 from reconciler.model.observed import Inventory, ObservedImage, RecordedImage, TargetState
@@ -60,6 +61,7 @@ class _TargetPlan:
     warnings: list[PlanWarning] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     untouched: list[Untouched] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     ownership: Inventory | None = None
 
 
@@ -89,6 +91,7 @@ def make_plan(
     warnings: list[PlanWarning] = []
     untouched: list[Untouched] = []
     conflicts: list[str] = []
+    notes: list[str] = []
     ownership: dict[str, Inventory] = {}
     for name in sorted(states):
         tp = _plan_target(config, states[name], catalogs, now)
@@ -96,6 +99,7 @@ def make_plan(
         warnings += tp.warnings
         untouched += tp.untouched
         conflicts += tp.conflicts
+        notes += tp.notes
         if tp.ownership is not None:
             ownership[name] = tp.ownership
     if conflicts:
@@ -107,6 +111,7 @@ def make_plan(
         summary=summarize(ordered),
         warnings=tuple(sorted(warnings, key=lambda w: (w.target, w.image, w.code))),
         untouched=tuple(untouched),
+        notes=tuple(dict.fromkeys(notes)),
         ownership={t: inv for t, inv in ownership.items() if any(c.target == t for c in ordered)},
     )
 
@@ -170,7 +175,8 @@ def _plan_target(
         if fp in deleting:
             return
         deleting.add(fp)
-        tp.changes.append(change(Action.IMAGE_DELETE, reason, fingerprint=fp, source=source))
+        tp.changes.append(change(Action.IMAGE_DELETE, reason, fingerprint=fp, source=source,
+                                 instances=list(state.instances.get(fp, ()))))
 
     for entry in config.entries_for(state.target):
         arch = entry.architecture or state.host_architecture
@@ -197,6 +203,7 @@ def _plan_target(
             properties=tuple(sorted(entry.properties)), expires_at=expiry is not None,
         )
         keep[wanted] = record
+        _preflight(entry, build, current, state, tp)
         owner_now = attrs[wanted].owner if current else None
         if current is not None and owner_now not in (None, owner):
             tp.conflicts.append(
@@ -300,6 +307,7 @@ def _plan_target(
                            f"(policy.cached.delete_unused_after: {days}d)", None)
 
     tp.changes += _server_changes(config, state, change, tp.conflicts)
+    _space(state, tp)
 
     for img in state.images:
         a = attrs[img.fingerprint]
@@ -386,6 +394,38 @@ def _update(
                         properties=props, expires_at=target_expiry)
     return change(Action.IMAGE_UPDATE, "declared fields differ", fingerprint=img.fingerprint,
                   source=entry.source, fields=fields, writable=writable, record=record)
+
+
+def _preflight(entry: EntrySpec, build: RemoteImage | None, current: ObservedImage | None,
+               state: TargetState, tp: _TargetPlan) -> None:
+    """Requirement warnings for an image the plan downloads or keeps: the remote's
+    ``requirements`` before download, the image's ``requirements.*`` properties after."""
+    reqs = dict(build.requirements) if build else {}
+    if current is not None:
+        reqs.update(requirements.from_properties(current.properties))
+    if not reqs:
+        return
+    found, notes = requirements.check(reqs, type_=entry.type, profile_names=entry.profiles,
+                                      profiles=state.profiles, kernel_cgroup=state.kernel_cgroup)
+    for f in found:
+        tp.warnings.append(PlanWarning(code=f.code, target=state.target, image=entry.source,
+                                       message=f.message))
+    tp.notes += [f"target {state.target!r}, {entry.source}: {n}" for n in notes]
+
+
+def _space(state: TargetState, tp: _TargetPlan) -> None:
+    """``storage.space`` when the planned downloads exceed the image store's free space
+    (only where the daemon exposes it)."""
+    downloads = [c for c in tp.changes if c.action is Action.IMAGE_DOWNLOAD]
+    need = sum(c.size or 0 for c in downloads)
+    free = state.images_free_bytes
+    if free is None or not downloads or need <= free:
+        return
+    tp.warnings.append(PlanWarning(
+        code="storage.space", target=state.target,
+        image=", ".join(sorted({c.source or "" for c in downloads})),
+        message=f"the planned downloads need {need} bytes but the image store has {free} "
+                "bytes free; free space or enlarge storage.images_volume"))
 
 
 def _server_changes(

@@ -43,7 +43,13 @@ from reconciler.errors import (
 )
 from reconciler.inventory import parse_config
 from reconciler.model.config import TargetSpec
-from reconciler.model.observed import ObservedAlias, ObservedImage, TargetState, UpdateSource
+from reconciler.model.observed import (
+    ObservedAlias,
+    ObservedImage,
+    Profile,
+    TargetState,
+    UpdateSource,
+)
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import Progress
 
@@ -158,6 +164,14 @@ def _config_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def _kernel_cgroup(server_version: str) -> str | None:
+    """``"v2"`` on Incus 7 and later (cgroup v1 support was removed); None when unknown."""
+    try:
+        return "v2" if int(server_version.split(".", 1)[0]) >= 7 else None
+    except ValueError:
+        return None
 
 
 def _images_enabled(value: str | None) -> bool:
@@ -390,13 +404,59 @@ class IncusStore:
         images = sorted((image_from_api(d) for d in listed if isinstance(d, Mapping)),
                         key=lambda i: i.fingerprint)
         plain, inventories = parse_config(config, effective)
+        version = str(environment.get("server_version") or "")
         return TargetState(
             target=self.target, project=self.project, effective_project=effective,
             host_architecture=str(architectures[0]) if architectures else "",
-            server_version=str(environment.get("server_version") or ""),
+            server_version=version,
             server_config=plain, config_etag=etag, inventories=inventories,
-            images=tuple(images),
+            images=tuple(images), profiles=self._profiles(), instances=self._instances(),
+            images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
+            kernel_cgroup=_kernel_cgroup(version),
         )
+
+    def _profiles(self) -> dict[str, Profile]:
+        """The project's profiles, one list call."""
+        listed = self._call("GET", "/1.0/profiles", "profile list",
+                            params={"recursion": "1"}).get("metadata") or []
+        out: dict[str, Profile] = {}
+        for p in listed:
+            if isinstance(p, Mapping) and isinstance(p.get("name"), str):
+                devices = {str(k): {str(a): str(b) for a, b in (v or {}).items()}
+                           for k, v in (p.get("devices") or {}).items()}
+                out[p["name"]] = Profile(
+                    name=p["name"], devices=devices,
+                    config={str(k): _config_value(v) for k, v in (p.get("config") or {}).items()})
+        return out
+
+    def _instances(self) -> dict[str, tuple[str, ...]]:
+        """Fingerprint -> names of the project's instances created from it, one list call."""
+        listed = self._call("GET", "/1.0/instances", "instance list",
+                            params={"recursion": "1"}).get("metadata") or []
+        out: dict[str, list[str]] = {}
+        for inst in listed:
+            if not isinstance(inst, Mapping):
+                continue
+            base = (inst.get("config") or {}).get("volatile.base_image")
+            if isinstance(base, str) and base and isinstance(inst.get("name"), str):
+                out.setdefault(base, []).append(inst["name"])
+        return {fp: tuple(sorted(names)) for fp, names in out.items()}
+
+    def _images_free(self, images_volume: str) -> int | None:
+        """Free bytes of the image store, when it is a storage volume (else not exposed)."""
+        pool = images_volume.split("/", 1)[0] if "/" in images_volume else ""
+        if not pool:
+            return None
+        try:
+            res = self._call("GET", f"/1.0/storage-pools/{pool}/resources", "pool resources",
+                             project="default").get("metadata") or {}
+        except StoreError:
+            return None
+        space = res.get("space") or {}
+        total, used = space.get("total"), space.get("used")
+        if isinstance(total, int) and isinstance(used, int) and total > 0:
+            return max(total - used, 0)
+        return None
 
     def _get_image(self, fingerprint: str) -> tuple[ObservedImage, str]:
         resp = self._send("GET", _image_path(fingerprint))

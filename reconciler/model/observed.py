@@ -93,6 +93,14 @@ def inventory_key(owner: str, project: str) -> str:
     return f"{INVENTORY_PREFIX}{owner}.{project}"
 
 
+class Profile(_Frozen):
+    """A profile of the target's project: its config and devices, as the daemon lists them."""
+
+    name: str
+    config: dict[str, str] = Field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
 class TargetState(_Frozen):
     """A snapshot of one target.
 
@@ -101,6 +109,12 @@ class TargetState(_Frozen):
     ``server_config`` holds the daemon's server config without inventory keys;
     ``inventories`` every owner's record for the effective project.
     ``config_etag`` is ``GET /1.0``'s ETag at observation time.
+    ``profiles`` are the project's profiles (for requirement checks); ``instances``
+    maps a fingerprint to the names of the project's instances created from it
+    (``volatile.base_image``); ``images_free_bytes`` is the free space of the image
+    store where the daemon exposes it (``storage.images_volume``), else None.
+    ``kernel_cgroup`` is ``"v2"`` when the host cannot run cgroup v1 images, None
+    when the daemon does not say.
     """
 
     target: str
@@ -112,6 +126,10 @@ class TargetState(_Frozen):
     config_etag: str = ""
     inventories: dict[str, Inventory] = Field(default_factory=dict)
     images: tuple[ObservedImage, ...] = ()
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    instances: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    images_free_bytes: int | None = None
+    kernel_cgroup: str | None = None
 
     def image(self, fingerprint: str) -> ObservedImage | None:
         for img in self.images:

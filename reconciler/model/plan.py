@@ -118,6 +118,9 @@ class Change(_Frozen):
     pull: PullSource | None = None
     writable: Writable | None = None
     record: RecordedImage | None = None
+    instances: list[str] | None = None
+    """On ``image.delete``: the instances of the target created from the image (``[]``
+    when none).  Deleting the image does not affect them; it is for review."""
     replace_cached: bool | None = None
     """On a download: the fingerprint is present as a daemon-cached image, which no API
     call can turn into an explicit one, so apply deletes that copy and pulls it again."""
@@ -159,6 +162,8 @@ class Plan(_Frozen):
     changes: tuple[Change, ...] = ()
     summary: Summary = Field(default_factory=Summary)
     warnings: tuple[PlanWarning, ...] = ()
+    notes: tuple[str, ...] = ()
+    """Things the plan could not check (for example a host's cgroup layout); not warnings."""
     untouched: tuple[Untouched, ...] = ()
     ownership: dict[str, Inventory] = Field(default_factory=dict)
 

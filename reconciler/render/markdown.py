@@ -74,6 +74,9 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
             f"- {code(w.code)} on {code(w.target)}, {code(w.image)}: {' '.join(w.message.split())}"
             for w in plan.warnings
         ]
+    if plan.notes:
+        lines += ["", "**Notes** (could not be checked)", ""]
+        lines += [f"- {' '.join(n.split())}" for n in plan.notes]
     for target in targets_of(plan):
         project = project_of(plan, target)
         heading = f"### Target {code(target)}" + (f" (project {code(project)})" if project else "")

@@ -85,6 +85,8 @@ def notes(change: Change) -> list[str]:
             out.append(human_bytes(change.size))
         if change.replace_cached:
             out.append("replaces the daemon-cached copy")
+    if change.action is Action.IMAGE_DELETE and change.instances:
+        out.append("instances created from it: " + ", ".join(change.instances))
     if change.action is Action.ALIAS_CREATE and change.description:
         out.append(f"description: {value(change.description)}")
     return out
@@ -203,6 +205,8 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
         blocks.append(["Warnings:"] + [
             f"  ! {w.target}: {w.image}: {w.message} [{w.code}]" for w in plan.warnings
         ])
+    if plan.notes:
+        blocks.append(["Notes (not checked):"] + [f"  - {n}" for n in plan.notes])
     for target in targets_of(plan):
         block = [_header(target, project_of(plan, target))]
         for change in plan.for_target(target):

@@ -18,7 +18,8 @@ def fp_of(*parts: object) -> str:
 
 
 def build(alias: str, serial: int, *, type_: str = "container", arch: str = "x86_64",
-          support_eol: datetime | None = None) -> RemoteImage:
+          support_eol: datetime | None = None,
+          requirements: dict[str, str] | None = None) -> RemoteImage:
     fp = fp_of(alias, serial, type_, arch)
     created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=serial)
     return RemoteImage(
@@ -28,7 +29,7 @@ def build(alias: str, serial: int, *, type_: str = "container", arch: str = "x86
         files=(RemoteFile(ftype="incus.tar.xz", path=f"m/{fp}", sha256="a" * 64, size=10),
                RemoteFile(ftype="root.tar.xz", path=f"r/{fp}", sha256="b" * 64, size=990)),
         aliases=(alias,), properties={"os": alias.split("/")[0], "serial": str(serial)},
-        expires_at=support_eol,
+        expires_at=support_eol, requirements=requirements or {},
     )
 
 

@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from reconciler.errors import AlreadyExists, NotFound, OperationFailed, PreconditionFailed
 from reconciler.inventory import parse_config
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import ObservedAlias, ObservedImage, TargetState, UpdateSource
+from reconciler.model.observed import (
+    ObservedAlias,
+    ObservedImage,
+    Profile,
+    TargetState,
+    UpdateSource,
+)
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 
@@ -60,6 +66,10 @@ class FakeStore:
         self.stale: dict[str, str] = {}
         """fingerprint the daemon's cache still resolves an alias pull to: {new fp: old fp}."""
         self.calls: list[str] = []
+        self.profiles: dict[str, Profile] = {"default": Profile(name="default")}
+        self.instances: dict[str, tuple[str, ...]] = {}
+        self.images_free_bytes: int | None = None
+        self.kernel_cgroup: str | None = None
 
     # -- helpers for tests --------------------------------------------------------------------
 
@@ -82,7 +92,10 @@ class FakeStore:
                            effective_project=self.project,
                            host_architecture=self.host_architecture, server_config=plain,
                            config_etag=str(self.etag), inventories=inventories,
-                           images=tuple(images))
+                           images=tuple(images), profiles=dict(self.profiles),
+                           instances=dict(self.instances),
+                           images_free_bytes=self.images_free_bytes,
+                           kernel_cgroup=self.kernel_cgroup)
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         return self.images.get(fingerprint)
