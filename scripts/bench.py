@@ -32,8 +32,14 @@ from tests.support.sstree import SimpleStreamsTree
 
 def upload(daemon: Incusd, index: int) -> None:
     built = build_unified_image("bench", str(index), "20250101_0000")
-    daemon._raw("POST", "/1.0/images", built.metadata,  # noqa: SLF001 - raw upload
+    daemon._raw("POST", "/1.0/images", built.metadata,
                 headers={"Content-Type": "application/octet-stream"})
+
+
+def _counter(calls: Counter[str]) -> Any:
+    def hook(response: Any, *a: Any, **k: Any) -> None:
+        calls["daemon"] += 1
+    return hook
 
 
 def main() -> int:
@@ -70,11 +76,7 @@ def main() -> int:
                 upload(daemon, count)
                 count += 1
             calls: Counter[str] = Counter()
-
-            def hook(response: Any, *a: Any, **k: Any) -> None:
-                calls["daemon"] += 1
-
-            store.transport.session.hooks["response"] = [hook]
+            store.transport.session.hooks["response"] = [_counter(calls)]
             served.reset()
             started = time.perf_counter()
             plan = make_plan(config, targets=None, allow_empty=False, environ={}, now=now,
