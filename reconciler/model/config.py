@@ -10,18 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
 
 DEFAULT_OWNER = "incus-images"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RemoteSpec(_Frozen):
+class RemoteSpec(Frozen):
     """A remote image server, by the name the file gives it."""
 
     name: str
@@ -31,7 +28,7 @@ class RemoteSpec(_Frozen):
     """PEM text; trusted for TLS and handed to the daemon as ``source.certificate``."""
 
 
-class TargetSpec(_Frozen):
+class TargetSpec(Frozen):
     """An image store.  ``url`` is ``unix:///path`` or ``https://host:port``."""
 
     name: str
@@ -42,14 +39,14 @@ class TargetSpec(_Frozen):
     server_cert: str | None = Field(default=None, repr=False)
 
 
-class AliasDecl(_Frozen):
+class AliasDecl(Frozen):
     """A local alias an entry declares."""
 
     name: str
     description: str = ""
 
 
-class EntrySpec(_Frozen):
+class EntrySpec(Frozen):
     """One image entry for one target, with defaults applied.
 
     Identity is ``(target, source, type, architecture)``; ``architecture`` is the
@@ -76,19 +73,19 @@ class EntrySpec(_Frozen):
         return self.fingerprint is not None
 
 
-class CachedPolicy(_Frozen):
+class CachedPolicy(Frozen):
     """``None`` days means keep cached images (the default)."""
 
     delete_unused_after_days: int | None = None
 
 
-class PolicySpec(_Frozen):
+class PolicySpec(Frozen):
     prune: bool = True
     alias_conflicts: Literal["fail", "take"] = "fail"
     cached: CachedPolicy = Field(default_factory=CachedPolicy)
 
 
-class Config(_Frozen):
+class Config(Frozen):
     """The whole validated desired state.
 
     ``entries`` holds one :class:`EntrySpec` per (image entry, target), in file

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RemoteFile(_Frozen):
+class RemoteFile(Frozen):
     """One downloadable file of a simplestreams image (metadata or rootfs)."""
 
     ftype: str
@@ -22,7 +19,7 @@ class RemoteFile(_Frozen):
     size: int
 
 
-class RemoteImage(_Frozen):
+class RemoteImage(Frozen):
     """One build of one product on a remote.
 
     ``architecture`` is the canonical Incus name (``x86_64``); ``remote_architecture``
@@ -45,7 +42,7 @@ class RemoteImage(_Frozen):
     expires_at: datetime | None = None
 
 
-class RemoteCatalog(_Frozen):
+class RemoteCatalog(Frozen):
     """Every build a remote serves, with its alias table.
 
     ``alias_table`` maps ``"name|type|architecture"`` to a fingerprint: the

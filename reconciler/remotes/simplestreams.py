@@ -356,19 +356,21 @@ class _VersionContext:
 
 def _version_date(serial: str) -> datetime | None:
     """UTC midnight of the ``YYYYMMDD`` a version key starts with, or None."""
-    match = _VERSION_DATE.match(serial)
+    return _utc_midnight(_VERSION_DATE.match(serial))
+
+
+def _eol(value: str) -> datetime | None:
+    """``support_eol`` (``YYYY-MM-DD``) as UTC midnight; anything else means no expiry."""
+    return _utc_midnight(_EOL.match(value))
+
+
+def _utc_midnight(match: re.Match[str] | None) -> datetime | None:
+    """The date of a (year, month, day) match at 00:00 UTC; None when absent or invalid."""
     if not match:
         return None
     try:
         return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
     except ValueError:
-        return None
-
-
-def _eol(value: str) -> datetime | None:
-    """``support_eol`` (``YYYY-MM-DD``) as UTC midnight; anything else means no expiry."""
-    match = _EOL.match(value)
-    if not match:
         return None
     try:
         return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
