@@ -7,7 +7,9 @@ Invariants:
 - A download lands exactly the planned fingerprint or fails: when the daemon
   lands another build (its simplestreams cache is up to an hour old) or cannot
   find the planned one, the files are fetched from the remote, checked against
-  its index, and uploaded (``via="upload"``).
+  its index, and uploaded (``via="upload"``).  A pull that resolved to an image
+  already in the store has overwritten that image's writable fields with the
+  request's (the daemon does so even when the operation fails): they are put back.
 - Ownership records are written as changes land, so an apply killed at any
   point leaves a store the next plan understands.
 - After a target's changes, one observation checks that each change really
@@ -30,8 +32,8 @@ from reconciler.errors import (
 )
 from reconciler.inventory import update_inventory
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import Inventory, TargetState
-from reconciler.model.plan import Action, Change, Plan
+from reconciler.model.observed import Inventory, ObservedImage, TargetState
+from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
 
@@ -183,6 +185,7 @@ class _TargetRun:
         certificate = remote.certificate if remote else None
         landed: str | None = None
         why = ""
+        present = {img.fingerprint: img for img in self.store.observe().images}
         try:
             landed = self.store.pull_image(
                 c.pull, certificate=certificate, writable=c.writable,
@@ -191,6 +194,7 @@ class _TargetRun:
             why = str(exc)
         via = "pull"
         if landed != fp:
+            self._undo_upsert(present, c.writable, fp)
             if landed is not None:
                 why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
                 if landed not in self.before:
@@ -203,6 +207,28 @@ class _TargetRun:
         self.before.add(fp)
         return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
                        message="" if via == "pull" else why)
+
+    def _undo_upsert(
+        self, before: Mapping[str, ObservedImage], sent: Writable, planned: str
+    ) -> None:
+        """Give back the writable fields the daemon overwrote on an image it already had.
+
+        A pull by alias that resolves (through the daemon's older index) to an image
+        already in the store writes the request's ``public``, ``auto_update``,
+        ``profiles`` and properties onto that image, even when the operation then
+        fails.  That image may be nobody's or another owner's, whose fields the
+        tool never changes: every image that was present before the pull and now
+        carries exactly what the request sent gets its previous fields back.
+        """
+        for img in self.store.observe().images:
+            old = before.get(img.fingerprint)
+            if old is None or img.fingerprint == planned or not _upserted(old, img, sent):
+                continue
+            keys = set(old.properties) | set(img.properties)
+            self.store.update_image(img.fingerprint, Writable(
+                auto_update=old.auto_update, public=old.public, profiles=old.profiles,
+                properties={k: old.properties.get(k) for k in sorted(keys)},
+                expires_at=old.expires_at))
 
     def _upload(self, c: Change, remote: RemoteSpec | None) -> None:
         assert c.pull is not None and c.fingerprint is not None
@@ -253,6 +279,20 @@ class _TargetRun:
         if problems:
             raise ApplyError(f"target {self.target!r}: the daemon reported success but "
                              + "; ".join(problems))
+
+
+def _writable_fields(img: ObservedImage) -> tuple[object, ...]:
+    return (img.auto_update, img.public, tuple(img.profiles), img.properties)
+
+
+def _upserted(before: ObservedImage, after: ObservedImage, sent: Writable) -> bool:
+    """Whether ``after`` differs from ``before`` by exactly a pull request's fields."""
+    if _writable_fields(before) == _writable_fields(after):
+        return False
+    props = {**before.properties,
+             **{k: v for k, v in sent.properties.items() if v not in (None, "")}}
+    return (after.auto_update == sent.auto_update and after.public == sent.public
+            and tuple(after.profiles) == tuple(sent.profiles) and after.properties == props)
 
 
 class _InventoryChange(Protocol):

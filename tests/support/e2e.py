@@ -74,8 +74,13 @@ class World:
         return {a["name"]: a["target"] for a in listing}
 
     def import_by_hand(self, os_: str, release: str, serial: str, *aliases: str) -> str:
-        """Pull a tree build outside the tool (by fingerprint, as an admin would), alias it."""
+        """Pull a tree build outside the tool (by fingerprint, as an admin would), alias it.
+
+        The daemon's cached index of the tree is flushed first: it would not know the
+        build just added (the daemon keeps an index for an hour).
+        """
         built = self.tree.add(os_, release, serial)
+        self.daemon.flush_stream_cache(self.served.url)
         self.daemon.api("POST", "/1.0/images", {"source": {
             "type": "image", "mode": "pull", "server": self.served.url,
             "protocol": "simplestreams", "fingerprint": built.fingerprint}})

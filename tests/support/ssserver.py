@@ -3,7 +3,8 @@
 * :func:`serve` is a context manager: a ``ThreadingHTTPServer`` on ``127.0.0.1``, port 0,
   in a daemon thread; it stops when the ``with`` block ends.  It yields a
   :class:`ServedTree` with the ``url`` and a log of every request path, so tests can
-  assert how often a file was fetched.
+  assert how often a file was fetched; setting its ``file_delay`` makes image file
+  downloads slow (to interrupt them).
 * :func:`make_tls` creates a test CA and a server certificate for ``DNS:localhost`` and
   ``IP:127.0.0.1`` (EC P-384) with the ``openssl`` CLI.  The HTTPS server speaks TLS 1.2
   and 1.3 (the Incus daemon insists on 1.3).  Give the daemon ``TLSFiles.ca_pem`` as
@@ -20,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -88,6 +90,9 @@ class ServedTree:
     tls: TLSFiles | None
     requests: list[str] = field(default_factory=list)
     """Every request path, in arrival order, as sent (``/streams/v1/index.json``)."""
+    file_delay: float = 0.0
+    """Seconds to wait before answering each request for an image file (``/images/...``):
+    a slow download that tests can interrupt.  Index files are never delayed."""
 
     def count(self, path: str) -> int:
         """How many requests asked for ``path`` (leading ``/`` and query ignored)."""
@@ -110,6 +115,10 @@ class _Handler(SimpleHTTPRequestHandler):
     def send_head(self) -> Any:
         with self._lock:
             self._log.append(self.path)
+        served = getattr(self.server, "served", None)
+        if served is not None and served.file_delay > 0 \
+                and urlsplit(self.path).path.startswith("/images/"):
+            time.sleep(served.file_delay)
         return super().send_head()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -119,6 +128,7 @@ class _Handler(SimpleHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     tls_context: ssl.SSLContext | None = None
+    served: ServedTree | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls_context is None:
@@ -153,6 +163,7 @@ def serve(root: Path, tls: TLSFiles | None = None) -> Iterator[ServedTree]:
         scheme = "https"
     port = server.server_address[1]
     served = ServedTree(url=f"{scheme}://127.0.0.1:{port}", root=root, tls=tls, requests=log)
+    server.served = served
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"ssserver-{port}", daemon=True)
     thread.start()
