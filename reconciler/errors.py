@@ -98,5 +98,9 @@ class StalePlan(IncusImagesError):
     """A saved plan no longer matches the stores it was made from."""
 
 
+class PlanFileError(IncusImagesError):
+    """A saved plan file is unreadable, truncated, edited, foreign or does not fit the file."""
+
+
 class Refused(IncusImagesError):
     """The tool declined to act (for example ``apply`` without a terminal and without ``--yes``)."""

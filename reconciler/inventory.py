@@ -28,8 +28,12 @@ def decode(owner: str, project: str, text: str) -> Inventory:
 
 
 def encode(inventory: Inventory) -> str:
-    """Compact, key-sorted JSON (stable, so an unchanged record is an unchanged value)."""
-    data = inventory.model_dump(mode="json", exclude={"owner", "project"})
+    """Compact, key-sorted JSON (stable, so an unchanged record is an unchanged value).
+
+    Absent optional fields (a record without provenance) are left out, so records
+    written without them keep the exact encoding older versions wrote.
+    """
+    data = inventory.model_dump(mode="json", exclude={"owner", "project"}, exclude_none=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

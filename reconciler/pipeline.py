@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 
 from reconciler.apply import Reporter
 from reconciler.apply import apply_plan as _apply
@@ -82,7 +83,7 @@ def make_plan(
     states = observe(stores)
     catalogs = fetch_catalogs(config, names, rdr)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty)
-    return plan.model_copy(update={"created_at": now})
+    return saveable(config, plan.model_copy(update={"created_at": now}), states)
 
 
 def apply_plan(
@@ -101,3 +102,18 @@ def apply_plan(
     stores = {n: conn(config.targets[n]) for n in names}
     return _apply(plan, stores=stores, reader=reader or default_reader(),
                   remotes=config.remotes, reporter=reporter)
+
+
+def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
+    """``plan`` made self-checking, so it can be saved and applied later.
+
+    It records the file's digest, the file's git provenance (stamped on every
+    record apply writes), what it relies on in each target it changes, and is
+    sealed with its own digest (``reconciler.planfile``).
+    """
+    from reconciler import planfile, provenance
+
+    observed = {t: planfile.select(states[t], plan, config) for t in planfile.touched(plan)}
+    stamped = provenance.stamp(plan, provenance.discover(Path(config.path)))
+    return planfile.seal(stamped.model_copy(
+        update={"desired_digest": config.digest, "observed": observed}))

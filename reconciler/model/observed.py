@@ -53,11 +53,29 @@ class ObservedImage(_Frozen):
     aliases: tuple[ObservedAlias, ...] = ()
 
 
+class Provenance(_Frozen):
+    """Where a desired-state file came from: its git commit, repository and path.
+
+    ``repository`` is the ``origin`` remote's URL with any credentials removed, or
+    the repository's top-level directory when it has no ``origin``.  ``path`` is the
+    file relative to that top level (``/`` separated).  ``dirty`` is true when the
+    file differs from (or is not in) the commit, so the commit alone does not
+    describe it.  Informational only: the planner never compares it.
+    """
+
+    commit: str
+    repository: str
+    path: str
+    dirty: bool = False
+
+
 class RecordedImage(_Frozen):
     """What an owner's inventory says about one image it manages.
 
     ``aliases`` are the local aliases this owner manages on it; ``properties``
     the property keys this owner set (so it can remove the ones the file drops).
+    ``provenance`` says which commit of which file declared it when an apply last
+    wrote this record (None outside git); it never makes a plan change anything.
     """
 
     source: str
@@ -67,6 +85,7 @@ class RecordedImage(_Frozen):
     properties: tuple[str, ...] = ()
     expires_at: bool = False
     """True when this owner wrote the image's ``expires_at`` (so dropping it clears it)."""
+    provenance: Provenance | None = None
 
 
 class Inventory(_Frozen):

@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from reconciler.model.desired import ImageType
-from reconciler.model.observed import Inventory, RecordedImage
+from reconciler.model.observed import Inventory, Provenance, RecordedImage
 from reconciler.model.remote import RemoteFile
+from reconciler.model.snapshot import ObservedSnapshot
 
 FORMAT_VERSION = "1"
 
@@ -154,7 +155,15 @@ class Untouched(_Frozen):
 
 
 class Plan(_Frozen):
-    """A whole plan.  ``ownership`` is each touched target's inventory after apply."""
+    """A whole plan.  ``ownership`` is each touched target's inventory after apply.
+
+    The last fields make a plan a self-checking saved file (``reconciler.planfile``):
+    ``desired_digest`` is the SHA-256 of the desired-state file it was made from;
+    ``provenance`` that file's git commit (None outside git); ``observed`` what it
+    saw on every target it changes (``apply PLAN`` refuses when any of it moved);
+    ``digest`` the SHA-256 of the canonical JSON of every other field, so an edited
+    or truncated file is detected.  None of them holds key material.
+    """
 
     format_version: str = FORMAT_VERSION
     owner: str = "incus-images"
@@ -166,6 +175,10 @@ class Plan(_Frozen):
     """Things the plan could not check (for example a host's cgroup layout); not warnings."""
     untouched: tuple[Untouched, ...] = ()
     ownership: dict[str, Inventory] = Field(default_factory=dict)
+    desired_digest: str | None = None
+    provenance: Provenance | None = None
+    observed: dict[str, ObservedSnapshot] | None = None
+    digest: str | None = None
 
     @property
     def has_changes(self) -> bool:
