@@ -102,5 +102,13 @@ class PlanFileError(IncusImagesError):
     """A saved plan file is unreadable, truncated, edited, foreign or does not fit the file."""
 
 
+class LeaseHeld(IncusImagesError):
+    """Another apply holds a target's lease and did not let go within ``--lock-timeout``."""
+
+
+class LeaseLost(IncusImagesError):
+    """This apply's lease on a target was taken over while it ran (it could not renew it)."""
+
+
 class Refused(IncusImagesError):
     """The tool declined to act (for example ``apply`` without a terminal and without ``--yes``)."""

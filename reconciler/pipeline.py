@@ -15,6 +15,7 @@ from pathlib import Path
 from reconciler.apply import Reporter
 from reconciler.apply import apply_plan as _apply
 from reconciler.errors import IncusImagesError
+from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
@@ -117,3 +118,27 @@ def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> P
     stamped = provenance.stamp(plan, provenance.discover(Path(config.path)))
     return planfile.seal(stamped.model_copy(
         update={"desired_digest": config.digest, "observed": observed}))
+
+
+def leases(
+    config: Config,
+    targets: Sequence[str],
+    *,
+    timeout: float,
+    ttl: float,
+    on_wait: Callable[[str, LeaseRecord], None],
+    on_note: Callable[[str], None],
+    connect: Connect | None = None,
+) -> Leases:
+    """The leases an apply on ``targets`` holds (one per daemon URL), not yet taken.
+
+    Use it as a context manager around planning and applying.  Each lease has a
+    connection of its own, used only by the lease (and its renewal thread).
+    """
+    conn = connect or default_connect
+    by_url: dict[str, str] = {}
+    for name in sorted(set(targets)):
+        by_url.setdefault(config.targets[name].url.rstrip("/"), name)
+    stores = [(name, conn(config.targets[name])) for _, name in sorted(by_url.items())]
+    return Leases(stores, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
+                  on_note=on_note)

@@ -1,0 +1,374 @@
+"""A lease per daemon, so that two applies never interleave on one image store.
+
+The lease is a JSON value ``{"holder", "since", "expires", "token"}`` in the
+daemon's server config under :data:`LEASE_KEY` (``user.*`` keys are accepted
+there; ``reconciler.inventory.parse_config`` reads it as neither a setting nor an
+inventory: it has no ``.<project>`` suffix).  ``holder`` is ``owner@host:pid``
+for people; ``token`` identifies one run.
+
+Invariants:
+
+* The core is pure: :func:`decide` and :func:`claim` take the time as an
+  argument and do no I/O.  :class:`Lease` is the thin loop around them.
+* Every write is compare-and-swap (``If-Match`` on ``GET /1.0``'s ETag), so two
+  runs can never both take a free lease.
+* A lease is this run's when its token matches; taking it again only extends it
+  (two targets on one daemon share one lease).
+* A lease whose ``expires`` has passed is free: an apply that crashed or was
+  killed stops blocking others after at most its time to live.  A running apply
+  renews its leases from a background thread every third of that time.
+* Sooner, on the same machine: a lease whose holder ran in this kernel boot and
+  PID namespace (``host``) and whose process has ended (``pid``) is abandoned and
+  free.  Elsewhere nothing is guessed: a process we cannot see may be alive.
+* Release removes only this run's lease, never another's, and happens on every
+  way out of the ``with`` block (success, failure, interrupt).
+* Times are the clients' own UTC clocks; clocks further apart than the time to
+  live could let a lease be taken early.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from reconciler.errors import IncusImagesError, LeaseHeld, LeaseLost, PreconditionFailed, StoreError
+from reconciler.ports import ImageStore
+
+LEASE_KEY = "user.incus-images.lease"
+MAX_ATTEMPTS = 10
+DEFAULT_TTL = 60.0
+DEFAULT_TIMEOUT = 300.0
+POLL_SECONDS = 1.0
+
+
+def iso(value: datetime) -> str:
+    """RFC 3339 UTC to the second, for people."""
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _stamp(value: datetime) -> str:
+    """RFC 3339 UTC to the millisecond, as stored (short lifetimes in tests need it)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A lease as stored: who holds it, since when, until when, and the run's token.
+
+    ``host`` identifies the kernel boot and PID namespace the holder runs in (see
+    :func:`local_host`), ``pid`` its process: together they let a run on the same
+    machine see that the holder is gone.  Empty/0 when unknown.
+    """
+
+    holder: str
+    since: datetime
+    expires: datetime
+    token: str
+    host: str = ""
+    pid: int = 0
+
+    def encode(self) -> str:
+        return json.dumps({"holder": self.holder, "since": _stamp(self.since),
+                           "expires": _stamp(self.expires), "token": self.token,
+                           "host": self.host, "pid": self.pid},
+                          sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> LeaseRecord | None:
+        """The stored lease, or None when there is none or it cannot be read (free)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            since = datetime.fromisoformat(str(data["since"]).replace("Z", "+00:00"))
+            expires = datetime.fromisoformat(str(data["expires"]).replace("Z", "+00:00"))
+            return cls(holder=str(data["holder"]), token=str(data.get("token", "")),
+                       since=since if since.tzinfo else since.replace(tzinfo=UTC),
+                       expires=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+                       host=str(data.get("host", "")), pid=int(data.get("pid", 0)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def describe(self) -> str:
+        return f"{self.holder} since {iso(self.since)} (lease expires {iso(self.expires)})"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who takes a lease: ``name`` for people (``owner@host:pid``), ``token`` for this run."""
+
+    name: str
+    token: str
+    host: str = ""
+    pid: int = 0
+
+
+class Verdict(StrEnum):
+    FREE = "free"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+    HELD = "held"
+    OURS = "ours"
+
+    @property
+    def takeable(self) -> bool:
+        return self is not Verdict.HELD
+
+
+def decide(current: LeaseRecord | None, *, token: str, now: datetime,
+           holder_gone: bool = False) -> Verdict:
+    """Whether the run with ``token`` may take (or keep) the lease ``current`` at ``now``.
+
+    ``holder_gone`` says the holder's process is known to have ended (same machine).
+    """
+    if current is None:
+        return Verdict.FREE
+    if current.token == token:
+        return Verdict.OURS
+    if current.expires <= now:
+        return Verdict.EXPIRED
+    if holder_gone:
+        return Verdict.ABANDONED
+    return Verdict.HELD
+
+
+def claim(current: LeaseRecord | None, *, me: Holder, now: datetime,
+          ttl: timedelta) -> LeaseRecord:
+    """The lease to write when taking or renewing: ``since`` is kept when it is ours."""
+    since = current.since if current is not None and current.token == me.token else now
+    return LeaseRecord(holder=me.name, since=since, expires=now + ttl, token=me.token,
+                       host=me.host, pid=me.pid)
+
+
+def holder_name(owner: str) -> str:
+    """``owner@host:pid``: who holds a lease, for people."""
+    return f"{owner}@{socket.gethostname()}:{os.getpid()}"
+
+
+def local_host() -> str:
+    """This kernel boot and PID namespace ("" when unknown): PIDs compare only within one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}" if boot else ""
+
+
+def process_gone(pid: int) -> bool:
+    """True only when process ``pid`` (of this PID namespace) surely no longer runs."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed process not yet reaped by its parent is a zombie: it runs no more
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+def _holder_gone(record: LeaseRecord, here: str) -> bool:
+    return bool(here) and record.host == here and process_gone(record.pid)
+
+
+# -- the thin loop --------------------------------------------------------------------------
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class Lease:
+    """The lease on one daemon, through ``store`` (named ``target`` in messages)."""
+
+    def __init__(self, target: str, store: ImageStore, *, me: Holder, ttl: timedelta,
+                 clock: Clock, gone: Callable[[LeaseRecord], bool] | None = None) -> None:
+        self.target = target
+        self.store = store
+        self.me = me
+        self.ttl = ttl
+        self.clock = clock
+        here = me.host
+        self.gone = gone or (lambda record: _holder_gone(record, here))
+
+    def take(self) -> LeaseRecord | None:
+        """Take, or extend, the lease.  None when it is ours now; else the one in the way."""
+        for _ in range(MAX_ATTEMPTS):
+            config, etag = self.store.get_server_config()
+            current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
+            now = self.clock.now()
+            verdict = decide(current, token=self.me.token, now=now)
+            if verdict is Verdict.HELD and current is not None:
+                verdict = decide(current, token=self.me.token, now=now,
+                                 holder_gone=self.gone(current))
+            if not verdict.takeable:
+                return current
+            new = claim(current, me=self.me, now=now, ttl=self.ttl)
+            try:
+                self.store.patch_server_config({LEASE_KEY: new.encode()}, etag)
+            except PreconditionFailed:
+                continue
+            return None
+        raise StoreError(self.target, f"could not write the lease {LEASE_KEY}: the server "
+                         f"config kept changing ({MAX_ATTEMPTS} attempts)")
+
+    def release(self) -> None:
+        """Remove the lease if it is still ours; leave anybody else's alone."""
+        for _ in range(MAX_ATTEMPTS):
+            config, etag = self.store.get_server_config()
+            current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
+            if decide(current, token=self.me.token, now=self.clock.now()) is not Verdict.OURS:
+                return
+            try:
+                self.store.patch_server_config({LEASE_KEY: ""}, etag)
+            except PreconditionFailed:
+                continue
+            return
+
+    def acquire(self, *, timeout: float, on_wait: Callable[[str, LeaseRecord], None],
+                poll: float = POLL_SECONDS) -> None:
+        """Take the lease, waiting up to ``timeout`` seconds for its holder to let go.
+
+        ``on_wait`` hears about each holder once.  Raises :class:`LeaseHeld`.
+        """
+        deadline = self.clock.now() + timedelta(seconds=max(timeout, 0.0))
+        reported: tuple[str, str, datetime] | None = None
+        while True:
+            blocker = self.take()
+            if blocker is None:
+                return
+            now = self.clock.now()
+            if now >= deadline:
+                raise LeaseHeld(f"target {self.target!r} is locked by {blocker.describe()}; "
+                                f"gave up after {timeout:g}s (--lock-timeout)")
+            who = (blocker.holder, blocker.token, blocker.since)
+            if who != reported:
+                on_wait(self.target, blocker)
+                reported = who
+            until_free = (blocker.expires - now).total_seconds() + 0.05
+            left = (deadline - now).total_seconds()
+            self.clock.sleep(max(0.01, min(poll, left, until_free)))
+
+
+class Leases:
+    """Hold a lease on each daemon for a ``with`` block, renewed in the background.
+
+    Leases are taken in the given order (callers sort by daemon, so two runs never
+    wait on each other crosswise for long) and released in reverse on exit.  A
+    failure to take one releases those already taken.  If a lease was lost while
+    the block ran, leaving the block raises :class:`LeaseLost` (unless the block
+    itself raised).  ``on_note`` hears about renewals or releases that failed.
+    """
+
+    def __init__(self, stores: Sequence[tuple[str, ImageStore]], *, owner: str,
+                 ttl: float = DEFAULT_TTL, timeout: float = DEFAULT_TIMEOUT,
+                 on_wait: Callable[[str, LeaseRecord], None],
+                 on_note: Callable[[str], None], clock: Clock | None = None,
+                 poll: float = POLL_SECONDS) -> None:
+        self.clock = clock or SystemClock()
+        me = Holder(name=holder_name(owner), token=uuid.uuid4().hex, host=local_host(),
+                    pid=os.getpid())
+        self.leases = [Lease(t, s, me=me, ttl=timedelta(seconds=ttl), clock=self.clock)
+                       for t, s in stores]
+        self.ttl = ttl
+        self.timeout = timeout
+        self.poll = poll
+        self.on_wait = on_wait
+        self.on_note = on_note
+        self.lost: dict[str, LeaseRecord] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._held: list[Lease] = []
+
+    def __enter__(self) -> Leases:
+        try:
+            for lease in self.leases:
+                lease.acquire(timeout=self.timeout, on_wait=self.on_wait, poll=self.poll)
+                self._held.append(lease)
+        except BaseException:
+            self._release()
+            raise
+        if self._held:
+            self._thread = threading.Thread(target=self._renew_loop, name="incus-images-lease",
+                                            daemon=True)
+            _start_without_signals(self._thread)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._release()
+        if self.lost and exc_type is None:
+            raise LeaseLost("\n".join(
+                f"target {t!r}: this apply's lease was taken over by {b.describe()} while it "
+                "ran; another apply may have interleaved: run plan to check"
+                for t, b in sorted(self.lost.items())))
+
+    def _renew_loop(self) -> None:
+        interval = max(self.ttl / 3.0, 0.1)
+        while not self._stop.wait(interval):
+            for lease in self._held:
+                if lease.target in self.lost:
+                    continue
+                try:
+                    blocker = lease.take()
+                except IncusImagesError as exc:
+                    self.on_note(f"could not renew the lease: {exc}")
+                    continue
+                if blocker is not None:
+                    self.lost[lease.target] = blocker
+
+    def _release(self) -> None:
+        for lease in reversed(self._held):
+            if lease.target in self.lost:
+                continue
+            try:
+                lease.release()
+            except IncusImagesError as exc:
+                self.on_note(f"could not release the lease (it expires on its own): {exc}")
+        self._held = []
+
+
+def _start_without_signals(thread: threading.Thread) -> None:
+    """Start ``thread`` with SIGINT and SIGTERM blocked in it.
+
+    The kernel may deliver a process signal to any thread that does not block it;
+    one delivered to a helper thread would not interrupt the main thread's
+    blocking read (the confirmation prompt), and Ctrl-C would seem ignored.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
