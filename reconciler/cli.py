@@ -25,6 +25,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from reconciler import __version__
+from reconciler import __version__, planfile
 from reconciler.errors import ApplyError, IncusImagesError, Refused, ValidationFailed
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
@@ -43,10 +44,13 @@ from reconciler.render import text as text_render
 from reconciler.render.units import plural
 
 if TYPE_CHECKING:
+    from reconciler.lease import LeaseRecord
     from reconciler.model.config import Config
 
 PROG = "incus-images"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_LEASE_TTL = 60.0
 
 
 class ChangesFailed(ApplyError):
@@ -183,6 +187,27 @@ def _apply_plan(config: Config, plan: Plan, *, reporter: Reporter) -> ApplyResul
     return result
 
 
+def _leases(config: Config, targets: Sequence[str], *, timeout: float, ttl: float
+            ) -> AbstractContextManager[object]:
+    """The leases an apply holds on ``targets`` while it plans and applies (stderr notes)."""
+    from reconciler.pipeline import leases
+
+    def waiting(target: str, holder: LeaseRecord) -> None:
+        _err(f"{PROG}: target {target!r} is locked by {holder.describe()}; "
+             f"waiting up to {timeout:g}s (--lock-timeout)")
+
+    held: AbstractContextManager[object] = leases(
+        config, targets, timeout=timeout, ttl=ttl, on_wait=waiting,
+        on_note=lambda text: _err(f"{PROG}: note: {text}"))
+    return held
+
+
+def _check_fresh(config: Config, plan: Plan, name: str) -> None:
+    from reconciler.pipeline import check_fresh
+
+    check_fresh(config, plan, name)
+
+
 def _check_targets(config: Config, targets: Sequence[str]) -> list[str]:
     """``targets`` without repeats; every name must be declared in the file."""
     wanted = list(dict.fromkeys(targets))
@@ -208,10 +233,14 @@ def validate_command(*, file: Path) -> int:
 
 def plan_command(
     *, file: Path, targets: Sequence[str], fmt: PlanFormat, detailed_exitcode: bool,
-    fail_on_warnings: bool, allow_empty: bool,
+    fail_on_warnings: bool, allow_empty: bool, out: Path | None = None,
 ) -> int:
     config = _load(file)
     plan = _make_plan(config, _check_targets(config, targets), allow_empty=allow_empty)
+    if out is not None:
+        plan = planfile.save(plan, out)
+        _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
+             f"{PROG} apply -f {file} {out}")
     click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
     if fail_on_warnings and plan.warnings:
         raise Refused(f"the plan has {plural(len(plan.warnings), 'warning')} "
@@ -234,24 +263,63 @@ def _stdin_is_tty() -> bool:
 
 def apply_command(
     *, file: Path, targets: Sequence[str], yes: bool, allow_empty: bool,
-    fmt: PlanFormat,
+    fmt: PlanFormat, plan_file: Path | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> int:
+    """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``)."""
+    if plan_file is not None:
+        if targets:
+            raise IncusImagesError("--target cannot be used with a saved plan: the plan "
+                                   "already says which targets it changes")
+        return _apply_saved(file=file, plan_file=plan_file, fmt=fmt,
+                            lock_timeout=lock_timeout, lease_ttl=lease_ttl)
     config = _load(file)
-    plan = _make_plan(config, _check_targets(config, targets), allow_empty=allow_empty)
-    shown = False
-    if fmt == "text" or not plan.has_changes or not yes:
-        click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
-        shown = True
+    names = _check_targets(config, targets)
+    with _leases(config, names or sorted(config.targets), timeout=lock_timeout, ttl=lease_ttl):
+        plan = _make_plan(config, names, allow_empty=allow_empty)
+        shown = False
+        if fmt == "text" or not plan.has_changes or not yes:
+            click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
+            shown = True
+        if not plan.has_changes:
+            return EXIT_OK
+        if not yes:
+            if not _stdin_is_tty():
+                raise Refused("refusing to apply without --yes when not on a terminal")
+            if not _confirm("Apply these changes?"):
+                raise Refused("apply cancelled")
+        if shown and fmt == "text":
+            click.echo()
+        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr))
+        return _report(result, fmt)
+
+
+def _apply_saved(
+    *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float, lease_ttl: float,
+) -> int:
+    """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
+
+    Connection details and credentials come from ``file`` and the environment.
+    Under the leases, every target it changes is observed again first; if
+    anything it recorded moved, it refuses (stale) and changes nothing.
+    """
+    plan = planfile.load(plan_file)
+    config = _load(file)
+    name = str(plan_file)
+    planfile.check_matches(plan, config, name)
     if not plan.has_changes:
+        click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
         return EXIT_OK
-    if not yes:
-        if not _stdin_is_tty():
-            raise Refused("refusing to apply without --yes when not on a terminal")
-        if not _confirm("Apply these changes?"):
-            raise Refused("apply cancelled")
-    if shown and fmt == "text":
-        click.echo()
-    result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr))
+    with _leases(config, planfile.touched(plan), timeout=lock_timeout, ttl=lease_ttl):
+        _check_fresh(config, plan, name)
+        if fmt == "text":
+            click.echo(render_plan(plan, fmt, file_name=str(file)))
+        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr))
+        return _report(result, fmt)
+
+
+def _report(result: ApplyResult, fmt: PlanFormat) -> int:
+    """Print an apply result; every failed change is an error line (exit 1)."""
     renderer = json_render.render_result if fmt == "json" else text_render.render_result
     click.echo(renderer(result), nl=False)
     if not result.ok:
@@ -259,6 +327,18 @@ def apply_command(
             f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
             for o in result.failed
         ])
+    return EXIT_OK
+
+
+def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
+    """Render a saved plan (checked like one about to be applied, but nothing is contacted)."""
+    plan = planfile.load(plan_file)
+    if fmt == "json":
+        click.echo(render_plan(plan, "json"), nl=False)
+        return EXIT_OK
+    made_from = plan.provenance.path if plan.provenance else "its desired-state file"
+    click.echo(planfile.describe(plan) + "\n")
+    click.echo(render_plan(plan, fmt, file_name=made_from), nl=False)
     return EXIT_OK
 
 
@@ -356,17 +436,22 @@ def validate(ctx: click.Context, file: Path) -> None:
 @click.option("--fail-on-warnings", is_flag=True,
               help="Exit 1 when the plan has warnings, whatever --detailed-exitcode says.")
 @_allow_empty_option
+@click.option("--out", "out", metavar="PLAN", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan to this file, for apply PLAN (and show PLAN).")
 @_debug_option
 @click.pass_context
 def plan(
     ctx: click.Context, file: Path, targets: tuple[str, ...], fmt: str,
-    detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool,
+    detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None,
 ) -> None:
     """Show what apply would change, changing nothing.
 
     Reads the remotes and the image stores, and prints the changes in the order
     apply would make them: + brings an image or alias in, ~ changes one in place,
     - deletes one.  Images this file does not manage are listed as left alone.
+    With --out PLAN the plan is also saved, with what it observed, so that
+    `apply PLAN` later applies exactly it, or refuses if the stores moved.
 
     \b
     Exit status: 0 ok, 1 error;
@@ -374,11 +459,13 @@ def plan(
     with --fail-on-warnings: 1 when the plan has warnings.
     Example (CI drift check):
       incus-images plan --detailed-exitcode --format markdown >> "$GITHUB_STEP_SUMMARY"
+    Example (review, then apply exactly what was reviewed):
+      incus-images plan --out plan.json && incus-images apply plan.json
     """
     run(ctx, lambda: plan_command(
         file=file, targets=targets, fmt=cast(PlanFormat, fmt),
         detailed_exitcode=detailed_exitcode, fail_on_warnings=fail_on_warnings,
-        allow_empty=allow_empty))
+        allow_empty=allow_empty, out=out))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -388,11 +475,19 @@ def plan(
 @_allow_empty_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="How to print the plan and the result on stdout.")
+@click.option("--lock-timeout", "lock_timeout", metavar="SECONDS", show_default=True,
+              type=click.FloatRange(min=0), default=DEFAULT_LOCK_TIMEOUT,
+              help="How long to wait for another apply's lease on a target.")
+@click.option("--lease-ttl", "lease_ttl", metavar="SECONDS", hidden=True,
+              type=click.FloatRange(min=1), default=DEFAULT_LEASE_TTL,
+              help="How long a lease lasts unless renewed (a crashed apply's lapses after it).")
+@click.argument("plan_file", metavar="[PLAN]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
 @_debug_option
 @click.pass_context
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
-    fmt: str,
+    fmt: str, lock_timeout: float, lease_ttl: float, plan_file: Path | None,
 ) -> None:
     """Plan, then make the image stores match the file.
 
@@ -402,14 +497,48 @@ def apply(
     target's changes run in order; after a failure the rest of that target is
     skipped, and running apply again picks up where it stopped.
 
+    With PLAN (from plan --out) it applies exactly that plan, without asking:
+    it observes the targets again and refuses, changing nothing, when anything
+    the plan recorded has changed (stale).  Connection details and credentials
+    come from the file and the environment, never from the plan.
+
+    Only one apply at a time works on a daemon: each holds a lease on it (in
+    the server config key user.incus-images.lease), waits up to --lock-timeout
+    for another's, and releases it at the end; a crashed apply's lease lapses.
+
     \b
-    Exit status: 0 applied (or nothing to change), 1 error, refused or a change failed.
+    Exit status: 0 applied (or nothing to change), 1 error, refused, stale,
+    locked or a change failed.
     Example (CI deploy):
       incus-images apply --yes
+    Example (a reviewed plan):
+      incus-images apply -f images.yaml plan.json
     """
     run(ctx, lambda: apply_command(
         file=file, targets=targets, yes=yes, allow_empty=allow_empty,
-        fmt=cast(PlanFormat, fmt)))
+        fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
+        lease_ttl=lease_ttl))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True,
+              help="text for people, json for scripts, markdown for pull requests.")
+@_debug_option
+@click.pass_context
+def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
+    """Render a saved plan (from plan --out), contacting nothing.
+
+    The file is checked as apply would check it: a truncated, edited or foreign
+    file is an error.
+
+    \b
+    Exit status: 0 shown, 1 not a valid saved plan.
+    Example:
+      incus-images show plan.json --format markdown >> "$GITHUB_STEP_SUMMARY"
+    """
+    run(ctx, lambda: show_command(plan_file=plan_file, fmt=cast(PlanFormat, fmt)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,3 +142,17 @@ def leases(
     stores = [(name, conn(config.targets[name])) for _, name in sorted(by_url.items())]
     return Leases(stores, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
                   on_note=on_note)
+
+
+def check_fresh(config: Config, plan: Plan, name: str, *, connect: Connect | None = None
+                ) -> None:
+    """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
+
+    ``plan`` has passed ``planfile.check_matches`` against ``config``; ``name``
+    words the message (the saved plan's file name).
+    """
+    from reconciler import planfile
+
+    conn = connect or default_connect
+    stores = {t: conn(config.targets[t]) for t in planfile.touched(plan)}
+    planfile.check_fresh(plan, observe(stores), name)

@@ -7,6 +7,7 @@ is contacted.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -21,11 +22,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from reconciler import planfile
 from reconciler.cli import cli, main
-from reconciler.errors import Diagnostic, StoreError, ValidationFailed
+from reconciler.errors import Diagnostic, StalePlan, StoreError, ValidationFailed
 from reconciler.model.config import Config, EntrySpec, TargetSpec
+from reconciler.model.observed import Inventory
 from reconciler.model.plan import Action, Change, Plan, PlanWarning, summarize
 from reconciler.model.result import ApplyResult, Outcome, Status
+from reconciler.model.snapshot import ObservedSnapshot
 from reconciler.progress import Reporter
 
 FP = "4f3a2b1c9d8e" + "0" * 52
@@ -63,6 +67,9 @@ class Fakes:
     loaded: list[Path] = field(default_factory=list)
     planned: list[dict[str, Any]] = field(default_factory=list)
     applied: list[tuple[Plan, Reporter]] = field(default_factory=list)
+    leased: list[list[str]] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    stale: bool = False
 
     def load_config(self, path: Path, environ: Mapping[str, str]) -> Config:
         self.loaded.append(path)
@@ -86,6 +93,18 @@ class Fakes:
         return ApplyResult(outcomes=tuple(
             Outcome(change=c, status=Status.DONE) for c in plan.changes))
 
+    def leases(self, config: Config, targets: Sequence[str], **kw: Any
+               ) -> contextlib.AbstractContextManager[None]:
+        self.leased.append(list(targets))
+        return contextlib.nullcontext()
+
+    def check_fresh(self, config: Config, plan: Plan, name: str) -> None:
+        self.checked.append(name)
+        if self.stale:
+            raise StalePlan(f"the saved plan {name} is stale: the stores changed since it was "
+                            "made; nothing was changed; make a new plan\ntarget 'local': "
+                            "alias 'deb' moved")
+
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
@@ -95,6 +114,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     pipeline = types.ModuleType("reconciler.pipeline")
     pipeline.make_plan = f.make_plan  # type: ignore[attr-defined]
     pipeline.apply_plan = f.apply_plan  # type: ignore[attr-defined]
+    pipeline.leases = f.leases  # type: ignore[attr-defined]
+    pipeline.check_fresh = f.check_fresh  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "reconciler.load", load)
     monkeypatch.setitem(sys.modules, "reconciler.pipeline", pipeline)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
@@ -339,3 +360,124 @@ def test_apply_asks_on_a_terminal(fakes: Fakes, run: Run, monkeypatch: pytest.Mo
         assert fakes.applied == []
     else:
         assert len(fakes.applied) == 1
+
+
+def test_apply_takes_the_leases_of_the_targets_it_works_on(fakes: Fakes, run: Run) -> None:
+    fakes.plan = CHANGED
+    run("apply", "--yes")
+    run("apply", "--yes", "--target", "prod")
+    assert fakes.leased == [["local", "prod"], ["prod"]]
+    run("plan")
+    assert len(fakes.leased) == 2  # plan takes no lease
+
+
+# -- saved plans: plan --out, show, apply PLAN ---------------------------------------------
+
+SNAPSHOT = ObservedSnapshot(project="default",
+                            inventory=Inventory(owner="incus-images", project="default"))
+SAVEABLE = CHANGED.model_copy(update={"desired_digest": CONFIG.digest,
+                                      "observed": {"local": SNAPSHOT}})
+
+
+def saved(fakes: Fakes, run: Run, tmp_path: Path, plan: Plan = SAVEABLE) -> Path:
+    fakes.plan = plan
+    out = tmp_path / "plan.json"
+    code, _, err = run("plan", "--out", str(out))
+    assert code == 0
+    assert err == (f"incus-images: saved the plan to {out}; apply exactly this plan with: "
+                   f"incus-images apply -f images.yaml {out}\n")
+    return out
+
+
+def test_plan_out_writes_a_sealed_plan_and_prints_as_usual(fakes: Fakes, run: Run,
+                                                         tmp_path: Path) -> None:
+    fakes.plan = SAVEABLE
+    out = tmp_path / "plan.json"
+    code, stdout, _ = run("plan", "--out", str(out), "--format", "json")
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc == json.loads(stdout)
+    assert doc["digest"] == planfile.digest_of(doc)
+    assert planfile.load(out) == planfile.seal(SAVEABLE)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_show_renders_a_saved_plan(fakes: Fakes, run: Run, tmp_path: Path, fmt: str) -> None:
+    out = saved(fakes, run, tmp_path)
+    fakes.loaded.clear()
+    code, stdout, err = run("show", str(out), "--format", fmt)
+    assert (code, err) == (0, "")
+    if fmt == "json":
+        assert stdout == out.read_text()
+    elif fmt == "markdown":
+        assert stdout.startswith("Saved plan of owner 'incus-images'")
+        assert "**Plan:** 1 to download" in stdout
+    else:
+        assert stdout.startswith("Saved plan of owner 'incus-images'")
+        assert "+ image.download  images:debian/12 4f3a2b1c9d8e (1.0 kB)" in stdout
+    assert fakes.loaded == []  # show reads no desired-state file and contacts nothing
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"format_version": "1", "chan', "is not a saved plan: invalid JSON"),
+    (b'{"a": 1}', "is not a saved plan of format version 1"),
+    (None, "has been edited since it was saved"),
+])
+def test_show_and_apply_reject_bad_files(fakes: Fakes, run: Run, tmp_path: Path,
+                                         content: bytes | None, message: str) -> None:
+    out = saved(fakes, run, tmp_path)
+    out.write_bytes(content if content is not None
+                    else out.read_bytes().replace(b'"images:debian/12"', b'"images:evil/1"'))
+    for argv in (["show", str(out)], ["apply", str(out)]):
+        code, stdout, err = run(*argv)
+        assert (code, stdout) == (1, "")
+        assert err.startswith(f"incus-images: error: {out} ") and message in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert fakes.applied == []
+
+
+def test_apply_plan_applies_exactly_it_without_asking(fakes: Fakes, run: Run,
+                                                      tmp_path: Path) -> None:
+    out = saved(fakes, run, tmp_path)
+    fakes.plan = Plan()  # a re-plan would find nothing: apply PLAN must not re-plan
+    code, stdout, _ = run("apply", str(out))  # off a terminal, without --yes
+    assert code == 0
+    assert "Plan: 1 to download" in stdout and stdout.endswith("Apply complete: 1 done.\n")
+    assert [p for p, _ in fakes.applied] == [planfile.seal(SAVEABLE)]
+    assert len(fakes.planned) == 1 and fakes.checked == [str(out)]
+    assert fakes.leased[-1] == ["local"]
+
+
+def test_apply_plan_refuses_when_stale_and_changes_nothing(fakes: Fakes, run: Run,
+                                                           tmp_path: Path) -> None:
+    out = saved(fakes, run, tmp_path)
+    fakes.stale = True
+    code, _, err = run("apply", str(out))
+    assert code == 1
+    assert err.startswith(f"incus-images: error: the saved plan {out} is stale")
+    assert fakes.applied == []
+
+
+def test_apply_plan_refuses_when_the_file_changed(fakes: Fakes, run: Run,
+                                                  tmp_path: Path) -> None:
+    out = saved(fakes, run, tmp_path)
+    fakes.config = CONFIG.model_copy(update={"digest": "1" * 64})
+    code, _, err = run("apply", str(out))
+    assert code == 1 and "is stale: images.yaml has changed since the plan was made" in err
+    assert fakes.applied == [] and fakes.checked == []
+
+
+def test_apply_plan_with_target_is_an_error(fakes: Fakes, run: Run, tmp_path: Path) -> None:
+    out = saved(fakes, run, tmp_path)
+    assert run("apply", "--target", "local", str(out)) == (
+        1, "", "incus-images: error: --target cannot be used with a saved plan: the plan "
+               "already says which targets it changes\n")
+    assert fakes.applied == []
+
+
+def test_apply_plan_without_changes_contacts_nothing(fakes: Fakes, run: Run,
+                                                     tmp_path: Path) -> None:
+    out = saved(fakes, run, tmp_path, Plan(desired_digest=CONFIG.digest, observed={}))
+    assert run("apply", str(out)) == (0, "No changes. The image stores match images.yaml.\n",
+                                      "")
+    assert fakes.applied == [] and fakes.leased == [] and fakes.checked == []
