@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Protocol
 
 from reconciler.errors import IncusImagesError, LeaseHeld, LeaseLost, PreconditionFailed, StoreError
+from reconciler.planner import iso
 from reconciler.ports import ImageStore
 
 LEASE_KEY = "user.incus-images.lease"
@@ -51,11 +52,6 @@ MAX_ATTEMPTS = 10
 DEFAULT_TTL = 60.0
 DEFAULT_TIMEOUT = 300.0
 POLL_SECONDS = 1.0
-
-
-def iso(value: datetime) -> str:
-    """RFC 3339 UTC to the second, for people."""
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _stamp(value: datetime) -> str:
@@ -102,6 +98,7 @@ class LeaseRecord:
             return None
 
     def describe(self) -> str:
+        """``holder since T (lease expires T)``, times to the second, for people."""
         return f"{self.holder} since {iso(self.since)} (lease expires {iso(self.expires)})"
 
 

@@ -43,6 +43,7 @@ from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.snapshot import ImageFields, ObservedSnapshot
 from reconciler.ownership import attribute
+from reconciler.planner import iso
 from reconciler.render import json as json_render
 from reconciler.render.units import short
 
@@ -166,7 +167,7 @@ def describe(plan: Plan) -> str:
     """One line saying where a saved plan came from (no trailing newline)."""
     parts = [f"Saved plan of owner {plan.owner!r}"]
     if plan.created_at is not None:
-        parts.append(f"made {plan.created_at.isoformat().replace('+00:00', 'Z')}")
+        parts.append(f"made {iso(plan.created_at)}")
     prov = plan.provenance
     if prov is not None:
         dirty = ", with uncommitted changes" if prov.dirty else ""
