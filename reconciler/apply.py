@@ -14,10 +14,14 @@ Invariants:
   point leaves a store the next plan understands.
 - After a target's changes, one observation checks that each change really
   landed; a daemon that reported success without doing the work is an error.
+- An interrupt (Ctrl-C) stops every target before its next change: the change
+  under way finishes (the daemon would carry on with it anyway) and is recorded,
+  the rest are ``skipped``, and the ``KeyboardInterrupt`` propagates.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
@@ -75,11 +79,17 @@ def apply_plan(
         raise ApplyError(f"no connection for target(s) {', '.join(missing)}")
     if not targets:
         return ApplyResult()
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=min(4, len(targets))) as pool:
         futures = [
-            pool.submit(_TargetRun(plan, t, stores[t], reader, remotes, rep).run) for t in targets
+            pool.submit(_TargetRun(plan, t, stores[t], reader, remotes, rep, stop).run)
+            for t in targets
         ]
-        outcomes = [o for f in futures for o in f.result()]
+        try:
+            outcomes = [o for f in futures for o in f.result()]
+        except BaseException:  # KeyboardInterrupt: no target starts another change
+            stop.set()
+            raise
     return ApplyResult(outcomes=tuple(outcomes))
 
 
@@ -87,8 +97,10 @@ class _TargetRun:
     def __init__(
         self, plan: Plan, target: str, store: ImageStore, reader: RemoteReader,
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
+        stop: threading.Event | None = None,
     ) -> None:
         self.plan = plan
+        self.stop = stop or threading.Event()
         self.target = target
         self.store = store
         self.reader = reader
@@ -105,20 +117,21 @@ class _TargetRun:
         except IncusImagesError as exc:
             return [Outcome(change=c, status=Status.FAILED, message=str(exc))
                     for c in self.changes]
-        failed = False
+        skip = ""  # why the remaining changes are not attempted
         for change in self.changes:
-            if failed:
-                outcome = Outcome(change=change, status=Status.SKIPPED,
-                                  message="not attempted: an earlier change of this target failed")
+            if not skip and self.stop.is_set():
+                skip = "not attempted: interrupted"
+            if skip:
+                outcome = Outcome(change=change, status=Status.SKIPPED, message=skip)
             else:
                 try:
                     outcome = self._do(change)
                 except IncusImagesError as exc:
                     outcome = Outcome(change=change, status=Status.FAILED, message=str(exc))
-                    failed = True
+                    skip = "not attempted: an earlier change of this target failed"
             self.reporter.done(outcome)
             outcomes.append(outcome)
-        if failed:
+        if skip:
             return outcomes
         try:
             planned = self.plan.ownership.get(self.target)

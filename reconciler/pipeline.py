@@ -21,6 +21,7 @@ from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
+from reconciler.planner import check_distinct_stores
 from reconciler.planner import make_plan as _plan
 from reconciler.ports import ImageStore, RemoteReader
 
@@ -48,6 +49,13 @@ def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
         declared = ", ".join(sorted(config.targets))
         raise IncusImagesError(f"unknown target {unknown[0]!r} (the file declares: {declared})")
     return sorted(set(names))
+
+
+def same_daemon_targets(config: Config, names: Sequence[str]) -> list[str]:
+    """The declared targets not in ``names`` whose URL is one of theirs (the same daemon)."""
+    urls = {config.targets[n].url.rstrip("/") for n in names}
+    return sorted(n for n, t in config.targets.items()
+                  if n not in names and t.url.rstrip("/") in urls)
 
 
 def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
@@ -82,6 +90,10 @@ def make_plan(
     conn = connect or default_connect
     stores = {n: conn(config.targets[n]) for n in names}
     states = observe(stores)
+    siblings = same_daemon_targets(config, names)
+    if siblings:  # --target: the targets left out may still share a store with one chosen
+        others = observe({n: conn(config.targets[n]) for n in siblings})
+        check_distinct_stores([*states.values(), *others.values()], involving=names)
     catalogs = fetch_catalogs(config, names, rdr)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty)
     return saveable(config, plan.model_copy(update={"created_at": now}), states)

@@ -7,7 +7,7 @@ contract's "Semantics" section; each function below states the ones it holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -76,8 +76,10 @@ def make_plan(
     """The plan that brings every target in ``states`` to ``config``.
 
     Raises ``ConflictError`` (every conflict, one per line), ``EmptyFileRefused``
-    or ``PlanError`` (an entry that cannot be resolved).
+    or ``PlanError`` (an entry that cannot be resolved, or two targets that reach
+    one image store: :func:`check_distinct_stores`).
     """
+    check_distinct_stores(states.values())
     if not config.entries and not allow_empty:
         for state in states.values():
             owned = [fp for fp, a in attribute(state).items() if a.owner == config.owner]
@@ -114,6 +116,40 @@ def make_plan(
         notes=tuple(dict.fromkeys(notes)),
         ownership={t: inv for t, inv in ownership.items() if any(c.target == t for c in ordered)},
     )
+
+
+def check_distinct_stores(
+    states: Iterable[TargetState], *, involving: Iterable[str] | None = None
+) -> None:
+    """Refuse two targets that reach one image store: one daemon, one effective project.
+
+    One owner keeps one record per store, so each of the two would prune what only
+    the other declares, and every apply would undo the last.  A project with
+    ``features.images=false`` uses the default project's images, which makes it the
+    same store as the default project.  Raises ``PlanError``, one line per store;
+    with ``involving``, only for stores that one of those targets reaches.
+    """
+    wanted = None if involving is None else set(involving)
+    by_store: dict[tuple[str, str], list[TargetState]] = {}
+    for state in states:
+        if state.server_fingerprint:
+            key = (state.server_fingerprint, state.effective_project)
+            by_store.setdefault(key, []).append(state)
+    problems: list[str] = []
+    for (_, project), group in sorted(by_store.items()):
+        if len(group) < 2 or (wanted is not None and wanted.isdisjoint(
+                s.target for s in group)):
+            continue
+        group.sort(key=lambda s: s.target)
+        names = " and ".join(f"{s.target!r} (project {s.project!r})" for s in group)
+        why = ""
+        if any(s.project != project for s in group):
+            why = (f"; a project with features.images=false uses the images of project "
+                   f"{project!r}")
+        problems.append(f"targets {names} reach one image store, the images of project "
+                        f"{project!r} of one daemon{why}: keep one of them in the file")
+    if problems:
+        raise PlanError("\n".join(problems))
 
 
 def _resolve(entry: EntrySpec, arch: str, catalog: RemoteCatalog | None) -> RemoteImage | None:

@@ -4,7 +4,10 @@ Invariants:
 
 * Every request carries ``?project=<project>`` (the project the file names; the
   daemon itself redirects image calls of a ``features.images=false`` project to the
-  default project).  ``observe`` lists the *effective* project's images.
+  default project).  ``observe`` lists the images through that project too: the
+  daemon serves the effective project's images, but an image's ``profiles`` are
+  kept per project, and only the file's project shows the ones ``update_image``
+  writes (through the default project they would never read as written).
 * ``observe`` sends a constant number of requests whatever the store holds:
   ``GET /1.0``, at most one ``GET /1.0/certificates/<own fingerprint>`` (HTTPS
   clients: refuse a project-restricted certificate early), at most one
@@ -399,8 +402,8 @@ class IncusStore:
         architectures = environment.get("architectures") or []
         config = {str(k): _config_value(v) for k, v in (info.get("config") or {}).items()}
         effective = self._effective_project()
-        listed = self._call("GET", "/1.0/images", "image list", params={"recursion": "1"},
-                            project=effective).get("metadata") or []
+        listed = self._call("GET", "/1.0/images", "image list",
+                            params={"recursion": "1"}).get("metadata") or []
         images = sorted((image_from_api(d) for d in listed if isinstance(d, Mapping)),
                         key=lambda i: i.fingerprint)
         plain, inventories = parse_config(config, effective)
@@ -413,6 +416,7 @@ class IncusStore:
             images=tuple(images), profiles=self._profiles(), instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=_kernel_cgroup(version),
+            server_fingerprint=str(environment.get("certificate_fingerprint") or ""),
         )
 
     def _profiles(self) -> dict[str, Profile]:

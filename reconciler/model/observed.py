@@ -133,7 +133,9 @@ class TargetState(_Frozen):
     (``volatile.base_image``); ``images_free_bytes`` is the free space of the image
     store where the daemon exposes it (``storage.images_volume``), else None.
     ``kernel_cgroup`` is ``"v2"`` when the host cannot run cgroup v1 images, None
-    when the daemon does not say.
+    when the daemon does not say.  ``server_fingerprint`` identifies the daemon (its
+    certificate's fingerprint; empty when it does not say), so two targets that
+    reach one image store can be told apart from two that do not.
     """
 
     target: str
@@ -149,6 +151,7 @@ class TargetState(_Frozen):
     instances: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     images_free_bytes: int | None = None
     kernel_cgroup: str | None = None
+    server_fingerprint: str = ""
 
     def image(self, fingerprint: str) -> ObservedImage | None:
         for img in self.images:
