@@ -342,6 +342,17 @@ def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
     return EXIT_OK
 
 
+def lock_command(*, file: Path, upgrade: bool, sources: Sequence[str]) -> int:
+    from reconciler import lockfile
+    from reconciler.pipeline import default_connect, default_reader
+
+    config = _load(file)
+    outcome = lockfile.run_lock(config, upgrade=upgrade, sources=sources,
+                                reader=default_reader(), connect=default_connect)
+    click.echo(lockfile.render_outcome(outcome), nl=False)
+    return EXIT_OK
+
+
 # -- the click layer ------------------------------------------------------------------------
 
 def _file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -539,6 +550,33 @@ def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
       incus-images show plan.json --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
     run(ctx, lambda: show_command(plan_file=plan_file, fmt=cast(PlanFormat, fmt)))
+
+
+@cli.command(context_settings=CONTEXT)
+@_file_option
+@click.option("--upgrade", is_flag=True,
+              help="Move entries to the remote's newest builds: every entry, or only the "
+              "SOURCEs named.")
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@_debug_option
+@click.pass_context
+def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]) -> None:
+    """Write the lock file: the build every tracked entry resolves to.
+
+    The lock file sits beside the file (images.yaml -> images.lock.yaml); commit
+    it.  plan and apply then use the locked builds instead of the remotes'
+    newest.  Without --upgrade, locked entries keep their build and missing ones
+    are added; the file is rewritten only when its content changes.  Targets are
+    contacted only for entries without an architecture (to learn the host's).
+
+    \b
+    Exit status: 0 ok, 1 error.
+    Examples:
+      incus-images lock                          # lock what is not locked yet
+      incus-images lock --upgrade                # move every entry to the newest build
+      incus-images lock --upgrade images:debian/12
+    """
+    run(ctx, lambda: lock_command(file=file, upgrade=upgrade, sources=sources))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

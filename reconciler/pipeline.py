@@ -11,12 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from reconciler.apply import Reporter
 from reconciler.apply import apply_plan as _apply
 from reconciler.errors import IncusImagesError
 from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
+from reconciler.model.lock import Locks
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
@@ -83,8 +85,17 @@ def make_plan(
     now: datetime,
     reader: RemoteReader | None = None,
     connect: Connect | None = None,
+    locks: Locks | Literal["beside"] | None = "beside",
 ) -> Plan:
-    """Plan ``config`` against the live stores (remotes read once each)."""
+    """Plan ``config`` against the live stores (remotes read once each).
+
+    ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
+    no locks); ``diff`` passes the locks of the revision it plans.
+    """
+    if isinstance(locks, str):
+        from reconciler.lockfile import read_locks
+
+        locks = read_locks(config.path)
     names = select_targets(config, targets)
     rdr = reader or default_reader()
     conn = connect or default_connect
@@ -95,7 +106,7 @@ def make_plan(
         others = observe({n: conn(config.targets[n]) for n in siblings})
         check_distinct_stores([*states.values(), *others.values()], involving=names)
     catalogs = fetch_catalogs(config, names, rdr)
-    plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty)
+    plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
     return saveable(config, plan.model_copy(update={"created_at": now}), states)
 
 

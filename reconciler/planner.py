@@ -15,6 +15,7 @@ from typing import Protocol
 from reconciler import requirements
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
 from reconciler.model.config import Config, EntrySpec
+from reconciler.model.lock import LockedBuild, LockKey
 from reconciler.model.observed import Inventory, ObservedImage, RecordedImage, TargetState
 from reconciler.model.plan import (
     Action,
@@ -72,8 +73,13 @@ def make_plan(
     *,
     now: datetime,
     allow_empty: bool = False,
+    locks: Mapping[LockKey, LockedBuild] | None = None,
 ) -> Plan:
     """The plan that brings every target in ``states`` to ``config``.
+
+    ``locks`` is the lock file's content (None: there is no lock file): a tracked
+    entry then wants its locked build instead of the remote's newest (see
+    :func:`resolve_entry`).
 
     Raises ``ConflictError`` (every conflict, one per line), ``EmptyFileRefused``
     or ``PlanError`` (an entry that cannot be resolved, or two targets that reach
@@ -96,7 +102,7 @@ def make_plan(
     notes: list[str] = []
     ownership: dict[str, Inventory] = {}
     for name in sorted(states):
-        tp = _plan_target(config, states[name], catalogs, now)
+        tp = _plan_target(config, states[name], catalogs, now, locks)
         changes += tp.changes
         warnings += tp.warnings
         untouched += tp.untouched
@@ -161,6 +167,93 @@ def _resolve(entry: EntrySpec, arch: str, catalog: RemoteCatalog | None) -> Remo
     return catalog.resolve(entry.remote_alias, entry.type, arch)
 
 
+@dataclass
+class Resolved:
+    """The build an entry wants on one target.
+
+    ``wanted`` is its fingerprint (None: the remote has no such image); ``build``
+    the remote's record of it (None when the remote no longer serves it);
+    ``latest`` whether it is what the remote alias names now (only such a build
+    may be pulled by alias); ``unavailable`` the error to raise when the build is
+    neither served nor in the store.
+    """
+
+    build: RemoteImage | None
+    wanted: str | None
+    latest: bool = True
+    warnings: list[PlanWarning] = field(default_factory=list)
+    unavailable: str | None = None
+
+
+def resolve_entry(
+    entry: EntrySpec, arch: str, catalog: RemoteCatalog | None,
+    locks: Mapping[LockKey, LockedBuild] | None, state: TargetState, managed: list[str],
+) -> Resolved:
+    """Resolve an entry: its pin; else, with a lock file, its locked build; else the newest.
+
+    With a lock file: an entry missing from it is resolved live (``lock.missing``);
+    an ``auto_update`` entry whose managed image the daemon already moved past the
+    locked build keeps that newer image (not drift); a locked build older than the
+    remote's newest is pulled by fingerprint, so with ``auto_update`` the daemon gets
+    no source to update it from (``auto_update.no_source``).
+    """
+    if entry.pinned or locks is None:
+        build = _resolve(entry, arch, catalog)
+        return Resolved(build, entry.fingerprint or (build.fingerprint if build else None))
+    newest = catalog.resolve(entry.remote_alias, entry.type, arch) if catalog else None
+    locked = locks.get(LockKey(state.target, entry.source, entry.type, arch))
+    if locked is None:
+        return Resolved(newest, newest.fingerprint if newest else None, warnings=[PlanWarning(
+            code="lock.missing", target=state.target, image=entry.source,
+            message=f"not in the lock file ({entry.type}, {arch}); resolved to the remote's "
+            "newest build now. Run `incus-images lock` to record it")])
+    build = catalog.by_fingerprint(locked.fingerprint) if catalog else None
+    if entry.auto_update:
+        ahead = [(_version_of(fp, state, catalog), fp) for fp in managed
+                 if fp != locked.fingerprint and _newer(fp, state, catalog, locked, build)]
+        if ahead:
+            fp = max(ahead)[1]
+            return Resolved(catalog.by_fingerprint(fp) if catalog else None, fp)
+    latest = newest is not None and newest.fingerprint == locked.fingerprint
+    res = Resolved(build, locked.fingerprint, latest=latest, unavailable=(
+        f"entry {entry.source} ({entry.type}, {arch}) on target {state.target!r} is locked "
+        f"to {locked.fingerprint}{f' (version {locked.version})' if locked.version else ''}, "
+        f"which remote {entry.remote!r} no longer serves and the store does not hold; run "
+        f"`incus-images lock --upgrade {entry.source}` to lock a build the remote serves"))
+    current = state.image(locked.fingerprint)
+    if entry.auto_update and not latest and build is not None and (
+            current is None or current.cached):
+        res.warnings.append(PlanWarning(
+            code="auto_update.no_source", target=state.target, image=entry.source,
+            message=f"the locked build {short(locked.fingerprint)} is not the remote's newest, "
+            "so it is pulled by fingerprint and the daemon records no source to auto-update "
+            f"it from; `incus-images lock --upgrade {entry.source}` moves the lock"))
+    return res
+
+
+def _version_of(fp: str, state: TargetState, catalog: RemoteCatalog | None) -> str:
+    """A build's version key: the remote's, else the daemon's ``serial`` property."""
+    served = catalog.by_fingerprint(fp) if catalog else None
+    if served is not None and served.version:
+        return served.version
+    img = state.image(fp)
+    return img.properties.get("serial", "") if img else ""
+
+
+def _newer(fp: str, state: TargetState, catalog: RemoteCatalog | None, locked: LockedBuild,
+           locked_build: RemoteImage | None) -> bool:
+    """Whether image ``fp`` is a newer build than the locked one: by build date when both
+    are known and differ, else by version key (same-day simplestreams builds)."""
+    served = catalog.by_fingerprint(fp) if catalog else None
+    img = state.image(fp)
+    mine = served.created_at if served else (img.created_at if img else None)
+    theirs = locked_build.created_at if locked_build else None
+    if mine is not None and theirs is not None and mine != theirs:
+        return mine > theirs
+    version = _version_of(fp, state, catalog)
+    return bool(version and locked.version and version > locked.version)
+
+
 def _pull_alias(entry: EntrySpec, build: RemoteImage, host_arch: str, protocol: str) -> str:
     """The alias to ask the daemon for: the long ``alias/<arch>`` form for a foreign arch."""
     if protocol != "simplestreams" or build.architecture == host_arch:
@@ -180,7 +273,8 @@ def _expiry(entry: EntrySpec, created_at: datetime | None) -> datetime | None:
 
 
 def _plan_target(
-    config: Config, state: TargetState, catalogs: Mapping[str, RemoteCatalog], now: datetime
+    config: Config, state: TargetState, catalogs: Mapping[str, RemoteCatalog], now: datetime,
+    locks: Mapping[LockKey, LockedBuild] | None = None,
 ) -> _TargetPlan:
     owner = config.owner
     tp = _TargetPlan()
@@ -218,8 +312,9 @@ def _plan_target(
         arch = entry.architecture or state.host_architecture
         ident: Identity = (entry.source, entry.type, arch)
         catalog = catalogs.get(entry.remote)
-        build = _resolve(entry, arch, catalog)
-        wanted = entry.fingerprint or (build.fingerprint if build else None)
+        res = resolve_entry(entry, arch, catalog, locks, state, by_identity.get(ident, []))
+        build, wanted = res.build, res.wanted
+        tp.warnings += res.warnings
         if wanted is None:
             raise PlanError(
                 f"remote {entry.remote!r} has no {entry.type} image {entry.remote_alias!r} "
@@ -249,12 +344,13 @@ def _plan_target(
             continue
         if current is None or current.cached:
             if build is None:
-                raise PlanError(
+                raise PlanError(res.unavailable or (
                     f"pinned fingerprint {wanted} of {entry.source} is neither in target "
                     f"{state.target!r} nor served by remote {entry.remote!r}"
-                )
+                ))
             tp.changes.append(_download(entry, build, wanted, expiry, state, catalog, change,
-                                        record, replace_cached=current is not None))
+                                        record, replace_cached=current is not None,
+                                        latest=res.latest))
         else:
             if owner_now is None:
                 tp.changes.append(change(Action.IMAGE_ADOPT,
@@ -359,10 +455,12 @@ def _plan_target(
 def _download(
     entry: EntrySpec, build: RemoteImage, wanted: str, expiry: datetime | None,
     state: TargetState, catalog: RemoteCatalog | None, change: _ChangeFactory,
-    record: RecordedImage, *, replace_cached: bool,
+    record: RecordedImage, *, replace_cached: bool, latest: bool = True,
 ) -> Change:
+    """Pull by alias only a tracked entry's newest build (so the daemon records the
+    alias as the image's source); a pin or an older locked build is pulled by fingerprint."""
     assert catalog is not None
-    if entry.pinned or build.fingerprint != wanted:
+    if entry.pinned or build.fingerprint != wanted or not latest:
         pull = PullSource(remote=entry.remote, server=catalog.url, protocol=catalog.protocol,
                           fingerprint=wanted, image_type=entry.type, files=build.files)
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.model.desired import DesiredStateFile
+from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -35,9 +36,17 @@ def plan_schema() -> dict[str, Any]:
     return {"$schema": DRAFT, **schema}
 
 
+def lock_schema() -> dict[str, Any]:
+    """What ``incus-images lock`` writes (``images.lock.yaml``)."""
+    schema = LockFile.model_json_schema(mode="serialization")
+    schema["title"] = "incus-images lock file (version 1)"
+    return {"$schema": DRAFT, **schema}
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "desired-state.schema.json": desired_state_schema,
     "plan.schema.json": plan_schema,
+    "lock.schema.json": lock_schema,
 }
 
 
