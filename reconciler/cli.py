@@ -353,6 +353,22 @@ def lock_command(*, file: Path, upgrade: bool, sources: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def status_command(*, file: Path, fmt: str, offline: bool) -> int:
+    from reconciler.lockfile import read_locks
+    from reconciler.pipeline import default_connect, default_reader
+    from reconciler.render import status as status_render
+    from reconciler.status import gather
+
+    config = _load(file)
+    found = gather(config, offline=offline, reader=default_reader(), connect=default_connect,
+                   locks=read_locks(config.path))
+    for note in found.notes:
+        _err(f"{PROG}: note: {note}")
+    renderer = status_render.render_json if fmt == "json" else status_render.render_text
+    click.echo(renderer(found.report), nl=False)
+    return EXIT_OK
+
+
 # -- the click layer ------------------------------------------------------------------------
 
 def _file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -577,6 +593,29 @@ def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]
       incus-images lock --upgrade images:debian/12
     """
     run(ctx, lambda: lock_command(file=file, upgrade=upgrade, sources=sources))
+
+
+@cli.command(context_settings=CONTEXT)
+@_file_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text for people, json for scripts.")
+@click.option("--offline", is_flag=True,
+              help="Do not read the remotes: update_available is unknown (null).")
+@_debug_option
+@click.pass_context
+def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
+    """Show the image stores as they are.
+
+    Every image of every target: who manages it, aliases, expiry, last use,
+    size, and whether an update waits upstream (or the plan wants another
+    build).  Nothing is changed.
+
+    \b
+    Exit status: 0 ok, 1 error.
+    Example:
+      incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
+    """
+    run(ctx, lambda: status_command(file=file, fmt=fmt, offline=offline))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.model.desired import DesiredStateFile
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
+from reconciler.model.status import StatusReport
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -43,10 +44,18 @@ def lock_schema() -> dict[str, Any]:
     return {"$schema": DRAFT, **schema}
 
 
+def status_schema() -> dict[str, Any]:
+    """What ``status --format json`` prints (``StatusReport.to_json_dict()``)."""
+    schema = StatusReport.model_json_schema(mode="serialization")
+    schema["title"] = "incus-images status"
+    return {"$schema": DRAFT, **schema}
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "desired-state.schema.json": desired_state_schema,
     "plan.schema.json": plan_schema,
     "lock.schema.json": lock_schema,
+    "status.schema.json": status_schema,
 }
 
 

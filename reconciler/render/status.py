@@ -1,0 +1,88 @@
+"""``incus-images status`` as text and as JSON.  Pure: a function of the report alone.
+
+Text layout, one block per target (name order), one row per image in the
+report's order (this owner's first)::
+
+    Target local (project default): 2 images
+      FINGERPRINT   OWNER                    SOURCE         ALIASES  AUTO  SIZE    ...  UPDATE
+      4f3a2b1c9d8e  incus-images (this file) test:tiny/1.0  tiny     yes   1.2 kB  ...  no
+        provenance: https://git.example/repo @ 0123456789ab images.yaml
+      0123456789ab  nobody (cached)          -              -        no    1.2 kB  ...  unknown
+
+(``...`` stands for the ``EXPIRES`` and ``LAST USED`` columns.)
+``UPDATE`` is ``yes`` (another build is wanted or waits upstream), ``no``, or
+``unknown`` (``--offline``, no source).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from reconciler.model.status import ImageStatus, StatusReport
+from reconciler.render.units import human_bytes, plural, short
+
+_COLUMNS = ("FINGERPRINT", "OWNER", "SOURCE", "ALIASES", "AUTO", "SIZE", "EXPIRES",
+            "LAST USED", "UPDATE")
+
+
+def render_json(report: StatusReport) -> str:
+    """The contract's status JSON, one document, newline-terminated."""
+    return json.dumps(report.to_json_dict(), indent=2) + "\n"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _owner(img: ImageStatus) -> str:
+    who = img.owner or "nobody"
+    tags = [t for t, on in (("this file", img.managed), ("cached", img.cached)) if on]
+    return f"{who} ({', '.join(tags)})" if tags else who
+
+
+def _update(img: ImageStatus) -> str:
+    if img.update_available is None:
+        return "unknown"
+    return "yes" if img.update_available else "no"
+
+
+def row(img: ImageStatus) -> tuple[str, ...]:
+    return (short(img.fingerprint), _owner(img), img.source or "-",
+            ", ".join(img.aliases) or "-", "yes" if img.auto_update else "no",
+            human_bytes(img.size), _when(img.expires_at), _when(img.last_used_at), _update(img))
+
+
+def _provenance(img: ImageStatus) -> str | None:
+    p = img.provenance
+    if p is None:
+        return None
+    parts = [p.repository or "?"]
+    if p.commit:
+        parts.append("@ " + p.commit[:12] + (" (uncommitted changes)" if p.dirty else ""))
+    if p.path:
+        parts.append(p.path)
+    return "provenance: " + " ".join(parts)
+
+
+def render_text(report: StatusReport) -> str:
+    """Every target's images as aligned columns, newline-terminated."""
+    blocks: list[str] = []
+    for name, target in report.targets.items():
+        head = f"Target {name} (project {target.project}): {plural(len(target.images), 'image')}"
+        if not target.images:
+            blocks.append(head)
+            continue
+        rows = [_COLUMNS, *(row(i) for i in target.images)]
+        widths = [max(len(r[c]) for r in rows) for c in range(len(_COLUMNS))]
+        lines = [head]
+        for r, img in zip(rows, [None, *target.images], strict=True):
+            lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True))
+                         .rstrip())
+            extra = _provenance(img) if img is not None else None
+            if extra:
+                lines.append("    " + extra)
+        blocks.append("\n".join(lines))
+    if not blocks:
+        blocks.append("No targets.")
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,191 @@
+"""``incus-images status``: every image of every target, who manages it, and what waits upstream.
+
+:func:`shape` is pure (observed states, catalogs and locks in, a
+:class:`StatusReport` out); :func:`gather` does the reading.  Invariants:
+
+* Every image of every observed target appears once, whoever manages it; nothing
+  is changed anywhere (status only reads).
+* ``managed`` is true only for the file's owner; ``owner`` comes from the same
+  attribution the planner uses (:func:`reconciler.ownership.attribute`).
+* ``update_available`` is None whenever it cannot be known (``--offline``, a
+  remote that could not be read, an image with no source); for an image of one of
+  this owner's entries it is exactly "the plan would want another build"
+  (:func:`reconciler.planner.resolve_entry`, so pins and locks count), which makes
+  it false for a pinned or locked entry that matches its pin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.errors import RemoteError
+from reconciler.model.config import Config, EntrySpec, RemoteSpec, TargetSpec
+from reconciler.model.lock import Locks
+from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
+from reconciler.model.remote import RemoteCatalog
+from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
+from reconciler.ownership import Attribution, attribute
+from reconciler.planner import resolve_entry
+from reconciler.ports import ImageStore, RemoteReader
+
+
+def _norm(url: str) -> str:
+    return url.rstrip("/")
+
+
+def remote_for_server(config: Config, server: str) -> RemoteSpec | None:
+    """The declared remote whose URL is ``server`` (the daemon's recorded source), if any."""
+    for remote in sorted(config.remotes.values(), key=lambda r: r.name):
+        if _norm(remote.url) == _norm(server):
+            return remote
+    return None
+
+
+def recorded_source(config: Config, img: ObservedImage) -> str | None:
+    """``remote:alias`` for a source on a declared remote, ``server:alias`` otherwise."""
+    src = img.update_source
+    if src is None or not src.alias:
+        return None
+    remote = remote_for_server(config, src.server)
+    return f"{remote.name if remote else _norm(src.server)}:{src.alias}"
+
+
+def provenance_of(record: RecordedImage | None) -> Provenance | None:
+    """The record's provenance, read defensively (older records have none)."""
+    if record is None:
+        return None
+    prov = getattr(record, "provenance", None)
+    holder = prov if prov is not None else record
+    values = {k: getattr(holder, k, None) for k in ("commit", "repository", "path", "dirty")}
+    if values["commit"] is None and values["repository"] is None:
+        return None
+    return Provenance.model_validate(values)
+
+
+def shape(
+    config: Config,
+    states: Mapping[str, TargetState],
+    catalogs: Mapping[str, RemoteCatalog] | None,
+    locks: Locks | None,
+) -> StatusReport:
+    """The status of every target in ``states``; ``catalogs`` None means offline."""
+    return StatusReport(targets={
+        name: _target(config, states[name], catalogs, locks) for name in sorted(states)})
+
+
+def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCatalog] | None,
+            locks: Locks | None) -> TargetStatus:
+    attrs = attribute(state)
+    entries: dict[tuple[str, str, str], EntrySpec] = {}
+    for e in config.entries_for(state.target):
+        entries.setdefault((e.source, e.type, e.architecture or state.host_architecture), e)
+    managed_by_identity: dict[tuple[str, str, str], list[str]] = {}
+    for fp, a in sorted(attrs.items()):
+        if a.owner == config.owner and a.record is not None:
+            ident = (a.record.source, a.record.type, a.record.architecture)
+            managed_by_identity.setdefault(ident, []).append(fp)
+    images = [
+        _image(config, state, img, attrs[img.fingerprint], entries, managed_by_identity,
+               catalogs, locks)
+        for img in state.images
+    ]
+    images.sort(key=lambda i: (not i.managed, i.owner is None, i.owner or "", i.source or "",
+                               i.fingerprint))
+    return TargetStatus(project=state.project, images=images)
+
+
+def _image(
+    config: Config, state: TargetState, img: ObservedImage, a: Attribution,
+    entries: Mapping[tuple[str, str, str], EntrySpec],
+    managed_by_identity: Mapping[tuple[str, str, str], list[str]],
+    catalogs: Mapping[str, RemoteCatalog] | None, locks: Locks | None,
+) -> ImageStatus:
+    managed = a.owner == config.owner
+    entry = None
+    ident = None
+    if managed and a.record is not None:
+        ident = (a.record.source, a.record.type, a.record.architecture)
+        entry = entries.get(ident)
+    source = a.record.source if managed and a.record is not None else recorded_source(config, img)
+    update: bool | None = None
+    if catalogs is not None:
+        if entry is not None and ident is not None:
+            catalog = catalogs.get(entry.remote)
+            if catalog is not None:
+                res = resolve_entry(entry, ident[2], catalog, locks, state,
+                                    managed_by_identity.get(ident, []))
+                update = None if res.wanted is None else res.wanted != img.fingerprint
+        else:
+            update = _newer_upstream(config, img, a, managed, catalogs)
+    return ImageStatus(
+        fingerprint=img.fingerprint, managed=managed, owner=a.owner, cached=img.cached,
+        aliases=sorted(al.name for al in img.aliases), source=source,
+        auto_update=img.auto_update, expires_at=img.expires_at, last_used_at=img.last_used_at,
+        size=img.size, update_available=update, provenance=provenance_of(a.record))
+
+
+def _newer_upstream(config: Config, img: ObservedImage, a: Attribution, managed: bool,
+                    catalogs: Mapping[str, RemoteCatalog]) -> bool | None:
+    """For an image no entry of this file wants: does its source name another build now?"""
+    remote_name: str | None = None
+    alias = ""
+    if img.update_source is not None and img.update_source.alias:
+        remote = remote_for_server(config, img.update_source.server)
+        remote_name, alias = (remote.name if remote else None), img.update_source.alias
+    elif managed and a.record is not None and ":" in a.record.source:
+        remote_name, alias = a.record.source.split(":", 1)
+    catalog = catalogs.get(remote_name) if remote_name else None
+    if catalog is None:
+        return None
+    arch = img.architecture or (a.record.architecture if a.record else "")
+    newest = catalog.resolve(alias, img.type, arch)
+    if newest is None:
+        return None
+    return newest.fingerprint != img.fingerprint
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+@dataclass
+class StatusRun:
+    """What :func:`gather` found: the report, and remotes that could not be read."""
+
+    report: StatusReport
+    notes: list[str] = field(default_factory=list)
+
+
+def gather(
+    config: Config,
+    *,
+    offline: bool,
+    reader: RemoteReader,
+    connect: Callable[[TargetSpec], ImageStore],
+    locks: Locks | None,
+) -> StatusRun:
+    """Observe every target; unless ``offline``, read the remotes the images come from.
+
+    A remote that cannot be read leaves ``update_available`` unknown (null) for its
+    images and adds a note; an unreachable target is an error, as for ``plan``.
+    """
+    from reconciler.pipeline import observe
+
+    stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
+    states = observe(stores)
+    if offline:
+        return StatusRun(shape(config, states, None, locks))
+    wanted = {e.remote for e in config.entries}
+    for state in states.values():
+        for img in state.images:
+            if img.update_source is not None:
+                remote = remote_for_server(config, img.update_source.server)
+                if remote is not None:
+                    wanted.add(remote.name)
+    catalogs: dict[str, RemoteCatalog] = {}
+    notes: list[str] = []
+    for name in sorted(wanted):
+        try:
+            catalogs[name] = reader.fetch_catalog(config.remotes[name])
+        except RemoteError as exc:
+            notes.append(f"{exc}; updates from it are shown as unknown")
+    return StatusRun(shape(config, states, catalogs, locks), notes)
