@@ -46,6 +46,7 @@ from reconciler.render.units import plural
 if TYPE_CHECKING:
     from reconciler.lease import LeaseRecord
     from reconciler.model.config import Config
+    from reconciler.model.lock import Locks
 
 PROG = "incus-images"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -242,6 +243,7 @@ def plan_command(
         _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
              f"{PROG} apply -f {file} {out}")
     click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
+    _step_summary(lambda: render_plan(plan, "markdown", file_name=str(file)))
     if fail_on_warnings and plan.warnings:
         raise Refused(f"the plan has {plural(len(plan.warnings), 'warning')} "
                       "and --fail-on-warnings is set")
@@ -342,6 +344,17 @@ def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
     return EXIT_OK
 
 
+def _step_summary(markdown: Callable[[], str]) -> None:
+    """Append ``markdown()`` to ``$GITHUB_STEP_SUMMARY`` when it is set (a failure is a note)."""
+    from reconciler import stepsummary
+
+    env = _environ()
+    if env.get(stepsummary.VARIABLE):
+        problem = stepsummary.append(markdown(), env)
+        if problem:
+            _err(f"{PROG}: note: {problem}")
+
+
 def lock_command(*, file: Path, upgrade: bool, sources: Sequence[str]) -> int:
     from reconciler import lockfile
     from reconciler.pipeline import default_connect, default_reader
@@ -351,6 +364,24 @@ def lock_command(*, file: Path, upgrade: bool, sources: Sequence[str]) -> int:
                                 reader=default_reader(), connect=default_connect)
     click.echo(lockfile.render_outcome(outcome), nl=False)
     return EXIT_OK
+
+
+def diff_command(*, file: Path, base: str, head: str | None, fmt: str,
+                 detailed_exitcode: bool) -> int:
+    from reconciler.gitdiff import run_diff
+    from reconciler.pipeline import make_plan
+    from reconciler.render import diff as diff_render
+
+    def plan_head(config: Config, locks: Locks | None) -> Plan:
+        plan: Plan = make_plan(config, targets=None, allow_empty=False, environ=_environ(),
+                               now=datetime.now(UTC), locks=locks)
+        return plan
+
+    report = run_diff(file, base=base, head=head, environ=_environ(), plan=plan_head)
+    markdown = diff_render.render_markdown(report)
+    click.echo(markdown if fmt == "markdown" else diff_render.render_text(report), nl=False)
+    _step_summary(lambda: markdown)
+    return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
 
 def status_command(*, file: Path, fmt: str, offline: bool) -> int:
@@ -593,6 +624,37 @@ def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]
       incus-images lock --upgrade images:debian/12
     """
     run(ctx, lambda: lock_command(file=file, upgrade=upgrade, sources=sources))
+
+
+@cli.command(context_settings=CONTEXT)
+@_file_option
+@click.option("--base", required=True, metavar="REV",
+              help="The git revision to compare with (e.g. origin/main).")
+@click.option("--head", default=None, metavar="REV",
+              help="The revision to review. Default: the working tree.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
+              show_default=True, help="text for logs, markdown for a pull-request comment.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when the head's plan has changes, 0 when it has none.")
+@_debug_option
+@click.pass_context
+def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
+         detailed_exitcode: bool) -> None:
+    """Show what a change to the file means: for pull requests.
+
+    Reads the file and its lock file at --base and --head from git (no
+    checkout), lists the entries added, removed and changed and the lock file's
+    changes, then plans the head against the live stores.  The markdown form is
+    one PR comment, cut below GitHub's size limit.  With GITHUB_STEP_SUMMARY set,
+    the markdown is also appended there.
+
+    \b
+    Exit status: 0 ok, 1 error; with --detailed-exitcode 2 when the plan has changes.
+    Example (on pull_request):
+      incus-images diff --base origin/main --format markdown > comment.md
+    """
+    run(ctx, lambda: diff_command(file=file, base=base, head=head, fmt=fmt,
+                                  detailed_exitcode=detailed_exitcode))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -28,6 +28,17 @@ def load_config(path: Path, environ: Mapping[str, str]) -> Config:
         raise ValidationFailed(
             [Diagnostic(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
         ) from None
+    return load_config_bytes(raw, file=file, base_dir=path.parent, environ=environ)
+
+
+def load_config_bytes(
+    raw: bytes, *, file: str, base_dir: Path, environ: Mapping[str, str]
+) -> Config:
+    """Validate a desired-state file's bytes as if read from ``file`` (diagnostics name it).
+
+    Relative paths in it resolve against ``base_dir``.  ``diff`` uses this for a
+    file read from a git revision, without a checkout.
+    """
     digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8-sig")
@@ -54,7 +65,7 @@ def load_config(path: Path, environ: Mapping[str, str]) -> Config:
     reporter.silenced.update(where for where, _ in expansion.problems)
     ctx = Context(
         reporter=reporter,
-        base_dir=path.parent,
+        base_dir=base_dir,
         environ=environ,
         from_environment=expansion.from_environment,
     )

@@ -51,7 +51,8 @@ def _reason_cell(change: Change) -> str:
     return "; ".join(parts)
 
 
-def _row(change: Change) -> str:
+def change_row(change: Change) -> str:
+    """One table row: ``| action | image / alias | fingerprint | reason |``."""
     cells = [
         code(f"{MARKERS[change.action]} {change.action.value}"),
         code(name_of(change)),
@@ -85,7 +86,7 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
         if changes:
             lines += ["", "| action | image / alias | fingerprint | reason |",
                       "| --- | --- | --- | --- |"]
-            lines += [_row(c) for c in changes]
+            lines += [change_row(c) for c in changes]
         left = [u for u in plan.untouched if u.target == target]
         if left:
             lines += ["", "Left alone (not managed by this file):", ""]

@@ -1,0 +1,304 @@
+"""``incus-images diff``: what a change to the desired-state file means, for pull requests.
+
+Reads the desired-state file and its lock file at two revisions with gitpython
+(``repo.commit(rev).tree / path``: no checkout, the working tree is not
+touched), then compares them and plans the head against the live stores.
+
+Invariants:
+
+* The head defaults to the working tree; a file or lock file missing at a
+  revision reads as absent (everything added, or removed), never as an error.
+* Entries are compared per (target, source, type, architecture): the identity the
+  planner uses, with a missing architecture meaning the target's host's.  Each
+  change lists the fields that differ; key material is never compared by value
+  or shown (only "changed").
+* A file read from a revision is validated like the working tree file, with its
+  relative paths resolved against the working tree's directory of the file; the
+  head must validate (it is planned), a base that does not is reported as a note.
+* :func:`diff_entries`, :func:`diff_settings` and :func:`diff_locks` are pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from reconciler.errors import IncusImagesError, ValidationFailed
+from reconciler.lockfile import LockChange, LockFileError, changes, lock_path, parse
+from reconciler.model.config import Config, EntrySpec
+from reconciler.model.lock import LockFile, Locks
+from reconciler.model.plan import Plan
+
+WORKING_TREE = "working tree"
+
+EntryKey = tuple[str, str, str, str | None]
+"""(target, source, type, architecture or None for the host's)."""
+
+_ENTRY_FIELDS = ("fingerprint", "aliases", "auto_update", "public", "profiles", "properties",
+                 "expires_at", "expires_after_days")
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field that differs; ``before``/``after`` are display values (None: absent)."""
+
+    name: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class EntryDiff:
+    kind: Literal["added", "removed", "changed"]
+    target: str
+    source: str
+    type: str
+    architecture: str | None
+    fields: tuple[FieldDiff, ...] = ()
+
+    def label(self) -> str:
+        """``test:tiny/1.0 (container, host architecture)``."""
+        return f"{self.source} ({self.type}, {self.architecture or 'host architecture'})"
+
+
+@dataclass
+class DiffReport:
+    """Everything ``diff`` shows.  ``entries`` is None when the base could not be read."""
+
+    file_name: str
+    lock_name: str
+    base: str
+    head: str
+    entries: list[EntryDiff] | None
+    settings: list[FieldDiff]
+    locks: list[LockChange]
+    plan: Plan
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def file_changed(self) -> bool:
+        return bool(self.entries or self.settings)
+
+
+# -- pure comparison ---------------------------------------------------------------------------
+
+def _entry_fields(e: EntrySpec) -> dict[str, Any]:
+    return {
+        "fingerprint": e.fingerprint,
+        "aliases": [a.name + (f" ({a.description})" if a.description else "")
+                    for a in e.aliases],
+        "auto_update": e.auto_update,
+        "public": e.public,
+        "profiles": list(e.profiles),
+        "properties": dict(sorted(e.properties.items())),
+        "expires_at": e.expires_at,
+        "expires_after": f"{e.expires_after_days}d" if e.expires_after_days else None,
+    }
+
+
+def _entries(config: Config | None) -> dict[EntryKey, EntrySpec]:
+    out: dict[EntryKey, EntrySpec] = {}
+    for e in config.entries if config else ():
+        out.setdefault((e.target, e.source, e.type, e.architecture), e)
+    return out
+
+
+def diff_entries(base: Config | None, head: Config | None) -> list[EntryDiff]:
+    """Entries added, removed and changed (field by field), sorted by source then target."""
+    before, after = _entries(base), _entries(head)
+    out: list[EntryDiff] = []
+    for key in sorted(set(before) | set(after),
+                      key=lambda k: (k[1], k[2], k[3] or "", k[0])):
+        target, source, type_, arch = key
+        b, a = before.get(key), after.get(key)
+        if b is None and a is not None:
+            shown = tuple(FieldDiff(n, None, v) for n, v in _entry_fields(a).items()
+                          if v not in (None, [], {}, False) or n == "auto_update")
+            out.append(EntryDiff("added", target, source, type_, arch, shown))
+        elif a is None and b is not None:
+            out.append(EntryDiff("removed", target, source, type_, arch))
+        elif a is not None and b is not None:
+            fb, fa = _entry_fields(b), _entry_fields(a)
+            diffs = tuple(FieldDiff(n, fb[n], fa[n]) for n in fa if fb[n] != fa[n])
+            if diffs:
+                out.append(EntryDiff("changed", target, source, type_, arch, diffs))
+    return out
+
+
+def _settings(config: Config | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    out: dict[str, Any] = {"owner": config.owner}
+    out.update({f"server.{k}": v for k, v in config.server.items()})
+    out["policy.prune"] = config.policy.prune
+    out["policy.alias_conflicts"] = config.policy.alias_conflicts
+    days = config.policy.cached.delete_unused_after_days
+    out["policy.cached"] = f"delete_unused_after: {days}d" if days else "keep"
+    for name, r in config.remotes.items():
+        out[f"remotes.{name}.url"] = r.url
+        out[f"remotes.{name}.protocol"] = r.protocol
+        out[f"remotes.{name}.certificate"] = _secret(r.certificate)
+    for name, t in config.targets.items():
+        out[f"targets.{name}.url"] = t.url
+        out[f"targets.{name}.project"] = t.project
+        creds = (t.client_cert, t.client_key, t.server_cert)
+        out[f"targets.{name}.credentials"] = _secret("\0".join(c or "" for c in creds))
+    return out
+
+
+class _Secret:
+    """Stands for key material: equal when the material is, printed without it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "(set)"
+
+    __str__ = __repr__
+
+
+def _secret(value: str | None) -> _Secret | None:
+    return _Secret(value) if value and value.strip("\0") else None
+
+
+def diff_settings(base: Config | None, head: Config | None) -> list[FieldDiff]:
+    """Changes outside the image list (owner, server, policy, remotes, targets), sorted.
+
+    Key material (certificates, client keys) shows only as ``changed``.
+    """
+    if base is None:
+        return []
+    b, a = _settings(base), _settings(head)
+    out = []
+    for key in sorted(set(b) | set(a)):
+        if b.get(key) != a.get(key):
+            before, after = b.get(key), a.get(key)
+            if isinstance(before, _Secret) or isinstance(after, _Secret):
+                before = "(set)" if before is not None else None
+                after = "(changed)" if before is not None and after is not None else (
+                    "(set)" if after is not None else None)
+            out.append(FieldDiff(key, before, after))
+    return out
+
+
+def diff_locks(base: LockFile | None, head: LockFile | None) -> list[LockChange]:
+    """Lock entries added, removed and moved to another build."""
+    return changes(base.locks() if base else {}, head.locks() if head else {})
+
+
+# -- reading revisions -------------------------------------------------------------------------
+
+def read_at(path: Path, rev: str) -> bytes | None:
+    """``path``'s bytes at revision ``rev`` of the repository holding it; None if absent there."""
+    import git
+
+    try:
+        repo = git.Repo(path.resolve().parent, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise IncusImagesError(f"{path} is not in a git repository") from None
+    try:
+        root = Path(str(repo.working_tree_dir)).resolve()
+        rel = path.resolve().relative_to(root).as_posix()
+        try:
+            commit = repo.commit(rev)
+        except (git.BadName, ValueError, git.GitCommandError):
+            raise IncusImagesError(f"unknown git revision {rev!r}") from None
+        try:
+            blob = commit.tree / rel
+        except KeyError:
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+    finally:
+        repo.close()
+
+
+def _lock_text(data: bytes | None, name: str, notes: list[str]) -> LockFile | None:
+    if data is None:
+        return None
+    try:
+        return parse(data.decode("utf-8", errors="replace"), name=name)
+    except LockFileError as exc:
+        notes.append(str(exc))
+        return None
+
+
+PlanFn = Callable[[Config, Locks | None], Plan]
+
+
+def run_diff(
+    file: Path,
+    *,
+    base: str,
+    head: str | None,
+    environ: Mapping[str, str],
+    plan: PlanFn,
+    load: Callable[[bytes, str, Path], Config] | None = None,
+) -> DiffReport:
+    """Compare ``file`` (and its lock file) at ``base`` and ``head``; plan the head.
+
+    ``plan(config, locks)`` plans against the live stores (the CLI passes the
+    pipeline's); ``load(raw, label, base_dir)`` validates bytes (default:
+    :func:`reconciler.load.load_config_bytes` with ``environ``).
+    """
+    from reconciler.load import load_config_bytes
+
+    def default_load(raw: bytes, label: str, base_dir: Path) -> Config:
+        return load_config_bytes(raw, file=label, base_dir=base_dir, environ=environ)
+
+    validate = load or default_load
+    lpath = lock_path(file)
+    notes: list[str] = []
+    head_label = head or WORKING_TREE
+    if head is None:
+        head_config = validate(_read(file), str(file), file.parent)
+        head_lock_bytes = _read(lpath) if lpath.exists() else None
+    else:
+        raw = read_at(file, head)
+        if raw is None:
+            raise IncusImagesError(f"{file} does not exist at revision {head!r}")
+        head_config = validate(raw, f"{file}@{head}", file.parent)
+        head_lock_bytes = read_at(lpath, head)
+    head_lock = _lock_text(head_lock_bytes, f"{lpath.name}@{head_label}", notes)
+    if head_lock_bytes is not None and head_lock is None:
+        raise IncusImagesError(notes.pop())
+
+    base_raw = read_at(file, base)
+    base_config: Config | None = None
+    entries: list[EntryDiff] | None
+    if base_raw is None:
+        notes.append(f"{file.name} does not exist at {base}: every entry is new")
+        entries = diff_entries(None, head_config)
+    else:
+        try:
+            base_config = validate(base_raw, f"{file}@{base}", file.parent)
+            entries = diff_entries(base_config, head_config)
+        except ValidationFailed as exc:
+            entries = None
+            notes.append(f"{file.name} at {base} does not validate "
+                         f"({len(exc.diagnostics)} problem(s), first: "
+                         f"{exc.diagnostics[0] if exc.diagnostics else '?'}); "
+                         "entry changes are not shown")
+    base_lock = _lock_text(read_at(lpath, base), f"{lpath.name}@{base}", notes)
+    the_plan = plan(head_config, head_lock.locks() if head_lock else None)
+    return DiffReport(
+        file_name=file.name, lock_name=lpath.name, base=base, head=head_label,
+        entries=entries, settings=diff_settings(base_config, head_config),
+        locks=diff_locks(base_lock, head_lock), plan=the_plan, notes=notes)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise IncusImagesError(f"cannot read {path}: {exc.strerror or exc}") from None
+
