@@ -8,15 +8,17 @@ Nothing listens anywhere but 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import IncusdFactory
-from tests.support.e2e import World
+from tests.support.e2e import REPO, World
 from tests.support.incusd import ClientCert, Incusd
 from tests.support.ssserver import ServedTree
 
@@ -160,19 +162,29 @@ def test_https_target_with_client_certificate(world: World) -> None:
     """
     world.write(images, targets=_https_targets(url, crt, key, "certs/server.crt"))
     outputs: list[str] = []
+    summary = world.dir / "step-summary.md"
+    saved = world.dir / "saved-plan.json"
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        proc = world.cli(*args, env=env)
+        proc = world.cli(*args, env={"GITHUB_STEP_SUMMARY": str(summary), **(env or {})})
         outputs.extend([proc.stdout, proc.stderr])
         return proc
 
     _ok(run("validate"))
-    plan = _ok(run("plan", "--format", "json"))
+    plan = _ok(run("plan", "--format", "json", "--out", str(saved)))
     assert [c["action"] for c in json.loads(plan.stdout)["changes"]] == [
         "image.download", "alias.create"]
     _ok(run("plan", "--format", "markdown"))
-    _ok(run("apply", "--yes"))
+    shown = subprocess.run([sys.executable, "-m", "reconciler", "show", str(saved)],
+                           cwd=world.dir, env={**os.environ, "PYTHONPATH": str(REPO)},
+                           capture_output=True, text=True, timeout=60, check=False)
+    outputs.extend([_ok(shown).stdout, shown.stderr])
+    _ok(run("apply", str(saved)))  # credentials from the file, never from the plan
     assert _aliases(daemon) == {"tiny": built.fingerprint}
+    _ok(run("status", "--format", "json"))
+    outputs.append(saved.read_text())
+    if summary.exists():
+        outputs.append(summary.read_text())
     again = run("plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 
@@ -200,8 +212,21 @@ def test_https_target_with_client_certificate(world: World) -> None:
         assert "'prod'" in lines[0] and "untrusted" in lines[0], lines
     assert (world.images(), world.aliases(), world.daemon.config()) == before
 
+    # A client trusted only for some projects cannot keep the ownership record: refused.
+    restricted = daemon.make_client_cert("restricted", restricted_projects=["default"])
+    crt3, key3 = _copy_cert(world, restricted)
+    world.write(images, targets=_https_targets(url, crt3, key3, "certs/server.crt"))
+    lines = _error_lines_of(_fails(run("plan")))
+    assert len(lines) == 1 and "'prod'" in lines[0] and "restricted" in lines[0], lines
+    # No server_cert: the system CAs do not know the daemon's self-signed certificate.
+    world.write(images, targets=(f"targets:\n  prod:\n    url: {url}\n"
+                                 f"    client_cert: {crt}\n    client_key: {key}"))
+    lines = _error_lines_of(_fails(run("plan")))
+    assert len(lines) == 1 and "'prod'" in lines[0] and "server_cert" in lines[0], lines
+    assert (world.images(), world.aliases(), world.daemon.config()) == before
+
     _assert_no_secrets(outputs, trusted.key_pem, trusted.cert_pem, stranger.key_pem,
-                       stranger.cert_pem)
+                       stranger.cert_pem, restricted.key_pem)
 
 
 # -- 3. two owners, one store -------------------------------------------------------------------
@@ -332,11 +357,20 @@ def test_incus_protocol_remote_served_by_another_daemon(world: World,
 
 # -- 5. an HTTPS simplestreams remote -----------------------------------------------------------
 
-def test_https_simplestreams_remote_with_certificate(world: World, ss_https: ServedTree) -> None:
+@pytest.mark.parametrize("given", ["ca-file", "leaf-file", "ca-inline"])
+def test_https_simplestreams_remote_with_certificate(world: World, ss_https: ServedTree,
+                                                     given: str) -> None:
+    """``certificate:`` may be the CA or the server's own certificate, as a path or as
+    PEM text; both the tool and (through ``source.certificate``) the daemon trust it."""
     assert ss_https.tls is not None
     built = world.tree.add("tiny", "1.0", "20260101_0000")
+    pem = ss_https.tls.cert_pem if given.startswith("leaf") else ss_https.tls.ca_pem
     (world.dir / "certs").mkdir()
-    (world.dir / "certs" / "ca.crt").write_text(ss_https.tls.ca_pem)
+    (world.dir / "certs" / "remote.crt").write_text(pem)
+    if given.endswith("inline"):
+        value = "|\n" + "".join(f"      {line}\n" for line in pem.strip().splitlines())
+    else:
+        value = "certs/remote.crt"
     images = """
         images:
           - source: secure:tiny/1.0
@@ -354,13 +388,14 @@ def test_https_simplestreams_remote_with_certificate(world: World, ss_https: Ser
     assert world.images() == {} and world.aliases() == {}
 
     world.write(images, extra_remotes=(f"\n  secure:\n    url: {ss_https.url}"
-                                       "\n    certificate: certs/ca.crt"))
+                                       f"\n    certificate: {value.rstrip()}"))
+    assert world.cli("validate").returncode == 0
     _ok(world.cli("apply", "--yes"))
     assert world.aliases() == {"tiny": built.fingerprint}
     source = world.images()[built.fingerprint]["update_source"]
     assert (source["server"], source["protocol"], source["alias"]) == (
         ss_https.url, "simplestreams", "tiny/1.0")
-    assert source["certificate"].strip() == ss_https.tls.ca_pem.strip()
+    assert source["certificate"].strip() == pem.strip()
     again = world.cli("plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
     assert ss_https.count("streams/v1/index.json") >= 2  # the tool and the daemon read it
@@ -371,6 +406,13 @@ def test_https_simplestreams_remote_with_certificate(world: World, ss_https: Ser
 
 def test_unreachable_remote(world: World) -> None:
     port = _closed_port()
+    # A declared remote that no entry uses is never contacted.
+    world.tree.add("tiny", "1.0", "20260101_0000")
+    world.write("""
+        images:
+          - source: test:tiny/1.0
+    """, extra_remotes=f"\n  gone:\n    url: http://127.0.0.1:{port}")
+    _ok(world.cli("plan"))
     world.write("""
         images:
           - source: gone:tiny/1.0
@@ -490,3 +532,38 @@ def test_two_targets_reaching_one_store_are_refused(world: World) -> None:
     _ok(world.cli("apply", "--yes", "--target", "c"))
     assert set(world.images("own")) == {world.tree.images[1].fingerprint}
     assert world.images() == before[0]
+
+
+def test_two_owners_server_settings(world: World) -> None:
+    """Server settings are daemon-wide: a key another owner set to another value is a
+    conflict naming that owner; the same value is no conflict."""
+    world.tree.add("tiny", "1.0", "20260101_0000")
+    world.tree.add("small", "2.0", "20260101_0000")
+    web = world.write("""
+        server:
+          images.remote_cache_expiry: 5
+        images:
+          - source: test:tiny/1.0
+            aliases: [tiny]
+    """, name="web.yaml", owner="web")
+    _ok(world.cli("apply", "--yes", file=web))
+    assert world.daemon.config()["images.remote_cache_expiry"] == "5"
+
+    def db(value: int) -> Path:
+        return world.write(f"""
+            server:
+              images.remote_cache_expiry: {value}
+            images:
+              - source: test:small/2.0
+                aliases: [small]
+        """, name="db.yaml", owner="db")
+
+    before = (world.images(), world.aliases(), world.daemon.config())
+    for args in (("plan",), ("apply", "--yes")):
+        stderr = _fails(world.cli(*args, file=db(7)))
+        assert "images.remote_cache_expiry" in stderr and "'web'" in stderr, stderr
+    assert (world.images(), world.aliases(), world.daemon.config()) == before
+    _ok(world.cli("apply", "--yes", file=db(5)))
+    for file in (web, world.dir / "db.yaml"):
+        again = world.cli("plan", "--detailed-exitcode", file=file)
+        assert again.returncode == 0, again.stdout + again.stderr
