@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from tests.support.e2e import REPO, World
 
@@ -52,7 +53,6 @@ def test_lock_holds_builds_until_upgrade_and_is_byte_stable(world: World) -> Non
         in locked.stdout
     text = lock_file.read_text()
     assert first.fingerprint in text and "20260101_0000" in text
-    from ruamel.yaml import YAML
     jsonschema.validate(YAML(typ="safe", pure=True).load(text), LOCK_SCHEMA)
 
     os.utime(lock_file, (1_000_000, 1_000_000))
