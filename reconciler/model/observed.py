@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from reconciler.model.base import Frozen, Stored
 from reconciler.model.desired import ImageType
 
 INVENTORY_PREFIX = "user.incus-images."
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class UpdateSource(_Frozen):
+class UpdateSource(Frozen):
     """The source the daemon recorded for auto-update (``update_source``)."""
 
     server: str
@@ -29,13 +26,13 @@ class UpdateSource(_Frozen):
     certificate: str = Field(default="", repr=False)
 
 
-class ObservedAlias(_Frozen):
+class ObservedAlias(Frozen):
     name: str
     description: str = ""
     target: str
 
 
-class ObservedImage(_Frozen):
+class ObservedImage(Frozen):
     fingerprint: str
     type: ImageType = "container"
     architecture: str = ""
@@ -53,7 +50,7 @@ class ObservedImage(_Frozen):
     aliases: tuple[ObservedAlias, ...] = ()
 
 
-class Provenance(_Frozen):
+class Provenance(Stored):
     """Where a desired-state file came from: its git commit, repository and path.
 
     ``repository`` is the ``origin`` remote's URL with any credentials removed, or
@@ -69,7 +66,7 @@ class Provenance(_Frozen):
     dirty: bool = False
 
 
-class RecordedImage(_Frozen):
+class RecordedImage(Stored):
     """What an owner's inventory says about one image it manages.
 
     ``aliases`` are the local aliases this owner manages on it; ``properties``
@@ -88,7 +85,7 @@ class RecordedImage(_Frozen):
     provenance: Provenance | None = None
 
 
-class Inventory(_Frozen):
+class Inventory(Stored):
     """One owner's ownership record for one effective project of one daemon.
 
     Stored as JSON in the daemon's server config under :func:`inventory_key`,
@@ -112,7 +109,7 @@ def inventory_key(owner: str, project: str) -> str:
     return f"{INVENTORY_PREFIX}{owner}.{project}"
 
 
-class Profile(_Frozen):
+class Profile(Frozen):
     """A profile of the target's project: its config and devices, as the daemon lists them."""
 
     name: str
@@ -120,7 +117,7 @@ class Profile(_Frozen):
     devices: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
-class TargetState(_Frozen):
+class TargetState(Frozen):
     """A snapshot of one target.
 
     ``project`` is the project the file names; ``effective_project`` the one
