@@ -112,3 +112,12 @@ class LeaseLost(IncusImagesError):
 
 class Refused(IncusImagesError):
     """The tool declined to act (for example ``apply`` without a terminal and without ``--yes``)."""
+
+
+class ChangesFailed(ApplyError):
+    """``apply`` ran, and some changes failed: ``lines`` holds one error line per change."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        count = len(lines)
+        super().__init__(f"{count} change{'' if count == 1 else 's'} failed")

@@ -15,7 +15,6 @@ from typing import Literal
 
 from reconciler.apply import Reporter
 from reconciler.apply import apply_plan as _apply
-from reconciler.errors import IncusImagesError
 from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import Locks
@@ -43,14 +42,8 @@ def default_connect(target: TargetSpec) -> ImageStore:
 
 
 def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
-    """The targets to work on: all declared, or the named ones (each must be declared)."""
-    if not names:
-        return sorted(config.targets)
-    unknown = [n for n in names if n not in config.targets]
-    if unknown:
-        declared = ", ".join(sorted(config.targets))
-        raise IncusImagesError(f"unknown target {unknown[0]!r} (the file declares: {declared})")
-    return sorted(set(names))
+    """The targets to work on, sorted: all declared, or the named ones (each declared)."""
+    return sorted(config.check_targets(names or ()) or config.targets)
 
 
 def same_daemon_targets(config: Config, names: Sequence[str]) -> list[str]:

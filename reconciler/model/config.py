@@ -7,11 +7,13 @@ serialised into a plan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
+from reconciler.errors import IncusImagesError
 from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
 
@@ -100,6 +102,18 @@ class Config(Frozen):
     server: dict[str, str] = Field(default_factory=dict)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     entries: tuple[EntrySpec, ...] = ()
+
+    def check_targets(self, names: Sequence[str]) -> list[str]:
+        """``names`` without repeats, in order; every name must be a declared target."""
+        wanted = list(dict.fromkeys(names))
+        unknown = [t for t in wanted if t not in self.targets]
+        if unknown:
+            listed = ", ".join(repr(t) for t in unknown)
+            declared = ", ".join(self.targets) or "none"
+            raise IncusImagesError(
+                f"unknown target{'s' if len(unknown) > 1 else ''} {listed} "
+                f"(the file declares: {declared})")
+        return wanted
 
     def entries_for(self, target: str) -> tuple[EntrySpec, ...]:
         return tuple(e for e in self.entries if e.target == target)
