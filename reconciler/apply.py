@@ -212,7 +212,9 @@ class _TargetRun:
                 why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
                 if landed not in self.before:
                     self.store.delete_image(landed)
-            self.reporter.note(self.target, f"{c.source}: {why}; uploading {fp[:12]} instead")
+            self.reporter.note(self.target, f"{c.source}: the daemon did not pull {fp[:12]} "
+                               f"({why}); uploading the files, checked against the "
+                               "remote's index, instead")
             self._upload(c, remote)
             via = "upload"
         self.store.update_image(fp, c.writable)
