@@ -8,6 +8,7 @@ skipped with the command that installs it.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,6 +19,16 @@ from tests.support.incusd import INCUSD, Incusd
 pytest_plugins = ["tests.support.fixtures", "tests.support.e2e"]
 
 IncusdFactory = Callable[..., Incusd]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn SIGTERM (a CI timeout, ``timeout(1)``) into an interrupt, so fixtures still
+    stop the daemons this run started instead of leaving them orphaned."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def require_incusd() -> None:
