@@ -44,8 +44,8 @@ from types import TracebackType
 from typing import Protocol
 
 from reconciler.errors import IncusImagesError, LeaseHeld, LeaseLost, PreconditionFailed, StoreError
-from reconciler.planner import iso
 from reconciler.ports import ImageStore
+from reconciler.resolve import iso
 
 LEASE_KEY = "user.incus-images.lease"
 MAX_ATTEMPTS = 10

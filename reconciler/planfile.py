@@ -43,9 +43,9 @@ from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.snapshot import ImageFields, ObservedSnapshot
 from reconciler.ownership import attribute
-from reconciler.planner import iso
 from reconciler.render import json as json_render
 from reconciler.render.units import short
+from reconciler.resolve import iso
 
 _MESSAGE_LIMIT = 200
 

@@ -10,7 +10,7 @@
 * ``update_available`` is None whenever it cannot be known (``--offline``, a
   remote that could not be read, an image with no source); for an image of one of
   this owner's entries it is exactly "the plan would want another build"
-  (:func:`reconciler.planner.resolve_entry`, so pins and locks count), which makes
+  (:func:`reconciler.resolve.resolve_entry`, so pins and locks count), which makes
   it false for a pinned or locked entry that matches its pin.
 """
 
@@ -26,8 +26,8 @@ from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
 from reconciler.ownership import Attribution, attribute
-from reconciler.planner import resolve_entry
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.resolve import resolve_entry
 
 
 def _norm(url: str) -> str:
