@@ -2,8 +2,9 @@
 
 Pure: no I/O, no clock (``now`` is passed in), no environment.  The same inputs
 always give the same plan, with changes in apply order.  Which build each entry
-wants is :mod:`reconciler.resolve`'s to say; who owns what, :mod:`reconciler.ownership`'s.  Rules are the
-contract's "Semantics" section; each function below states the ones it holds.
+wants is decided in :mod:`reconciler.resolve`, who owns what in
+:mod:`reconciler.ownership`.  Rules are the contract's "Semantics" section; each
+function below states the ones it holds.
 """
 
 from __future__ import annotations
