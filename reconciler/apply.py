@@ -176,6 +176,7 @@ class _TargetRun:
         return Outcome(change=c, status=Status.DONE)
 
     def _server_update(self, c: Change) -> None:
+        """Write each key with compare-and-swap, retrying while other writers move the ETag."""
         for key, fc in (c.fields or {}).items():
             for _ in range(10):
                 config, etag = self.store.get_server_config()
@@ -186,6 +187,9 @@ class _TargetRun:
                     break
                 except PreconditionFailed:
                     continue
+            else:
+                raise ApplyError(f"target {self.target!r}: could not set {key}: the server "
+                                 "config kept changing (10 attempts)")
 
     def _download(self, c: Change) -> Outcome:
         assert c.pull is not None and c.writable is not None and c.fingerprint is not None
