@@ -22,7 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Protocol
@@ -36,7 +36,7 @@ from reconciler.errors import (
 )
 from reconciler.inventory import update_inventory
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import Inventory, ObservedImage, TargetState
+from reconciler.model.observed import Inventory, ObservedImage, PendingPull, TargetState
 from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
@@ -203,19 +203,28 @@ class _TargetRun:
         landed: str | None = None
         why = ""
         present = {img.fingerprint: img for img in self.store.observe().images}
+        marker = self._mark_pull(c, present.values())
         try:
-            landed = self.store.pull_image(
-                c.pull, certificate=certificate, writable=c.writable,
-                progress=lambda text: self.reporter.progress(self.target, c, text))
-        except OperationFailed as exc:
-            why = str(exc)
+            try:
+                landed = self.store.pull_image(
+                    c.pull, certificate=certificate, writable=c.writable,
+                    progress=lambda text: self.reporter.progress(self.target, c, text))
+            except OperationFailed as exc:
+                why = str(exc)
+            if landed != fp:
+                self._undo_upsert(present, c.writable, fp)
+                if landed is not None:
+                    why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
+                    if landed not in self.before:
+                        self.store.delete_image(landed)
+            elif c.record is not None:
+                self._remember(c)
+        finally:
+            if marker is not None:
+                self._record(lambda inv: inv.model_copy(
+                    update={"pending": tuple(p for p in inv.pending if p != marker)}))
         via = "pull"
         if landed != fp:
-            self._undo_upsert(present, c.writable, fp)
-            if landed is not None:
-                why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
-                if landed not in self.before:
-                    self.store.delete_image(landed)
             self.reporter.note(self.target, f"{c.source}: the daemon did not pull {fp[:12]} "
                                f"({why}); uploading the files, checked against the "
                                "remote's index, instead")
@@ -267,6 +276,18 @@ class _TargetRun:
                              f"{got[:12]}, not {c.fingerprint[:12]}")
 
     # -- ownership ---------------------------------------------------------------------------
+
+    def _mark_pull(self, c: Change, present: Iterable[ObservedImage]) -> PendingPull | None:
+        """Record a pull by alias as in flight (see ``PendingPull``) before it starts."""
+        if c.pull is None or c.pull.alias is None or c.record is None:
+            return None
+        server, alias = c.pull.server, c.pull.alias
+        marker = PendingPull(server=server, alias=alias, record=c.record, before=tuple(sorted(
+            img.fingerprint for img in present
+            if img.update_source is not None
+            and (img.update_source.server, img.update_source.alias) == (server, alias))))
+        self._record(lambda inv: inv.model_copy(update={"pending": (*inv.pending, marker)}))
+        return marker
 
     def _remember(self, c: Change) -> None:
         if c.record is None or c.fingerprint is None:

@@ -34,6 +34,8 @@ def encode(inventory: Inventory) -> str:
     written without them keep the exact encoding older versions wrote.
     """
     data = inventory.model_dump(mode="json", exclude={"owner", "project"}, exclude_none=True)
+    if not data.get("pending"):
+        data.pop("pending", None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -68,7 +70,7 @@ def update_inventory(
         new = change(current)
         if new == current:
             return current
-        value = "" if not new.images and not new.server else encode(new)
+        value = "" if not (new.images or new.server or new.pending) else encode(new)
         try:
             store.patch_server_config({key: value}, etag)
         except PreconditionFailed:

@@ -3,8 +3,10 @@
 An image is owner O's when its fingerprint is in O's inventory, or when it is in
 nobody's inventory and every owner whose inventory lists one of its aliases is O,
 and that alias's recorded image is gone from the store (the signature of the
-daemon's auto-update, which moves aliases to the new build).  An image belongs
-to at most one owner.
+daemon's auto-update, which moves aliases to the new build), or when it is in
+nobody's inventory and matches a pull by alias that O had in flight (see
+:class:`reconciler.model.observed.PendingPull`).  An image belongs to at most one
+owner.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Attribution:
     owner: str | None
     record: RecordedImage | None
     successor_of: str | None = None
+    in_flight: bool = False
+    """Attributed through a pull the owner had in flight, not through its records."""
 
 
 def attribute(state: TargetState) -> dict[str, Attribution]:
@@ -46,8 +50,23 @@ def attribute(state: TargetState) -> dict[str, Attribution]:
             owner, rec = by_fp[img.fingerprint]
             result[img.fingerprint] = Attribution(owner, rec)
             continue
-        result[img.fingerprint] = _by_alias(img, listed_by, orphan_alias)
+        found = _by_alias(img, listed_by, orphan_alias)
+        if found.owner is None:
+            found = _by_pending_pull(img, state)
+        result[img.fingerprint] = found
     return result
+
+
+def _by_pending_pull(img: ObservedImage, state: TargetState) -> Attribution:
+    source = img.update_source
+    if source is None:
+        return Attribution(None, None)
+    for owner in sorted(state.inventories):
+        for pull in state.inventories[owner].pending:
+            if (pull.server, pull.alias) == (source.server, source.alias) and \
+                    img.fingerprint not in pull.before:
+                return Attribution(owner, pull.record, in_flight=True)
+    return Attribution(None, None)
 
 
 def _by_alias(

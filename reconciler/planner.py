@@ -227,10 +227,12 @@ def _plan_target(
                                         record, replace_cached=current is not None,
                                         latest=res.latest))
         else:
-            if owner_now is None:
+            if owner_now is None or attrs[wanted].in_flight:
+                why = ("landed by an interrupted apply, not yet recorded"
+                       if attrs[wanted].in_flight else "managed by nobody")
                 tp.changes.append(change(Action.IMAGE_ADOPT,
                                          "present in the store with the declared fingerprint, "
-                                         "managed by nobody", fingerprint=wanted,
+                                         + why, fingerprint=wanted,
                                          source=entry.source, record=record))
             prior = attrs[wanted].record if owner_now == owner else None
             update = _update(entry, current, prior, expiry, change, record)

@@ -85,6 +85,23 @@ class RecordedImage(Stored):
     provenance: Provenance | None = None
 
 
+class PendingPull(Stored):
+    """A pull by alias this owner started and has not yet settled.
+
+    The daemon's hour-old index can make it land another build than planned,
+    which apply deletes at once; a kill between the two would leave that build
+    as nobody's.  While this marker stands, an image that is in no record, whose
+    ``update_source`` is ``server`` + ``alias`` and that was not among ``before``
+    (the fingerprints with that source when the pull started) is this owner's,
+    described by ``record``.
+    """
+
+    server: str
+    alias: str
+    record: RecordedImage
+    before: tuple[str, ...] = ()
+
+
 class Inventory(Stored):
     """One owner's ownership record for one effective project of one daemon.
 
@@ -98,6 +115,7 @@ class Inventory(Stored):
     images: dict[str, RecordedImage] = Field(default_factory=dict)
     server: dict[str, str] = Field(default_factory=dict)
     """``images.*`` server settings this owner enforces, with their values."""
+    pending: tuple[PendingPull, ...] = ()
 
     @property
     def aliases(self) -> frozenset[str]:

@@ -8,9 +8,15 @@ import pytest
 
 from reconciler.apply import apply_plan
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
-from reconciler.inventory import encode
+from reconciler.inventory import decode, encode
 from reconciler.model.config import Config
-from reconciler.model.observed import Inventory, RecordedImage, inventory_key
+from reconciler.model.observed import (
+    Inventory,
+    PendingPull,
+    RecordedImage,
+    UpdateSource,
+    inventory_key,
+)
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
 from reconciler.planner import make_plan
@@ -314,3 +320,62 @@ def test_killed_apply_converges_on_rerun() -> None:
     assert ("image.adopt", b2.fingerprint[:6]) in actions(plan2)
     assert set(store.images) == {b2.fingerprint}
     assert store.aliases == {"deb": (b2.fingerprint, ""), "debian": (b2.fingerprint, "")}
+
+
+def test_kill_after_a_stale_pull_leaves_no_stray_build() -> None:
+    """A stale alias pull landed an old build that apply would delete; the apply was
+    killed first.  The in-flight marker makes that build this owner's, so the next
+    plan deletes it, and the final record write clears the marker."""
+    b0, b1, b2 = build("deb/1", 0), build("deb/1", 1), build("deb/1", 2)
+    cat = catalog(b0, b1, b2)
+    store = FakeStore(universe={"r": cat})
+    cfg = config(entry("r:deb/1", "deb"))
+    converge(cfg, store, catalog(b0, b1))
+    # The pull by alias that apply starts: marker first, then the daemon's stale index
+    # lands b0 (not in the store), then the kill.
+    key = inventory_key("incus-images", "default")
+    inv = decode("incus-images", "default", store.config[key])
+    rec = inv.images[b1.fingerprint]
+    marker = PendingPull(server=cat.url, alias="deb/1", record=rec, before=())
+    store.config[key] = encode(inv.model_copy(update={"pending": (marker,)}))
+    store.put(image(b0.fingerprint, update_source=UpdateSource(
+        server=cat.url, protocol="simplestreams", alias="deb/1")))
+    plan = plan_for(cfg, store, cat)
+    assert ("image.delete", b0.fingerprint[:6]) in actions(plan)
+    converge(cfg, store, cat)
+    assert set(store.images) == {b2.fingerprint}
+    assert decode("incus-images", "default", store.config[key]).pending == ()
+
+
+def test_an_image_pulled_before_the_marker_stays_nobodys() -> None:
+    b0, b1 = build("deb/1", 0), build("deb/1", 1)
+    cat = catalog(b0, b1)
+    store = FakeStore(universe={"r": cat})
+    source = UpdateSource(server=cat.url, protocol="simplestreams", alias="deb/1")
+    store.put(image(b0.fingerprint, update_source=source), "by-hand")
+    marker = PendingPull(server=cat.url, alias="deb/1", before=(b0.fingerprint,),
+                         record=RecordedImage(source="r:deb/1", architecture="x86_64"))
+    store.config[inventory_key("incus-images", "default")] = encode(Inventory(
+        owner="incus-images", project="default", pending=(marker,)))
+    plan = plan_for(config(entry("r:deb/1", "deb")), store, cat)
+    assert b0.fingerprint not in {c.fingerprint for c in plan.changes}
+    assert [u.fingerprint for u in plan.untouched] == [b0.fingerprint]
+
+
+def test_apply_clears_its_in_flight_marker() -> None:
+    b1 = build("deb/1", 1)
+    cat = catalog(b1)
+    store = FakeStore(universe={"r": cat})
+    seen: list[int] = []
+    original = store.pull_image
+
+    def watching(*args: object, **kwargs: object) -> str:
+        inv = decode("incus-images", "default",
+                     store.config[inventory_key("incus-images", "default")])
+        seen.append(len(inv.pending))
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.pull_image = watching  # type: ignore[method-assign]
+    converge(config(entry("r:deb/1", "deb")), store, cat)
+    assert seen == [1]
+    assert '"pending"' not in store.config[inventory_key("incus-images", "default")]
