@@ -452,3 +452,13 @@ def test_harness_restart_kill9_and_stream_cache(incusd: Incusd) -> None:
     assert not cache.exists()
     incusd.kill9()
     assert not incusd.running
+
+
+def test_observe_reads_free_space_of_an_images_volume(store: IncusStore, incusd: Incusd) -> None:
+    assert store.observe().images_free_bytes is None  # not exposed for the plain image dir
+    incusd.api("POST", "/1.0/storage-pools", {"name": "pool", "driver": "dir"})
+    incusd.api("POST", "/1.0/storage-pools/pool/volumes/custom", {"name": "imgs"})
+    incusd.set_config({"storage.images_volume": "pool/imgs"})
+    space = incusd.api("GET", "/1.0/storage-pools/pool/resources").metadata["space"]
+    free = store.observe().images_free_bytes
+    assert free is not None and 0 < free <= space["total"]
