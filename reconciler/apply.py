@@ -40,27 +40,7 @@ from reconciler.model.observed import Inventory, ObservedImage, PendingPull, Tar
 from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
-
-
-class Reporter(Protocol):
-    def progress(self, target: str, change: Change, text: str) -> None: ...
-
-    def done(self, outcome: Outcome) -> None: ...
-
-    def note(self, target: str, text: str) -> None: ...
-
-
-class SilentReporter:
-    """A reporter that says nothing (tests, and JSON output)."""
-
-    def progress(self, target: str, change: Change, text: str) -> None:
-        pass
-
-    def done(self, outcome: Outcome) -> None:
-        pass
-
-    def note(self, target: str, text: str) -> None:
-        pass
+from reconciler.progress import Reporter, SilentReporter
 
 
 def apply_plan(
@@ -108,12 +88,11 @@ class _TargetRun:
         self.reporter = reporter
         self.changes = plan.for_target(target)
         self.project = self.changes[0].project if self.changes else store.project
-        self.before: set[str] = set()
 
     def run(self) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        try:
-            self.before = {img.fingerprint for img in self.store.observe().images}
+        try:  # an unreachable target fails every change at once, attempting none
+            self.store.observe()
         except IncusImagesError as exc:
             return [Outcome(change=c, status=Status.FAILED, message=str(exc))
                     for c in self.changes]
@@ -197,7 +176,6 @@ class _TargetRun:
         if c.replace_cached:
             with suppress(NotFound):
                 self.store.delete_image(fp)
-            self.before.discard(fp)
         remote = self.remotes.get(c.pull.remote)
         certificate = remote.certificate if remote else None
         landed: str | None = None
@@ -215,7 +193,7 @@ class _TargetRun:
                 self._undo_upsert(present, c.writable, fp)
                 if landed is not None:
                     why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
-                    if landed not in self.before:
+                    if landed not in present:
                         self.store.delete_image(landed)
             elif c.record is not None:
                 self._remember(c)
@@ -232,7 +210,6 @@ class _TargetRun:
             via = "upload"
         self.store.update_image(fp, c.writable)
         self._remember(c)
-        self.before.add(fp)
         return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
                        message="" if via == "pull" else why)
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from reconciler.apply import Reporter
 from reconciler.apply import apply_plan as _apply
 from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
@@ -25,6 +24,7 @@ from reconciler.model.result import ApplyResult
 from reconciler.planner import check_distinct_stores
 from reconciler.planner import make_plan as _plan
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.progress import Reporter
 
 Connect = Callable[[TargetSpec], ImageStore]
 

@@ -39,6 +39,19 @@ class Reporter(Protocol):
     def note(self, target: str, text: str) -> None: ...
 
 
+class SilentReporter:
+    """A reporter that says nothing (tests, and JSON output)."""
+
+    def progress(self, target: str, change: Change, text: str) -> None:
+        pass
+
+    def done(self, outcome: Outcome) -> None:
+        pass
+
+    def note(self, target: str, text: str) -> None:
+        pass
+
+
 ChangeKey = tuple[str, tuple[int, str, str, str]]
 
 
