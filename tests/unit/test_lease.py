@@ -276,7 +276,7 @@ def test_a_failed_second_lease_releases_the_first() -> None:
     second.config[LEASE_KEY] = record().encode()
     with pytest.raises(LeaseHeld), Leases([("a", first), ("b", second)], owner="web",
                                           timeout=0, on_wait=lambda t, r: None,
-                                          on_note=print):
+                                          on_note=print, clock=FakeClock()):
         pass
     assert LEASE_KEY not in first.config
     assert stored(second) == record()
