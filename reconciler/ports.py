@@ -16,6 +16,9 @@ from reconciler.model.observed import ObservedImage, TargetState
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 
+DEFAULT_OPERATION_TIMEOUT = 3600.0
+"""How long, by default, a store waits for one daemon operation (``--operation-timeout``)."""
+
 Progress = Callable[[str], None]
 """Receives the daemon's ``download_progress`` text (or the tool's own upload progress)."""
 
