@@ -41,7 +41,9 @@ class ImageStore(Protocol):
     """One target: an Incus daemon and one project.
 
     Every mutating call returns only once the daemon has finished (operations are
-    waited on and their real outcome read); failures raise ``StoreError``.
+    waited on, however long they run, and their real outcome read); failures raise
+    ``StoreError``.  A store may bound the wait for one operation: it then cancels
+    the operation and raises ``OperationAbandoned`` (never ``OperationFailed``).
     """
 
     target: str

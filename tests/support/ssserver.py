@@ -100,6 +100,8 @@ class ServedTree:
     rate: int = 0
     """Bytes per second at which image file bodies are sent (0: as fast as possible).
     Index files are never throttled."""
+    transfers: list[tuple[str, float]] = field(default_factory=list)
+    """(path, seconds) of every throttled body sent in full."""
 
     def count(self, path: str) -> int:
         """How many requests asked for ``path`` (leading ``/`` and query ignored)."""
@@ -147,6 +149,8 @@ class _Handler(SimpleHTTPRequestHandler):
             ahead = sent / rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
+        if served is not None:
+            served.transfers.append((urlsplit(self.path).path, time.monotonic() - start))
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
