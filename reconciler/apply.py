@@ -11,7 +11,13 @@ Invariants:
   already in the store has overwritten that image's writable fields with the
   request's (the daemon does so even when the operation fails): they are put back.
 - Ownership records are written as changes land, so an apply killed at any
-  point leaves a store the next plan understands.
+  point leaves a store the next plan understands.  A pull's in-flight marker
+  (``PendingPull``) is cleared only once its outcome is settled: the pull
+  returned, failed, or was cancelled as the daemon confirmed.  A pull the tool
+  gave up on without that confirmation (``OperationAbandoned``), or one cut short
+  by an error, keeps its marker, so what the daemon lands later is this owner's
+  and the next plan adopts or deletes it.  A pull that merely takes long is
+  waited for: only a pull the daemon failed falls back to an upload.
 - After a target's changes, one observation checks that each change really
   landed; a daemon that reported success without doing the work is an error.
 - An interrupt (Ctrl-C) stops every target before its next change: the change
@@ -31,6 +37,7 @@ from reconciler.errors import (
     ApplyError,
     IncusImagesError,
     NotFound,
+    OperationAbandoned,
     OperationFailed,
     PreconditionFailed,
 )
@@ -182,6 +189,7 @@ class _TargetRun:
         why = ""
         present = {img.fingerprint: img for img in self.store.observe().images}
         marker = self._mark_pull(c, present.values())
+        settled = False  # whether nothing can land any more that the marker must claim
         try:
             try:
                 landed = self.store.pull_image(
@@ -189,6 +197,9 @@ class _TargetRun:
                     progress=lambda text: self.reporter.progress(self.target, c, text))
             except OperationFailed as exc:
                 why = str(exc)
+            except OperationAbandoned as exc:
+                settled = exc.cancelled
+                raise
             if landed != fp:
                 self._undo_upsert(present, c.writable, fp)
                 if landed is not None:
@@ -197,8 +208,9 @@ class _TargetRun:
                         self.store.delete_image(landed)
             elif c.record is not None:
                 self._remember(c)
+            settled = True
         finally:
-            if marker is not None:
+            if marker is not None and settled:
                 self._record(lambda inv: inv.model_copy(
                     update={"pending": tuple(p for p in inv.pending if p != marker)}))
         via = "pull"

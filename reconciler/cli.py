@@ -45,6 +45,7 @@ from reconciler.commands import (
     validate_command,
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, ValidationFailed
+from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.render import PlanFormat
 
 # -- the one error handler ------------------------------------------------------------------
@@ -279,6 +280,11 @@ def plan(
 @click.option("--lock-timeout", "lock_timeout", metavar="SECONDS", show_default=True,
               type=click.FloatRange(min=0), default=DEFAULT_LOCK_TIMEOUT,
               help="How long to wait for another apply's lease on a target.")
+@click.option("--operation-timeout", "operation_timeout", metavar="SECONDS",
+              show_default=True, type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_OPERATION_TIMEOUT,
+              help="How long to wait for one daemon operation (an image download) before "
+              "cancelling it.")
 @click.option("--lease-ttl", "lease_ttl", metavar="SECONDS", hidden=True,
               type=click.FloatRange(min=1), default=DEFAULT_LEASE_TTL,
               help="How long a lease lasts unless renewed (a crashed apply's lapses after it).")
@@ -288,7 +294,8 @@ def plan(
 @click.pass_context
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
-    fmt: str, lock_timeout: float, lease_ttl: float, plan_file: Path | None,
+    fmt: str, lock_timeout: float, operation_timeout: float, lease_ttl: float,
+    plan_file: Path | None,
 ) -> None:
     """Plan, then make the image stores match the file.
 
@@ -307,6 +314,9 @@ def apply(
     the server config key user.incus-images.lease), waits up to --lock-timeout
     for another's, and releases it at the end; a crashed apply's lease lapses.
 
+    Each daemon operation (an image download) is waited for until it ends, up
+    to --operation-timeout; then the tool cancels it and the change fails.
+
     \b
     Exit status: 0 applied (or nothing to change), 1 error, refused, stale,
     locked or a change failed.
@@ -318,7 +328,7 @@ def apply(
     run(ctx, lambda: apply_command(
         file=file, targets=targets, yes=yes, allow_empty=allow_empty,
         fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
-        lease_ttl=lease_ttl))
+        lease_ttl=lease_ttl, operation_timeout=operation_timeout))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -70,10 +70,12 @@ def _make_plan(config: Config, targets: Sequence[str], *, allow_empty: bool) -> 
     return plan
 
 
-def _apply_plan(config: Config, plan: Plan, *, reporter: Reporter) -> ApplyResult:
+def _apply_plan(config: Config, plan: Plan, *, reporter: Reporter,
+                operation_timeout: float | None = None) -> ApplyResult:
     from reconciler.pipeline import apply_plan
 
-    result: ApplyResult = apply_plan(config, plan, environ=_environ(), reporter=reporter)
+    result: ApplyResult = apply_plan(config, plan, environ=_environ(), reporter=reporter,
+                                     operation_timeout=operation_timeout)
     return result
 
 
@@ -143,6 +145,7 @@ def apply_command(
     *, file: Path, targets: Sequence[str], yes: bool, allow_empty: bool,
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
+    operation_timeout: float | None = None,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``)."""
     if plan_file is not None:
@@ -150,7 +153,8 @@ def apply_command(
             raise IncusImagesError("--target cannot be used with a saved plan: the plan "
                                    "already says which targets it changes")
         return _apply_saved(file=file, plan_file=plan_file, fmt=fmt,
-                            lock_timeout=lock_timeout, lease_ttl=lease_ttl)
+                            lock_timeout=lock_timeout, lease_ttl=lease_ttl,
+                            operation_timeout=operation_timeout)
     config = _load(file)
     names = config.check_targets(targets)
     with _leases(config, names or sorted(config.targets), timeout=lock_timeout, ttl=lease_ttl):
@@ -168,12 +172,14 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr))
+        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr),
+                             operation_timeout=operation_timeout)
         return _report(result, fmt)
 
 
 def _apply_saved(
     *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float, lease_ttl: float,
+    operation_timeout: float | None = None,
 ) -> int:
     """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
 
@@ -192,7 +198,8 @@ def _apply_saved(
         _check_fresh(config, plan, name)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
-        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr))
+        result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr),
+                             operation_timeout=operation_timeout)
         return _report(result, fmt)
 
 

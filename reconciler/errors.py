@@ -78,6 +78,19 @@ class OperationFailed(StoreError):
     """A background operation of the daemon ended in failure."""
 
 
+class OperationAbandoned(StoreError):
+    """The tool stopped waiting for a daemon operation that had not ended.
+
+    ``cancelled`` is True when the daemon confirmed that the operation ended
+    without its result (it was cancelled, or failed); False when its outcome is
+    unknown, so what it was doing may still land.
+    """
+
+    def __init__(self, target: str, message: str, *, cancelled: bool) -> None:
+        self.cancelled = cancelled
+        super().__init__(target, message)
+
+
 class PlanError(IncusImagesError):
     """The desired state cannot be planned (conflicts, missing builds, empty-file guard)."""
 

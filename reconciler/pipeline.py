@@ -35,10 +35,12 @@ def default_reader() -> RemoteReader:
     return HttpRemoteReader()
 
 
-def default_connect(target: TargetSpec) -> ImageStore:
-    from reconciler.adapters.incus import connect
+def default_connect(target: TargetSpec, *, operation_timeout: float | None = None
+                    ) -> ImageStore:
+    """The Incus REST adapter; ``operation_timeout`` (seconds) overrides its default."""
+    from reconciler.adapters.incus import OPERATION_TIMEOUT, connect
 
-    return connect(target)
+    return connect(target, operation_timeout=operation_timeout or OPERATION_TIMEOUT)
 
 
 def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
@@ -111,11 +113,15 @@ def apply_plan(
     reporter: Reporter,
     reader: RemoteReader | None = None,
     connect: Connect | None = None,
+    operation_timeout: float | None = None,
 ) -> ApplyResult:
-    """Apply ``plan``; connection details and credentials come from ``config`` only."""
+    """Apply ``plan``; connection details and credentials come from ``config`` only.
+
+    ``operation_timeout`` bounds the wait for each daemon operation (default adapter only).
+    """
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
-    conn = connect or default_connect
+    conn = connect or (lambda t: default_connect(t, operation_timeout=operation_timeout))
     stores = {n: conn(config.targets[n]) for n in names}
     return _apply(plan, stores=stores, reader=reader or default_reader(),
                   remotes=config.remotes, reporter=reporter)

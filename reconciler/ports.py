@@ -16,6 +16,9 @@ from reconciler.model.observed import ObservedImage, TargetState
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 
+DEFAULT_OPERATION_TIMEOUT = 3600.0
+"""How long, by default, a store waits for one daemon operation (``--operation-timeout``)."""
+
 Progress = Callable[[str], None]
 """Receives the daemon's ``download_progress`` text (or the tool's own upload progress)."""
 
@@ -38,7 +41,9 @@ class ImageStore(Protocol):
     """One target: an Incus daemon and one project.
 
     Every mutating call returns only once the daemon has finished (operations are
-    waited on and their real outcome read); failures raise ``StoreError``.
+    waited on, however long they run, and their real outcome read); failures raise
+    ``StoreError``.  A store may bound the wait for one operation: it then cancels
+    the operation and raises ``OperationAbandoned`` (never ``OperationFailed``).
     """
 
     target: str

@@ -18,17 +18,25 @@ Invariants:
   envelope from ``/wait``, or ``status_code`` 400/401 with ``err``) is
   ``OperationFailed`` carrying the daemon's text.
 * A mutating call returns only once the daemon has finished, and ``update_image``
-  re-reads the image to check that the fields really landed.
+  re-reads the image to check that the fields really landed.  However long an
+  operation runs (a real-size image download takes minutes), it is waited for, up
+  to ``operation_timeout``; Incus 6.0's "context deadline exceeded" answer to
+  ``/wait`` means "still running" (handled in ``_wait_round`` only).  When the
+  tool gives up on an operation (timeout, interrupt, lost connection) it asks the
+  daemon to cancel it (``DELETE /1.0/operations/<id>``); a timeout raises
+  ``OperationAbandoned`` saying whether the daemon confirmed that it stopped.
 * Messages name the target (``StoreError(self.target, ...)``) and never carry key
   material.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -39,6 +47,7 @@ from reconciler.adapters.http import Transport, open_transport
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
+    OperationAbandoned,
     OperationFailed,
     PreconditionFailed,
     StoreError,
@@ -54,12 +63,18 @@ from reconciler.model.observed import (
     UpdateSource,
 )
 from reconciler.model.plan import PullSource, Writable
-from reconciler.ports import Progress
+from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
 WAIT_SECONDS = 2
 """``/wait?timeout=`` per round: finished operations vanish 5 s after they end."""
+OPERATION_TIMEOUT = DEFAULT_OPERATION_TIMEOUT
+CANCEL_GRACE = 15.0
+"""After cancelling an operation, how long to wait to learn how it ended."""
+CANCEL_READ_TIMEOUT = 10.0
+DEADLINE_EXCEEDED = "context deadline exceeded"
+"""Incus 6.0's ``/wait`` answer (error_code 500) when its timeout passes first."""
 UPLOAD_PROGRESS_STEP = 8 * 1024 * 1024
 CLEAR_EXPIRY = "1970-01-01T00:00:00Z"
 """What clears ``expires_at``: the daemon ignores a zero time."""
@@ -84,7 +99,7 @@ def default_socket_path() -> str:
     return "/var/lib/incus/unix.socket"
 
 
-def connect(target: TargetSpec) -> IncusStore:
+def connect(target: TargetSpec, *, operation_timeout: float = OPERATION_TIMEOUT) -> IncusStore:
     """An :class:`IncusStore` for ``target``; nothing is sent until the first call.
 
     ``unix://`` without a path means the local socket (:func:`default_socket_path`).
@@ -97,7 +112,7 @@ def connect(target: TargetSpec) -> IncusStore:
                                    client_key=target.client_key, server_cert=target.server_cert)
     except (ValueError, OSError) as exc:
         raise StoreError(target.name, f"cannot use {target.url}: {exc}") from exc
-    return IncusStore(target, transport)
+    return IncusStore(target, transport, operation_timeout=operation_timeout)
 
 
 def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
@@ -201,10 +216,18 @@ class IncusStore:
 
     ``session`` is exposed so callers (tests) can add ``requests`` hooks, e.g. to
     count requests.  Use as a context manager or call :meth:`close`.
+    ``operation_timeout`` bounds the wait for any one daemon operation, in seconds
+    of ``clock``.
     """
 
-    def __init__(self, spec: TargetSpec, transport: Transport) -> None:
+    def __init__(
+        self, spec: TargetSpec, transport: Transport, *,
+        operation_timeout: float = OPERATION_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spec = spec
+        self.operation_timeout = operation_timeout
+        self.clock = clock
         self.target = spec.name
         self.project = spec.project
         self.transport = transport
@@ -296,40 +319,68 @@ class IncusStore:
     def _wait(
         self, body: Mapping[str, Any], what: str, progress: Progress | None
     ) -> dict[str, Any]:
-        """Wait for an async answer's operation; return its final metadata."""
+        """Wait for an async answer's operation; return its final metadata.
+
+        Waits until the operation ends, at most ``operation_timeout`` seconds; then
+        gives up (:meth:`_give_up`).  Anything else that stops the wait (an
+        interrupt, a lost connection) asks the daemon to cancel the operation,
+        best effort, before it propagates.
+        """
         if body.get("type") != "async":
             meta = body.get("metadata")
             return dict(meta) if isinstance(meta, Mapping) else {}
         op_path = urlsplit(str(body.get("operation") or "")).path
         if not op_path:
             op_path = f"/1.0/operations/{body['metadata']['id']}"
-        last = None
         op: Mapping[str, Any] = body.get("metadata") or {}
-        while True:
-            meta = op.get("metadata") if isinstance(op.get("metadata"), Mapping) else {}
-            text = meta.get("download_progress") if meta else None
-            if progress is not None and text and text != last:
-                progress(str(text))
-                last = text
-            code = op.get("status_code")
-            if code == 200:
-                return dict(meta or {})
-            if isinstance(code, int) and code >= 400:
-                raise OperationFailed(self.target, f"{what}: "
-                                      f"{op.get('err') or op.get('status') or 'failed'}",
-                                      status=code)
-            resp = self._send("GET", op_path + "/wait", params={"timeout": str(WAIT_SECONDS)},
-                              read_timeout=WAIT_SECONDS + 30)
-            op = self._wait_answer(resp, what)
+        deadline = self.clock() + self.operation_timeout
+        last = None
+        try:
+            while True:
+                meta = op.get("metadata") if isinstance(op.get("metadata"), Mapping) else {}
+                text = meta.get("download_progress") if meta else None
+                if progress is not None and text and text != last:
+                    progress(str(text))
+                    last = text
+                final = _final(op, what, self.target)
+                if final is not None:
+                    return final
+                left = deadline - self.clock()
+                if left <= 0:
+                    return self._give_up(op_path, what)
+                op = self._wait_round(op_path, what, min(WAIT_SECONDS, math.ceil(left)))
+        except (OperationFailed, OperationAbandoned):
+            raise
+        except BaseException:
+            self._cancel(op_path)
+            raise
 
-    def _wait_answer(self, resp: requests.Response, what: str) -> Mapping[str, Any]:
-        """The operation from a ``/wait`` answer; a failed operation raises.
+    def _wait_round(self, op_path: str, what: str, seconds: int) -> Mapping[str, Any]:
+        """One ``/wait?timeout=seconds``: the operation, finished or not.
+
+        Incus 6.0 answers a wait that times out on a running operation with an error
+        envelope, ``error_code`` 500 "context deadline exceeded"; that means "still
+        running", confirmed (and its progress read) with ``GET /1.0/operations/<id>``,
+        which also tells it apart from an operation that failed with that text.
+        """
+        resp = self._send("GET", op_path + "/wait", params={"timeout": str(seconds)},
+                          read_timeout=seconds + 30)
+        op = self._wait_answer(resp, what)
+        if op is None:
+            op = self._operation(op_path, what)
+        return op
+
+    def _wait_answer(self, resp: requests.Response, what: str) -> Mapping[str, Any] | None:
+        """The operation from a ``/wait`` answer, or None for "still running".
 
         ``/wait`` on a failed operation answers with an error envelope carrying the
         operation's error; 404 "Operation not found" means it is gone (it finished
-        more than 5 s ago), which leaves its outcome unknown.
+        more than 5 s ago), which leaves its outcome unknown; 500 "context deadline
+        exceeded" is the wait's own timeout (see :meth:`_wait_round`).
         """
         body, code, message = self._decode(resp, what)
+        if code == 500 and message == DEADLINE_EXCEEDED:
+            return None
         if code == 404 and message.lower() == "operation not found":
             raise StoreError(self.target, f"{what}: the daemon's operation vanished before "
                              "its outcome was read", status=code)
@@ -341,6 +392,57 @@ class IncusStore:
         if not isinstance(op, Mapping):
             raise StoreError(self.target, f"{what}: the operation's answer has no metadata")
         return op
+
+    def _operation(self, op_path: str, what: str) -> Mapping[str, Any]:
+        """``GET /1.0/operations/<id>``: the operation as it is now."""
+        try:
+            op = self._call("GET", op_path, what).get("metadata")
+        except NotFound as exc:
+            raise StoreError(self.target, f"{what}: the daemon's operation vanished before "
+                             "its outcome was read", status=404) from exc
+        if not isinstance(op, Mapping):
+            raise StoreError(self.target, f"{what}: the operation's answer has no metadata")
+        return op
+
+    def _give_up(self, op_path: str, what: str) -> dict[str, Any]:
+        """Cancel an operation that outlived ``operation_timeout`` and read how it ended.
+
+        Returns the operation's metadata if it succeeded after all; otherwise raises
+        ``OperationAbandoned``, ``cancelled`` telling whether the daemon confirmed
+        that it ended without landing anything (Incus 6.0.4 cancels a running image
+        download on ``DELETE``; it then fails with "context canceled").
+        """
+        asked = self._cancel(op_path)
+        limit = self.clock() + CANCEL_GRACE
+        stopped = False
+        while not stopped and self.clock() < limit:
+            try:
+                final = _final(self._wait_round(op_path, what, WAIT_SECONDS), what,
+                               self.target)
+            except OperationFailed:
+                stopped = True  # cancelled (or failed): nothing landed
+            except StoreError:
+                break  # vanished or unreachable: the outcome is unknown
+            else:
+                if final is not None:
+                    return final  # it ended well after all
+        if stopped:
+            outcome = "the daemon cancelled it"
+        elif asked:
+            outcome = "the daemon did not confirm that it stopped, so it may still land"
+        else:
+            outcome = "the daemon did not agree to cancel it, so it may still land"
+        raise OperationAbandoned(
+            self.target, f"{what}: gave up after {self.operation_timeout:g}s "
+            f"(--operation-timeout); {outcome}", cancelled=stopped)
+
+    def _cancel(self, op_path: str) -> bool:
+        """Ask the daemon to cancel an operation (``DELETE``), best effort; True if it agreed."""
+        try:
+            self._call("DELETE", op_path, "cancel", read_timeout=CANCEL_READ_TIMEOUT)
+        except Exception:  # best effort: the caller reports the outcome
+            return False
+        return True
 
     # -- server -----------------------------------------------------------------------
 
@@ -584,6 +686,18 @@ class IncusStore:
 
     def delete_alias(self, name: str) -> None:
         self._call("DELETE", _alias_path(name), f"alias {name!r}")
+
+
+def _final(op: Mapping[str, Any], what: str, target: str) -> dict[str, Any] | None:
+    """An ended operation's metadata (success); None while it runs; failure raises."""
+    code = op.get("status_code")
+    if code == 200:
+        meta = op.get("metadata")
+        return dict(meta) if isinstance(meta, Mapping) else {}
+    if isinstance(code, int) and code >= 400:
+        raise OperationFailed(target, f"{what}: {op.get('err') or op.get('status') or 'failed'}",
+                              status=code)
+    return None
 
 
 def _unlanded(image: ObservedImage, writable: Writable, properties: Mapping[str, str]) -> list[str]:

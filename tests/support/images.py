@@ -12,6 +12,9 @@ arch and serial.
 * :func:`build_unified_image` -> one ``incus_combined.tar.gz`` (container only) with
   ``metadata.yaml``, ``templates/`` and ``rootfs/``.
 
+``payload`` (bytes) adds ``opt/payload.bin`` of random, incompressible bytes seeded by
+the build's identity to a container rootfs: a real-size download, still deterministic.
+
 ``BuiltImage.fingerprint`` is what the daemon computes: ``sha256(metadata || rootfs)``
 for split images, ``sha256(tarball)`` for unified ones.
 """
@@ -23,6 +26,7 @@ import hashlib
 import io
 import json
 import lzma
+import random
 import re
 import tarfile
 from collections.abc import Mapping
@@ -95,18 +99,24 @@ def build_split_image(
     properties: Mapping[str, str] | None = None,
     requirements: Mapping[str, str] | None = None,
     type_: ImageKind = "container",
+    payload: int = 0,
 ) -> BuiltImage:
     """A metadata tarball plus a rootfs (``root.tar.xz``, or a fake ``disk-kvm.img`` for VMs).
 
     ``properties`` are merged over the generated ones (os, release, variant,
-    architecture, description, serial); ``requirements`` become ``requirements.<k>``.
+    architecture, description, serial); ``requirements`` become ``requirements.<k>``;
+    ``payload`` bytes of random data make a container's rootfs that big.
     """
     props = _properties(os_, release, serial, arch, variant, properties, requirements)
     when = serial_time(serial)
     meta = _xz(_tar([("metadata.yaml", _metadata_yaml(arch, when, props)), ("templates/", None)],
                     when))
     if type_ == "container":
-        rootfs = _xz(_tar(_root_tree(os_, release, serial, arch, variant), when))
+        tree = _root_tree(os_, release, serial, arch, variant)
+        if payload:
+            noise = random.Random(props["description"]).randbytes(payload)
+            tree += [("opt/", None), ("opt/payload.bin", noise)]
+        rootfs = _xz(_tar(tree, when))
     else:
         # Not a real qcow2 disk: the daemon refuses it, parsers do not care.
         rootfs = b"QFI\xfb" + hashlib.sha256(props["description"].encode()).digest() * 4

@@ -4,7 +4,8 @@
   in a daemon thread; it stops when the ``with`` block ends.  It yields a
   :class:`ServedTree` with the ``url`` and a log of every request path, so tests can
   assert how often a file was fetched; setting its ``file_delay`` makes image file
-  downloads slow (to interrupt them).
+  downloads slow (to interrupt them), its ``rate`` throttles their bodies (so a
+  download of a few MB takes as long as a real-size one).
 * :func:`make_tls` creates a test CA and a server certificate for ``DNS:localhost`` and
   ``IP:127.0.0.1`` (EC P-384) with the ``openssl`` CLI.  The HTTPS server speaks TLS 1.2
   and 1.3 (the Incus daemon insists on 1.3).  Give the daemon ``TLSFiles.ca_pem`` as
@@ -30,6 +31,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+THROTTLE_TICKS = 20
+"""A throttled body is sent in ``rate / THROTTLE_TICKS``-byte chunks (20 a second)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,11 @@ class ServedTree:
     file_delay: float = 0.0
     """Seconds to wait before answering each request for an image file (``/images/...``):
     a slow download that tests can interrupt.  Index files are never delayed."""
+    rate: int = 0
+    """Bytes per second at which image file bodies are sent (0: as fast as possible).
+    Index files are never throttled."""
+    transfers: list[tuple[str, float]] = field(default_factory=list)
+    """(path, seconds) of every throttled body sent in full."""
 
     def count(self, path: str) -> int:
         """How many requests asked for ``path`` (leading ``/`` and query ignored)."""
@@ -120,6 +129,28 @@ class _Handler(SimpleHTTPRequestHandler):
                 and urlsplit(self.path).path.startswith("/images/"):
             time.sleep(served.file_delay)
         return super().send_head()
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        """Send the body; an image file's at ``served.rate`` bytes per second, if set."""
+        served = getattr(self.server, "served", None)
+        rate = served.rate if served is not None else 0
+        if rate <= 0 or not urlsplit(self.path).path.startswith("/images/"):
+            super().copyfile(source, outputfile)
+            return
+        chunk = max(1, rate // THROTTLE_TICKS)
+        start = time.monotonic()
+        sent = 0
+        while data := source.read(chunk):
+            try:
+                outputfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client gave up (a cancelled download)
+            sent += len(data)
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        if served is not None:
+            served.transfers.append((urlsplit(self.path).path, time.monotonic() - start))
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean

@@ -81,22 +81,24 @@ class SimpleStreamsTree:
         type_: ImageKind = "container",
         unified: bool = False,
         properties: Mapping[str, str] | None = None,
+        payload: int = 0,
     ) -> BuiltImage:
         """Build and publish one version; return the built image.
 
         ``aliases`` default to ``("<os>/<release>",)``; they, ``requirements`` and
         ``support_eol`` (``YYYY-MM-DD``) are product-wide, so the latest ``add`` of a
         product sets them for all its versions.  Adding the same (product, serial,
-        type, unified) again replaces that image.
+        type, unified) again replaces that image.  ``payload`` adds that many random
+        bytes to a split container's rootfs (see ``build_split_image``).
         """
         if unified:
-            if type_ != "container":
-                raise ValueError("unified images are built for containers only")
+            if type_ != "container" or payload:
+                raise ValueError("unified images are built for containers only, no payload")
             image = build_unified_image(os_, release, serial, arch, variant, properties,
                                         requirements)
         else:
             image = build_split_image(os_, release, serial, arch, variant, properties,
-                                      requirements, type_)
+                                      requirements, type_, payload)
         key = f"{os_}:{release}:{arch}:{variant}"
         product = self._products.setdefault(key, _Product(os_, release, arch, variant))
         product.aliases = tuple(aliases) if aliases is not None else (f"{os_}/{release}",)

@@ -70,6 +70,7 @@ class Fakes:
     leased: list[list[str]] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     stale: bool = False
+    operation_timeouts: list[float | None] = field(default_factory=list)
 
     def load_config(self, path: Path, environ: Mapping[str, str]) -> Config:
         self.loaded.append(path)
@@ -86,8 +87,9 @@ class Fakes:
         return self.plan
 
     def apply_plan(self, config: Config, plan: Plan, *, environ: Mapping[str, str],
-                   reporter: Reporter) -> ApplyResult:
+                   reporter: Reporter, operation_timeout: float | None = None) -> ApplyResult:
         self.applied.append((plan, reporter))
+        self.operation_timeouts.append(operation_timeout)
         if self.result is not None:
             return self.result
         return ApplyResult(outcomes=tuple(
@@ -324,6 +326,15 @@ def test_apply_yes(fakes: Fakes, run: Run) -> None:
     assert "Plan: 1 to download" in out
     assert fakes.planned == [{"targets": ["local"], "allow_empty": False}]
     assert [p for p, _ in fakes.applied] == [CHANGED]
+    assert fakes.operation_timeouts == [3600.0]
+
+
+def test_apply_passes_the_operation_timeout_on(fakes: Fakes, run: Run) -> None:
+    fakes.plan = CHANGED
+    assert run("apply", "--yes", "--operation-timeout", "7.5")[0] == 0
+    assert fakes.operation_timeouts == [7.5]
+    code, _, err = run("apply", "--yes", "--operation-timeout", "0")
+    assert code == 1 and "--operation-timeout" in err
 
 
 def test_apply_failure_names_each_failed_change(fakes: Fakes, run: Run) -> None:
