@@ -352,7 +352,8 @@ class _PinnedAdapter(HTTPAdapter):
 
 
 def _too_big(url: str, cap: int, why: str) -> str:
-    return (f"{url} is larger than {cap / (1 << 20):g} MiB, the most an index file may hold "
+    limit = f"{cap >> 20} MiB" if cap % (1 << 20) == 0 else f"{cap} bytes"
+    return (f"{url} is larger than {limit}, the most an index file may hold "
             f"({why}); refusing to read it")
 
 
