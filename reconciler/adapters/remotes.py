@@ -247,6 +247,7 @@ class HttpRemoteReader:
         The caller closes the response; ``response.url`` is where it came from.
         """
         verify = self._verify(remote)
+        first = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 response = self._session.get(url, timeout=self._timeout, verify=verify,
@@ -262,7 +263,7 @@ class HttpRemoteReader:
                                   "to follow a redirect from HTTPS to plain HTTP")
             url = location
         else:
-            raise RemoteError(remote.name, f"GET {url}: more than {MAX_REDIRECTS} redirects")
+            raise RemoteError(remote.name, f"GET {first}: more than {MAX_REDIRECTS} redirects")
         if response.status_code != 200:
             detail = _error_detail(response)
             response.close()

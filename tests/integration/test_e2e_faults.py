@@ -148,6 +148,16 @@ def test_an_index_announcing_a_gigabyte_is_refused_before_reading(locked: Path) 
     assert run.max_rss_kib < RSS_LIMIT_KIB
 
 
+def test_a_gzip_bomb_is_cut_at_the_cap_as_it_is_decoded(locked: Path) -> None:
+    with misbehave("gzip") as server:
+        run = refuse_with(locked, server.url)
+    record("gzip bomb (128 MiB in under 1 MB)", run)
+    assert "is larger than 64 MiB, the most an index file may hold (it sends more)" \
+        in run.error_line()
+    assert server.sent < 1 << 20
+    assert run.max_rss_kib < RSS_LIMIT_KIB
+
+
 # -- (b) redirects ------------------------------------------------------------------------------
 
 def test_an_https_to_http_redirect_is_refused(locked: Path, ss_http: ServedTree,
@@ -172,6 +182,16 @@ def test_an_https_to_https_redirect_is_followed(locked: Path, sstree: SimpleStre
     assert run.returncode == 0, run.stderr
     assert newer.fingerprint in (locked / "images.lock.yaml").read_text()
     assert ss_https.count(INDEX) == 1
+
+
+def test_a_redirect_loop_ends_after_ten_redirects(tmp_path: Path) -> None:
+    with misbehave("redirect", location="{path}") as server, HttpRemoteReader() as reader:
+        with pytest.raises(RemoteError) as caught:
+            reader.fetch_catalog(RemoteSpec(name="test", url=server.url,
+                                            protocol="simplestreams"))
+        assert str(caught.value) == (f"remote 'test': GET {server.url}/{INDEX}: more than 10 "
+                                     "redirects")
+        assert len(server.requests) == 11
 
 
 # -- (c) stalled servers ------------------------------------------------------------------------
@@ -254,6 +274,19 @@ def test_a_trickling_index_is_given_up_at_the_deadline(tmp_path: Path) -> None:
                                  "2 s (the most one index file may take; the server sends "
                                  "too slowly)")
     assert 2 <= took < 4
+
+
+def test_a_body_that_stops_midway_times_out_after_the_read_timeout(tmp_path: Path) -> None:
+    with misbehave("trickle", interval=30) as server, \
+            HttpRemoteReader(read_timeout=1) as reader:
+        start = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            reader.fetch_catalog(RemoteSpec(name="test", url=server.url,
+                                            protocol="simplestreams"))
+        took = time.monotonic() - start
+    assert str(caught.value) == (f"remote 'test': timed out after 1 s reading "
+                                 f"{server.url}/{INDEX} (--read-timeout)")
+    assert 1 <= took < 2.5
 
 
 def test_a_small_cap_refuses_a_real_products_file(sstree: SimpleStreamsTree,

@@ -9,6 +9,8 @@ port 0, in a daemon thread, that answers every GET the way ``mode`` says:
 * ``redirect``: ``302`` to ``location`` (``{path}`` in it is replaced by the request path).
 * ``silent``: reads the request and never answers.
 * ``trickle``: ``200`` announcing 1 MB, then one byte every ``interval`` seconds.
+* ``gzip``: ``200`` with ``Content-Encoding: gzip``: 128 MiB of JSON-looking bytes
+  squeezed into well under 1 MB (a decompression bomb).
 
 Bounded in time and bytes whatever the client does: a handler stops after
 :data:`MAX_SECONDS`, after :data:`MAX_BYTES`, when the client closes, or when the
@@ -17,6 +19,7 @@ Bounded in time and bytes whatever the client does: a handler stops after
 
 from __future__ import annotations
 
+import gzip
 import socket
 import ssl
 import threading
@@ -30,10 +33,18 @@ from typing import Any, Literal
 
 from tests.support.ssserver import TLSFiles
 
-Mode = Literal["endless", "huge", "redirect", "silent", "trickle"]
+Mode = Literal["endless", "huge", "redirect", "silent", "trickle", "gzip"]
 MAX_SECONDS = 60.0
 MAX_BYTES = 3 << 30
 CHUNK = b"x" * (1 << 20)
+_BOMB: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    """128 MiB of ``{"index": {"x": "xxx...`` gzipped (made once)."""
+    if not _BOMB:
+        _BOMB.append(gzip.compress(b'{"index": {"x": "' + b"x" * (128 << 20), 6))
+    return _BOMB[0]
 
 
 @dataclass
@@ -70,6 +81,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.mode == "gzip":
+            body = _bomb()
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with suppress(OSError):
+                self.wfile.write(body)
+                self.served.sent += len(body)
+            return
         if self.mode == "huge":
             self.send_header("Content-Length", str(1 << 30))
         elif self.mode == "trickle":
