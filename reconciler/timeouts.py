@@ -14,6 +14,9 @@ Invariants:
   long-polling request (``/wait?timeout=N``) waits ``N + read``.
 * A timeout is reported as "timed out after N s ..." naming the option that sets it
   (:data:`CONNECT_OPTION`, :data:`READ_OPTION`).
+* The current limits live in a context variable, which worker threads do not
+  inherit: adapters are built (and read :func:`current`) in the CLI's thread, and
+  keep their limits for their lifetime.
 """
 
 from __future__ import annotations
