@@ -27,7 +27,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from reconciler import __version__
+from reconciler import __version__, timeouts
 from reconciler.commands import (
     DEFAULT_LEASE_TTL,
     DEFAULT_LOCK_TIMEOUT,
@@ -95,13 +95,23 @@ def exit_status(fn: Callable[[], int], *, debug: bool) -> int:
 
 
 def run(ctx: click.Context, fn: Callable[[], int]) -> NoReturn:
-    """Run a command body under :func:`exit_status` and exit with the status."""
-    ctx.exit(exit_status(fn, debug=_debug(ctx)))
+    """Run a command body under :func:`exit_status`, with the run's network timeouts."""
+    found = ctx.find_object(_Globals) or _Globals()
+    with timeouts.using(found.timeouts()):
+        status = exit_status(fn, debug=_debug(ctx))
+    ctx.exit(status)
 
 
 @dataclass
 class _Globals:
     debug: bool = False
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+
+    def timeouts(self) -> timeouts.Timeouts:
+        return timeouts.Timeouts(
+            connect=self.connect_timeout or timeouts.DEFAULT_CONNECT,
+            read=self.read_timeout or timeouts.DEFAULT_READ)
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -166,6 +176,32 @@ def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _timeout_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--connect-timeout`` and ``--read-timeout``, on the group and on each command
+    that talks to remotes or daemons (given twice, the one after the command wins)."""
+    def keep(name: str) -> Callable[[click.Context, click.Parameter, float | None], None]:
+        def store(ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
+            if value is not None:
+                setattr(ctx.ensure_object(_Globals), name, value)
+        return store
+
+    positive = click.FloatRange(min=0, min_open=True)
+    fn = click.option(
+        timeouts.READ_OPTION, metavar="SECONDS", type=positive, expose_value=False,
+        callback=keep("read_timeout"),
+        help="Give up on a remote or daemon that sends nothing for this long "
+        f"(per read; an index file must also arrive within {timeouts.INDEX_DEADLINE:g} s "
+        "in all). "
+        f"Default: {timeouts.DEFAULT_READ:g}.",
+    )(fn)
+    return click.option(
+        timeouts.CONNECT_OPTION, metavar="SECONDS", type=positive, expose_value=False,
+        callback=keep("connect_timeout"),
+        help="Give up connecting to a remote or daemon (TCP, unix socket, TLS handshake) "
+        f"after this long. Default: {timeouts.DEFAULT_CONNECT:g}.",
+    )(fn)
+
+
 def _targets_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--target", "targets", multiple=True, metavar="NAME",
@@ -186,6 +222,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(cls=_Cli, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
 @_debug_option
+@_timeout_options
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Keep Incus image stores in the state images.yaml declares: plan, then apply.
@@ -195,6 +232,11 @@ def cli(ctx: click.Context) -> None:
       incus-images validate            # check the file, no network
       incus-images plan                # show what apply would change
       incus-images apply               # plan, confirm, apply
+
+    Every request to a remote or a daemon is bounded: --connect-timeout (10 s)
+    to connect, --read-timeout (30 s) for each wait for data.  Both are also
+    accepted after the command (plan --read-timeout 60).  A stalled server or
+    a stopped daemon fails with "timed out after N s ... (--read-timeout)".
 
     \b
     Exit status:
@@ -241,6 +283,7 @@ def validate(ctx: click.Context, file: Path) -> None:
 @click.option("--out", "out", metavar="PLAN", default=None,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan to this file, for apply PLAN (and show PLAN).")
+@_timeout_options
 @_debug_option
 @click.pass_context
 def plan(
@@ -290,6 +333,7 @@ def plan(
               help="How long a lease lasts unless renewed (a crashed apply's lapses after it).")
 @click.argument("plan_file", metavar="[PLAN]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
+@_timeout_options
 @_debug_option
 @click.pass_context
 def apply(
@@ -358,6 +402,7 @@ def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
               help="Move entries to the remote's newest builds: every entry, or only the "
               "SOURCEs named.")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@_timeout_options
 @_debug_option
 @click.pass_context
 def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]) -> None:
@@ -389,6 +434,7 @@ def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]
               show_default=True, help="text for logs, markdown for a pull-request comment.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the head's plan has changes, 0 when it has none.")
+@_timeout_options
 @_debug_option
 @click.pass_context
 def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
@@ -416,6 +462,7 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
               show_default=True, help="text for people, json for scripts.")
 @click.option("--offline", is_flag=True,
               help="Do not read the remotes: update_available is unknown (null).")
+@_timeout_options
 @_debug_option
 @click.pass_context
 def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:

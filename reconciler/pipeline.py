@@ -2,7 +2,8 @@
 
 The only module that builds adapters.  ``reader`` and ``connect`` can be passed
 in (tests pass in-memory ones); by default they are the HTTP remote reader and
-the Incus REST adapter.
+the Incus REST adapter, built with the run's timeouts (``reconciler.timeouts``,
+set by the CLI's ``--connect-timeout``/``--read-timeout``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from reconciler import timeouts
 from reconciler.apply import apply_plan as _apply
 from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
@@ -30,17 +32,21 @@ Connect = Callable[[TargetSpec], ImageStore]
 
 
 def default_reader() -> RemoteReader:
+    """The HTTP remote reader, with this run's timeouts (``reconciler.timeouts``)."""
     from reconciler.adapters.remotes import HttpRemoteReader
 
-    return HttpRemoteReader()
+    limits = timeouts.current()
+    return HttpRemoteReader(connect_timeout=limits.connect, read_timeout=limits.read)
 
 
 def default_connect(target: TargetSpec, *, operation_timeout: float | None = None
                     ) -> ImageStore:
-    """The Incus REST adapter; ``operation_timeout`` (seconds) overrides its default."""
+    """The Incus REST adapter for ``target``, with this run's timeouts;
+    ``operation_timeout`` (seconds) overrides its default."""
     from reconciler.adapters.incus import OPERATION_TIMEOUT, connect
 
-    return connect(target, operation_timeout=operation_timeout or OPERATION_TIMEOUT)
+    return connect(target, timeouts.current(),
+                   operation_timeout=operation_timeout or OPERATION_TIMEOUT)
 
 
 def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:

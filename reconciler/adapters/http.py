@@ -17,6 +17,10 @@ Invariants:
   system CAs and the normal host name check apply.
 * Key material is only ever in private files (directory 0700, files 0600) that
   :meth:`Transport.close` removes (a finalizer removes them too if ``close`` is forgotten).
+* :func:`timeout_kind` is the one place that tells a connect timeout, a stalled TLS
+  handshake and a read timeout apart, however ``requests``/``urllib3`` wrapped them
+  (a read timeout can surface as a ``ConnectionError`` when retries are configured
+  or when it strikes while the body is read).
 """
 
 from __future__ import annotations
@@ -26,19 +30,57 @@ import shutil
 import socket
 import tempfile
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 UNIX_BASE = "http://incus.socket"
 """The base URL of a unix-socket transport; the host part is never resolved."""
+
+
+TimeoutKind = Literal["connect", "handshake", "read"]
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps (causes, contexts, urllib3 reasons, args)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args]
+        todo.extend(e for e in nested if isinstance(e, BaseException))
+
+
+def timeout_kind(exc: BaseException) -> TimeoutKind | None:
+    """Which wait ran out in ``exc``, a failure of ``requests``: None if none did.
+
+    ``connect``: establishing the connection; ``handshake``: the TLS handshake (bounded
+    by the connect timeout, but reported by urllib3 as a read timeout); ``read``:
+    waiting for the answer or the next bytes of its body.
+    """
+    chain = list(exception_chain(exc))
+    if any(isinstance(e, requests.exceptions.ConnectTimeout) or (
+            isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError))
+           for e in chain):
+        return "connect"
+    if any(isinstance(e, TimeoutError) and "handshake" in str(e) for e in chain):
+        return "handshake"
+    if any(isinstance(e, (requests.exceptions.ReadTimeout, ReadTimeoutError, TimeoutError))
+           for e in chain):
+        return "read"
+    return None
 
 
 class UnixHTTPConnection(HTTPConnection):

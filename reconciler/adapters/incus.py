@@ -27,6 +27,11 @@ Invariants:
   ``OperationAbandoned`` saying whether the daemon confirmed that it stopped.
 * Messages name the target (``StoreError(self.target, ...)``) and never carry key
   material.
+* Every request waits at most the store's :class:`~reconciler.timeouts.Timeouts`:
+  ``connect`` to connect (and finish the TLS handshake), ``read`` for each read of the
+  answer; a long poll (``/wait?timeout=N``) waits ``N + read``.  A daemon that stops
+  answering (stopped with SIGSTOP, hung) is given up on within those limits, and the
+  message says which limit ran out, after how long, and the option that sets it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from reconciler.adapters.http import Transport, open_transport
+from reconciler.adapters.http import Transport, exception_chain, open_transport, timeout_kind
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -64,9 +69,18 @@ from reconciler.model.observed import (
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
+from reconciler.timeouts import (
+    CONNECT_OPTION,
+    DEFAULT_CONNECT,
+    DEFAULT_READ,
+    READ_OPTION,
+    Timeouts,
+    seconds,
+)
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
+CONNECT_TIMEOUT = DEFAULT_CONNECT
+READ_TIMEOUT = DEFAULT_READ
+STALLED = "is incusd stopped or overloaded?"
 WAIT_SECONDS = 2
 """``/wait?timeout=`` per round: finished operations vanish 5 s after they end."""
 OPERATION_TIMEOUT = DEFAULT_OPERATION_TIMEOUT
@@ -99,10 +113,12 @@ def default_socket_path() -> str:
     return "/var/lib/incus/unix.socket"
 
 
-def connect(target: TargetSpec, *, operation_timeout: float = OPERATION_TIMEOUT) -> IncusStore:
+def connect(target: TargetSpec, timeouts: Timeouts | None = None, *,
+            operation_timeout: float = OPERATION_TIMEOUT) -> IncusStore:
     """An :class:`IncusStore` for ``target``; nothing is sent until the first call.
 
     ``unix://`` without a path means the local socket (:func:`default_socket_path`).
+    ``timeouts`` default to 10 s to connect and 30 s per read.
     """
     url = target.url
     if url.rstrip("/") in ("unix:", "unix:/", "unix://"):
@@ -112,7 +128,7 @@ def connect(target: TargetSpec, *, operation_timeout: float = OPERATION_TIMEOUT)
                                    client_key=target.client_key, server_cert=target.server_cert)
     except (ValueError, OSError) as exc:
         raise StoreError(target.name, f"cannot use {target.url}: {exc}") from exc
-    return IncusStore(target, transport, operation_timeout=operation_timeout)
+    return IncusStore(target, transport, timeouts, operation_timeout=operation_timeout)
 
 
 def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
@@ -221,11 +237,12 @@ class IncusStore:
     """
 
     def __init__(
-        self, spec: TargetSpec, transport: Transport, *,
+        self, spec: TargetSpec, transport: Transport, timeouts: Timeouts | None = None, *,
         operation_timeout: float = OPERATION_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
+        self.timeouts = timeouts or Timeouts()
         self.operation_timeout = operation_timeout
         self.clock = clock
         self.target = spec.name
@@ -247,23 +264,44 @@ class IncusStore:
     def _send(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
         json: Any = None, data: Any = None, headers: Mapping[str, str] | None = None,
-        read_timeout: float = READ_TIMEOUT, project: str | None = None,
+        read_timeout: float | None = None, project: str | None = None,
     ) -> requests.Response:
+        """Send one request; ``read_timeout`` (default: the store's) bounds each read."""
         query = {"project": project or self.project, **(params or {})}
+        read = self.timeouts.read if read_timeout is None else read_timeout
         try:
             return self.session.request(
                 method, self.transport.base + path, params=query, json=json, data=data,
-                headers=dict(headers or {}), timeout=(CONNECT_TIMEOUT, read_timeout),
+                headers=dict(headers or {}), timeout=(self.timeouts.connect, read),
             )
-        except requests.exceptions.SSLError as exc:
-            raise StoreError(self.target, self._tls_message(exc)) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise StoreError(self.target, self._connect_message(exc)) from exc
-        except requests.exceptions.Timeout as exc:
-            raise StoreError(self.target, f"{method} {path}: {self.transport.display} did not "
-                                          "answer in time") from exc
         except requests.exceptions.RequestException as exc:
-            raise StoreError(self.target, f"{method} {path}: {exc}") from exc
+            if timeout_kind(exc) is None:
+                raise StoreError(self.target, self._failure_message(method, path, exc)) from exc
+            raise StoreError(self.target, self._timeout_message(method, path, exc, read)) \
+                from exc
+
+    def _timeout_message(self, method: str, path: str, exc: BaseException, read: float) -> str:
+        where = self.transport.display
+        kind = timeout_kind(exc)
+        if kind == "connect":
+            return (f"cannot connect to {where}: timed out after "
+                    f"{seconds(self.timeouts.connect)} ({CONNECT_OPTION}; {STALLED})")
+        if kind == "handshake":
+            return (f"cannot connect to {where}: the TLS handshake timed out after "
+                    f"{seconds(self.timeouts.connect)} ({CONNECT_OPTION}; {STALLED})")
+        option = READ_OPTION
+        if read != self.timeouts.read:
+            option += (f" {seconds(self.timeouts.read)}, plus the "
+                       f"{seconds(read - self.timeouts.read)} the daemon was asked to wait")
+        return f"timed out after {seconds(read)} waiting for {method} {path} from {where} " \
+               f"({option}; {STALLED})"
+
+    def _failure_message(self, method: str, path: str, exc: BaseException) -> str:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return self._tls_message(exc)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return self._connect_message(exc)
+        return f"{method} {path}: {exc}"
 
     def _connect_message(self, exc: BaseException) -> str:
         where = self.transport.display
@@ -271,6 +309,8 @@ class IncusStore:
         if path is not None:
             if not os.path.exists(path):
                 why = "no such socket (is incusd running?)"
+            elif any(isinstance(e, BlockingIOError) for e in exception_chain(exc)):
+                why = f"the daemon accepts no more connections ({STALLED})"
             elif "ermission denied" in str(exc):
                 why = "permission denied (run as root or as a member of incus-admin)"
             else:
@@ -364,7 +404,7 @@ class IncusStore:
         which also tells it apart from an operation that failed with that text.
         """
         resp = self._send("GET", op_path + "/wait", params={"timeout": str(seconds)},
-                          read_timeout=seconds + 30)
+                          read_timeout=seconds + self.timeouts.read)
         op = self._wait_answer(resp, what)
         if op is None:
             op = self._operation(op_path, what)
@@ -633,8 +673,7 @@ class IncusStore:
             stream = _multipart(named, boundary)
         body = _counting(stream, progress)
         try:
-            answer = self._call("POST", "/1.0/images", what, data=body, headers=headers,
-                                read_timeout=READ_TIMEOUT * 5)
+            answer = self._call("POST", "/1.0/images", what, data=body, headers=headers)
             landed = self._wait(answer, what, None).get("fingerprint")
         except OperationFailed:
             if self.get_image(fingerprint) is not None:  # it arrived meanwhile

@@ -19,8 +19,18 @@ Invariants:
   when it has one (else the URL's host), so a server reached by IP works as it
   does for the daemon.  The PEM lives in a private temporary file until
   :meth:`HttpRemoteReader.close`.
-* Connection errors are retried by urllib3 (``Retry``); read errors and HTTP
-  statuses are not.  Timeouts: 10 s to connect, 60 s between bytes.
+* Connection errors are retried by urllib3 (``Retry``); connect timeouts, read
+  errors and HTTP statuses are not.  Every request has an explicit (connect, read)
+  timeout (``--connect-timeout``, ``--read-timeout``: 10 s and 30 s by default), and a
+  timeout is reported as such ("timed out after N s ... (--read-timeout)"), never as
+  "cannot connect" when the connection was made.
+* Redirects are followed (at most :data:`MAX_REDIRECTS`), except one from ``https://``
+  to plain ``http://``: that is refused, naming both URLs.
+* An index document (``index.json``, a products file, an Incus image list) is read
+  in small pieces and never held beyond :data:`MAX_INDEX_BYTES` (decoded), and must
+  arrive within :data:`INDEX_DEADLINE` seconds in all, so a huge, endless or
+  trickling answer fails with a message naming the limit instead of filling memory
+  or hanging.
 * :meth:`HttpRemoteReader.open_file` yields the final chunk of a file only after
   the whole file has been checked against the size and sha256 of the index, so a
   consumer that streams the chunks onward never passes on a complete bad file.
@@ -35,25 +45,59 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from types import TracebackType
+from typing import Any, NoReturn, Self
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from reconciler.adapters.http import exception_chain, timeout_kind
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 from reconciler.remotes import incus, simplestreams
+from reconciler.timeouts import (
+    CONNECT_OPTION,
+    DEFAULT_CONNECT,
+    DEFAULT_READ,
+    INDEX_DEADLINE,
+    READ_OPTION,
+    seconds,
+)
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
+CONNECT_TIMEOUT = DEFAULT_CONNECT
+READ_TIMEOUT = DEFAULT_READ
 CHUNK_SIZE = 1 << 20
 USER_AGENT = "incus-images"
+MAX_INDEX_BYTES = 64 << 20
+"""The most an index document may hold: the public server's products file is ~20 MB."""
+INDEX_CHUNK = 64 << 10
+MAX_REDIRECTS = 10
+
+
+class _Retry(Retry):
+    """``Retry`` that gives up at once on a connect timeout: ``--connect-timeout`` is
+    the whole wait, not one of several (refused or reset connections are retried)."""
+
+    def increment(
+        self, method: str | None = None, url: str | None = None,
+        response: BaseHTTPResponse | None = None, error: Exception | None = None,
+        _pool: ConnectionPool | None = None, _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if _pool is not None and isinstance(error, ConnectTimeoutError) \
+                and not isinstance(error, NewConnectionError):
+            raise MaxRetryError(_pool, url or "", error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 def join_url(base: str, path: str) -> str:
@@ -78,12 +122,16 @@ class HttpRemoteReader:
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         chunk_size: int = CHUNK_SIZE,
+        max_index_bytes: int = MAX_INDEX_BYTES,
+        index_deadline: float = INDEX_DEADLINE,
     ) -> None:
         self._host_arch = host_arch
         self._timeout = (connect_timeout, read_timeout)
         self._chunk_size = chunk_size
-        self._retry = Retry(
-            total=None, connect=retries, read=0, status=0, other=0, redirect=10,
+        self._max_index_bytes = max_index_bytes
+        self._index_deadline = index_deadline
+        self._retry = _Retry(
+            total=None, connect=retries, read=False, status=0, other=0, redirect=10,
             backoff_factor=0.2, allowed_methods=frozenset({"GET"}), raise_on_status=False,
         )
         self._session = requests.Session()
@@ -133,8 +181,8 @@ class HttpRemoteReader:
         """
         if remote.protocol == "incus":
             raise RemoteError(remote.name, "upload fallback not supported for incus remotes")
-        url = join_url(remote.url, file.path)
-        response = self._get(remote, url, stream=True)
+        response = self._get(remote, join_url(remote.url, file.path))
+        url = response.url
         try:
             yield self._checked(remote, file, url, response)
         finally:
@@ -156,20 +204,66 @@ class HttpRemoteReader:
         return incus.build_catalog(remote, body["metadata"])
 
     def _get_json(self, remote: RemoteSpec, path: str) -> object:
+        started = time.monotonic()
         response = self._get(remote, join_url(remote.url, path))
         try:
-            return json.loads(response.content)
+            body = self._read_index(remote, response, started)
+        finally:
+            response.close()
+        try:
+            return json.loads(body)
         except ValueError:
             raise RemoteError(remote.name, f"{path.split('?')[0]} is not valid JSON") from None
 
-    def _get(self, remote: RemoteSpec, url: str, *, stream: bool = False) -> requests.Response:
-        """GET with this remote's TLS settings; a non-200 answer is a RemoteError."""
-        verify = self._verify(remote)
+    def _read_index(self, remote: RemoteSpec, response: requests.Response,
+                    started: float) -> bytes:
+        """The whole (decoded) body of an index document, within the size cap and deadline.
+
+        Reads with ``read1`` (one socket read at a time) so that the deadline is
+        checked however slowly the bytes arrive.
+        """
+        url, cap = response.url, self._max_index_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise RemoteError(remote.name, _too_big(url, cap, f"it announces {declared} bytes"))
+        body = bytearray()
         try:
-            response = self._session.get(url, timeout=self._timeout, verify=verify,
-                                         stream=stream)
-        except requests.RequestException as exc:
-            _raise_transport(remote, url, exc, self._timeout)
+            while chunk := response.raw.read1(INDEX_CHUNK, decode_content=True):
+                body += chunk
+                if len(body) > cap:
+                    raise RemoteError(remote.name, _too_big(url, cap, "it sends more"))
+                if time.monotonic() - started > self._index_deadline:
+                    raise RemoteError(remote.name, f"gave up reading {url} after "
+                                      f"{seconds(self._index_deadline)} (the most one index "
+                                      "file may take; the server sends too slowly)")
+        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
+            _raise_transport(remote, url, exc, self._timeout, reading=True)
+        return bytes(body)
+
+    def _get(self, remote: RemoteSpec, url: str) -> requests.Response:
+        """GET (streamed) with this remote's TLS settings, following safe redirects.
+
+        A non-200 answer is a RemoteError, and so is a redirect from https to http.
+        The caller closes the response; ``response.url`` is where it came from.
+        """
+        verify = self._verify(remote)
+        first = url
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self._session.get(url, timeout=self._timeout, verify=verify,
+                                             stream=True, allow_redirects=False)
+            except requests.RequestException as exc:
+                _raise_transport(remote, url, exc, self._timeout)
+            if not response.is_redirect:
+                break
+            location = urljoin(url, self._session.get_redirect_target(response) or "")
+            response.close()
+            if urlsplit(url).scheme == "https" and urlsplit(location).scheme != "https":
+                raise RemoteError(remote.name, f"GET {url} redirects to {location}: refusing "
+                                  "to follow a redirect from HTTPS to plain HTTP")
+            url = location
+        else:
+            raise RemoteError(remote.name, f"GET {first}: more than {MAX_REDIRECTS} redirects")
         if response.status_code != 200:
             detail = _error_detail(response)
             response.close()
@@ -224,6 +318,8 @@ class HttpRemoteReader:
                     verified = True
                 yield chunk
         except requests.RequestException as exc:
+            if timeout_kind(exc) is not None:
+                _raise_transport(remote, url, exc, self._timeout, reading=True)
             raise RemoteError(remote.name, f"{url}: download interrupted: "
                               f"{_reason(exc)}") from exc
         if received != file.size:
@@ -256,12 +352,31 @@ class _PinnedAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
 
+def _too_big(url: str, cap: int, why: str) -> str:
+    limit = f"{cap >> 20} MiB" if cap % (1 << 20) == 0 else f"{cap} bytes"
+    return (f"{url} is larger than {limit}, the most an index file may hold "
+            f"({why}); refusing to read it")
+
+
 def _raise_transport(
-    remote: RemoteSpec, url: str, exc: requests.RequestException, timeout: tuple[float, float]
+    remote: RemoteSpec, url: str, exc: BaseException, timeout: tuple[float, float],
+    *, reading: bool = False,
 ) -> NoReturn:
+    """Raise the RemoteError for a failed request (or, with ``reading``, a failed body)."""
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
-    if isinstance(exc, requests.exceptions.SSLError):
+    kind = timeout_kind(exc)
+    if kind == "connect":
+        message = (f"cannot connect to {base}: timed out after {seconds(timeout[0])} "
+                   f"({CONNECT_OPTION})")
+    elif kind == "handshake":
+        message = (f"cannot connect to {base}: the TLS handshake timed out after "
+                   f"{seconds(timeout[0])} ({CONNECT_OPTION})")
+    elif kind == "read":
+        message = f"timed out after {seconds(timeout[1])} reading {url} ({READ_OPTION})"
+    elif reading:
+        message = f"reading {url} failed: {_reason(exc)}"
+    elif isinstance(exc, requests.exceptions.SSLError):
         reason = _reason(exc)
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(
             _find(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
@@ -271,10 +386,6 @@ def _raise_transport(
             message = f"TLS certificate verification failed for {base}: {reason} ({hint})"
         else:
             message = f"TLS handshake with {base} failed: {reason}"
-    elif isinstance(exc, requests.exceptions.ConnectTimeout):
-        message = f"cannot connect to {base}: timed out after {timeout[0]:g} s"
-    elif isinstance(exc, requests.exceptions.ReadTimeout):
-        message = f"GET {url}: no answer within {timeout[1]:g} s"
     elif isinstance(exc, requests.exceptions.ConnectionError):
         message = f"cannot connect to {base}: {_reason(exc)}"
     else:
@@ -282,19 +393,7 @@ def _raise_transport(
     raise RemoteError(remote.name, message) from exc
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it wraps (causes, contexts, urllib3 reasons, args)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
-                  *current.args]
-        todo.extend(e for e in nested if isinstance(e, BaseException))
+_chain = exception_chain
 
 
 def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -1,0 +1,236 @@
+"""Network timeouts: the CLI options, their wiring into the adapters, and the messages.
+
+* ``--connect-timeout``/``--read-timeout`` are accepted before and after the command
+  and reach the pipeline as :func:`reconciler.timeouts.current` (a fake pipeline
+  records what it saw); bad values are usage errors.
+* :class:`IncusStore` sends every request with the store's (connect, read) pair, a
+  long poll with ``N + read``, and words each kind of timeout naming the option.
+  Requests go to an in-memory ``requests`` adapter: nothing is contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from requests.adapters import BaseAdapter
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
+
+from reconciler import timeouts
+from reconciler.adapters.http import UNIX_BASE, Transport, timeout_kind
+from reconciler.adapters.incus import IncusStore
+from reconciler.cli import cli
+from reconciler.errors import StoreError
+from reconciler.model.config import Config, TargetSpec
+from reconciler.model.plan import Plan
+from reconciler.timeouts import Timeouts
+
+# -- the CLI options ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Timeouts]]:
+    """The timeouts current when the (fake) pipeline plans."""
+    found: list[Timeouts] = []
+    config = Config(path="images.yaml", digest="0" * 64,
+                    targets={"local": TargetSpec(name="local", url="unix:///s")})
+    load = types.ModuleType("reconciler.load")
+    load.load_config = lambda path, environ: config  # type: ignore[attr-defined]
+    pipeline = types.ModuleType("reconciler.pipeline")
+
+    def make_plan(config: Config, *, now: datetime, **kw: Any) -> Plan:
+        found.append(timeouts.current())
+        return Plan()
+
+    pipeline.make_plan = make_plan  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reconciler.load", load)
+    monkeypatch.setitem(sys.modules, "reconciler.pipeline", pipeline)
+    yield found
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    ((), Timeouts(10, 30)),
+    (("plan", "--read-timeout", "7"), Timeouts(10, 7)),
+    (("plan", "--connect-timeout", "2.5", "--read-timeout", "4"), Timeouts(2.5, 4)),
+    (("--read-timeout", "5", "--connect-timeout", "3"), Timeouts(3, 5)),
+    (("--read-timeout", "5", "plan", "--connect-timeout", "3"), Timeouts(3, 5)),
+    (("--read-timeout", "5", "plan", "--read-timeout", "9"), Timeouts(10, 9)),
+])
+def test_the_options_reach_the_pipeline(seen: list[Timeouts], args: tuple[str, ...],
+                                        want: Timeouts) -> None:
+    argv = list(args) if "plan" in args else [*args, "plan"]
+    code, output = invoke(*argv)
+    assert code == 0, output
+    assert seen == [want]
+    assert timeouts.current() == Timeouts()  # only for the run
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_bad_timeout_is_a_usage_error(seen: list[Timeouts], value: str) -> None:
+    code, output = invoke("plan", "--read-timeout", value)
+    assert code == 1, output
+    assert "--read-timeout" in output
+    assert seen == []
+
+
+def test_help_teaches_the_options() -> None:
+    for args in (["--help"], ["plan", "--help"], ["apply", "--help"], ["lock", "--help"],
+                 ["diff", "--help"], ["status", "--help"]):
+        text = CliRunner().invoke(cli, args).output
+        assert "--connect-timeout SECONDS" in text and "--read-timeout SECONDS" in text, args
+
+
+def test_the_pipeline_builds_adapters_with_the_current_timeouts() -> None:
+    from reconciler import pipeline
+    from reconciler.adapters.remotes import HttpRemoteReader
+
+    with timeouts.using(Timeouts(connect=1.5, read=4)):
+        reader = pipeline.default_reader()
+        store = pipeline.default_connect(TargetSpec(name="local", url="unix:///nowhere"))
+    try:
+        assert isinstance(reader, HttpRemoteReader)
+        assert reader._timeout == (1.5, 4)
+        assert isinstance(store, IncusStore) and store.timeouts == Timeouts(1.5, 4)
+    finally:
+        reader.close()
+        store.close()
+
+
+# -- IncusStore: what it sends, and how it words a timeout --------------------------------------
+
+Reply = Callable[[requests.PreparedRequest], requests.Response | BaseException]
+
+
+class Canned(BaseAdapter):
+    """Answers from ``reply``; records (method, path, timeout) of every request."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__()
+        self.reply = reply
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, verify: Any = True, cert: Any = None,
+             proxies: Mapping[str, str] | None = None) -> requests.Response:
+        path = (request.path_url or "").split("?")[0]
+        self.sent.append((request.method or "", path, timeout))
+        answer = self.reply(request)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+def envelope(body: dict[str, Any], status: int = 200) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    return response
+
+
+LIMITS = Timeouts(connect=3, read=7)
+
+
+def store_with(reply: Reply, limits: Timeouts = LIMITS) -> tuple[IncusStore, Canned]:
+    session = requests.Session()
+    adapter = Canned(reply)
+    session.mount(UNIX_BASE + "/", adapter)
+    transport = Transport(session, UNIX_BASE, "unix:///run/incus/unix.socket",
+                          socket_path="/run/incus/unix.socket")
+    return IncusStore(TargetSpec(name="local", url=transport.display), transport, limits), adapter
+
+
+def test_every_request_carries_the_timeouts_and_a_long_poll_gets_its_wait_on_top() -> None:
+    op = {"id": "op1", "status_code": 200, "metadata": {}}
+
+    def reply(request: requests.PreparedRequest) -> requests.Response:
+        if request.method == "DELETE":
+            return envelope({"type": "async", "operation": "/1.0/operations/op1",
+                             "metadata": {**op, "status_code": 103}}, 202)
+        return envelope({"type": "sync", "metadata": op})
+
+    store, adapter = store_with(reply)
+    store.delete_image("f" * 64)
+    assert adapter.sent == [("DELETE", "/1.0/images/" + "f" * 64, (3, 7)),
+                            ("GET", "/1.0/operations/op1/wait", (3, 2 + 7))]
+
+
+def _pool() -> HTTPConnectionPool:
+    return HTTPConnectionPool("localhost")
+
+
+def _handshake_timeout() -> requests.exceptions.ReadTimeout:
+    """What urllib3 raises when the TLS handshake stalls: a read timeout caused by it."""
+    inner = ReadTimeoutError(_pool(), "/1.0", "Read timed out. (read timeout=3)")
+    inner.__cause__ = TimeoutError("_ssl.c:999: The handshake operation timed out")
+    return requests.exceptions.ReadTimeout(inner)
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (requests.exceptions.ReadTimeout(ReadTimeoutError(_pool(), "/1.0", "Read timed out.")),
+     "target 'local': timed out after 7 s waiting for GET /1.0 from "
+     "unix:///run/incus/unix.socket (--read-timeout; is incusd stopped or overloaded?)"),
+    # a stall in the middle of the body surfaces as a ConnectionError
+    (requests.exceptions.ConnectionError(ReadTimeoutError(_pool(), "/1.0", "Read timed out.")),
+     "target 'local': timed out after 7 s waiting for GET /1.0 from "
+     "unix:///run/incus/unix.socket (--read-timeout; is incusd stopped or overloaded?)"),
+    (requests.exceptions.ConnectTimeout("connect timed out"),
+     "target 'local': cannot connect to unix:///run/incus/unix.socket: timed out after 3 s "
+     "(--connect-timeout; is incusd stopped or overloaded?)"),
+    (_handshake_timeout(),
+     "target 'local': cannot connect to unix:///run/incus/unix.socket: the TLS handshake "
+     "timed out after 3 s (--connect-timeout; is incusd stopped or overloaded?)"),
+])
+def test_each_kind_of_timeout_is_named_with_its_option(error: BaseException,
+                                                       message: str) -> None:
+    store, _ = store_with(lambda _r: error)
+    with pytest.raises(StoreError) as caught:
+        store.get_server_config()
+    assert str(caught.value) == message
+
+
+def test_a_long_poll_timeout_says_the_wait_was_added() -> None:
+    def reply(request: requests.PreparedRequest) -> requests.Response | BaseException:
+        if request.method == "DELETE":
+            return envelope({"type": "async", "operation": "/1.0/operations/op1",
+                             "metadata": {"id": "op1", "status_code": 103}}, 202)
+        return requests.exceptions.ReadTimeout("Read timed out.")
+
+    store, _ = store_with(reply)
+    with pytest.raises(StoreError) as caught:
+        store.delete_image("f" * 64)
+    assert str(caught.value) == (
+        "target 'local': timed out after 9 s waiting for GET /1.0/operations/op1/wait from "
+        "unix:///run/incus/unix.socket (--read-timeout 7 s, plus the 2 s the daemon was asked "
+        "to wait; is incusd stopped or overloaded?)")
+
+
+def test_a_refused_connection_is_not_a_timeout() -> None:
+    refused = requests.exceptions.ConnectionError(MaxRetryError(
+        _pool(), "/1.0", NewConnectionError(_pool(), "connection refused")))
+    assert timeout_kind(refused) is None
+    store, _ = store_with(lambda _r: refused)
+    with pytest.raises(StoreError) as caught:
+        store.get_server_config()
+    assert "cannot connect to unix:///run/incus/unix.socket: no such socket" in str(caught.value)
+
+
+def test_timeouts_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        Timeouts(connect=0)
