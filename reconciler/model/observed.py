@@ -69,11 +69,8 @@ class Provenance(Stored):
 class RecordedImage(Stored):
     """What an owner's inventory says about one image it manages.
 
-    ``aliases`` are the local aliases this owner manages on it: an alias enters the
-    record only once this owner's apply made it point to the image, or saw it there,
-    declared, when the apply ended; never merely because the file declares it.
-    ``properties`` the property keys this owner set (so it can remove the ones the
-    file drops).
+    ``aliases`` are the local aliases this owner manages on it; ``properties``
+    the property keys this owner set (so it can remove the ones the file drops).
     ``provenance`` says which commit of which file declared it when an apply last
     wrote this record (None outside git); it never makes a plan change anything.
     """
