@@ -18,6 +18,11 @@ Invariants:
   by an error, keeps its marker, so what the daemon lands later is this owner's
   and the next plan adopts or deletes it.  A pull that merely takes long is
   waited for: only a pull the daemon failed falls back to an upload.
+  An alias enters a record only
+  once the tool itself made it point to that image (its ``alias.create`` or
+  ``alias.move`` succeeded): until then the image's record leaves it out, so an
+  alias someone else made first (by hand, racing the apply) is never taken for
+  this owner's.
 - After a target's changes, one observation checks that each change really
   landed; a daemon that reported success without doing the work is an error.
 - An interrupt (Ctrl-C) stops every target before its next change: the change
@@ -43,7 +48,13 @@ from reconciler.errors import (
 )
 from reconciler.inventory import update_inventory
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import Inventory, ObservedImage, PendingPull, TargetState
+from reconciler.model.observed import (
+    Inventory,
+    ObservedImage,
+    PendingPull,
+    RecordedImage,
+    TargetState,
+)
 from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
@@ -95,6 +106,10 @@ class _TargetRun:
         self.reporter = reporter
         self.changes = plan.for_target(target)
         self.project = self.changes[0].project if self.changes else store.project
+        self.made: set[tuple[str, str]] = set()
+        """(alias, fingerprint): this run created or moved the alias to that image."""
+        self.deleting = {c.alias or "" for c in self.changes if c.action is Action.ALIAS_DELETE}
+        """Aliases this run still has to delete."""
 
     def run(self) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -120,10 +135,12 @@ class _TargetRun:
         if skip:
             return outcomes
         try:
+            state = self.store.observe()
             planned = self.plan.ownership.get(self.target)
             if planned is not None:
-                self._record(lambda _inv: planned)
-            self._verify(self.store.observe())
+                final = _held_aliases_only(planned, state)
+                self._record(lambda _inv: final)
+            self._verify(state)
         except IncusImagesError as exc:
             last = outcomes[-1]
             outcomes[-1] = last.model_copy(update={"status": Status.FAILED, "message": str(exc)})
@@ -145,13 +162,16 @@ class _TargetRun:
             self._remember(c)
         elif c.action is Action.ALIAS_CREATE:
             self.store.create_alias(c.alias or "", c.to or "", c.description or "")
+            self._made_alias(c)
         elif c.action is Action.ALIAS_MOVE:
             self.store.move_alias(c.alias or "", c.to or "")
+            self._made_alias(c)
         elif c.action is Action.ALIAS_UPDATE:
             self.store.update_alias(c.alias or "", c.description or "")
         elif c.action is Action.ALIAS_DELETE:
             with suppress(NotFound):
                 self.store.delete_alias(c.alias or "")
+            self._deleted_alias(c)
         elif c.action is Action.IMAGE_DELETE:
             with suppress(NotFound):
                 self.store.delete_image(fp)
@@ -267,11 +287,15 @@ class _TargetRun:
     # -- ownership ---------------------------------------------------------------------------
 
     def _mark_pull(self, c: Change, present: Iterable[ObservedImage]) -> PendingPull | None:
-        """Record a pull by alias as in flight (see ``PendingPull``) before it starts."""
+        """Record a pull by alias as in flight (see ``PendingPull``) before it starts.
+
+        The marker's record lists no alias: the image is not there yet, so the tool has
+        made none point to it."""
         if c.pull is None or c.pull.alias is None or c.record is None:
             return None
         server, alias = c.pull.server, c.pull.alias
-        marker = PendingPull(server=server, alias=alias, record=c.record, before=tuple(sorted(
+        record = self._vouched(c.fingerprint or "", c.record, None)
+        marker = PendingPull(server=server, alias=alias, record=record, before=tuple(sorted(
             img.fingerprint for img in present
             if img.update_source is not None
             and (img.update_source.server, img.update_source.alias) == (server, alias))))
@@ -279,10 +303,64 @@ class _TargetRun:
         return marker
 
     def _remember(self, c: Change) -> None:
+        """Record image ``c.fingerprint`` as this owner's, described by ``c.record``."""
         if c.record is None or c.fingerprint is None:
             return
-        fp, rec = c.fingerprint, c.record
-        self._record(lambda inv: inv.model_copy(update={"images": {**inv.images, fp: rec}}))
+        fp, planned = c.fingerprint, c.record
+
+        def change(inv: Inventory) -> Inventory:
+            rec = self._vouched(fp, planned, inv.images.get(fp))
+            return inv.model_copy(update={"images": {**inv.images, fp: rec}})
+
+        self._record(change)
+
+    def _vouched(
+        self, fp: str, record: RecordedImage, stored: RecordedImage | None
+    ) -> RecordedImage:
+        """``record`` listing only the aliases this owner can vouch for on ``fp`` now.
+
+        Those are the declared aliases that the stored record of ``fp`` already lists
+        or that this run made point to ``fp``, and the stored ones this run still has to
+        delete (so a kill before the delete leaves them this owner's, to delete next
+        time).  An alias merely seen on the image at plan time is not among them: the
+        closing write (:func:`_held_aliases_only`) records it once confirmed.
+        """
+        known = stored.aliases if stored is not None else ()
+        aliases = tuple(a for a in record.aliases if a in known or (a, fp) in self.made)
+        aliases += tuple(a for a in known if a in self.deleting and a not in aliases)
+        if aliases == record.aliases:
+            return record
+        return record.model_copy(update={"aliases": aliases})
+
+    def _made_alias(self, c: Change) -> None:
+        """Record alias ``c.alias`` as this owner's on image ``c.to``, and on no other
+        image: the tool has just made it point there.
+
+        The image's record is the stored one, else (an image attributed through the
+        daemon's auto-update has none stored yet) the plan's, vouched for.
+        """
+        name, fp = c.alias or "", c.to or ""
+        self.made.add((name, fp))
+        planned = self.plan.ownership.get(self.target)
+        fallback = planned.images.get(fp) if planned is not None else None
+
+        def change(inv: Inventory) -> Inventory:
+            stored = inv.images.get(fp)
+            rec = stored or (self._vouched(fp, fallback, None) if fallback else None)
+            images = {k: _without_alias(v, name) for k, v in inv.images.items()}
+            if rec is not None:
+                images[fp] = rec.model_copy(update={"aliases": (
+                    *(a for a in rec.aliases if a != name), name)})
+            return inv.model_copy(update={"images": images})
+
+        self._record(change)
+
+    def _deleted_alias(self, c: Change) -> None:
+        """Alias ``c.alias`` is gone: no record lists it any more."""
+        name = c.alias or ""
+        self.deleting.discard(name)
+        self._record(lambda inv: inv.model_copy(update={"images": {
+            k: _without_alias(v, name) for k, v in inv.images.items()}}))
 
     def _record(self, change: _InventoryChange) -> None:
         update_inventory(self.store, self.plan.owner, self.project, change)
@@ -308,6 +386,22 @@ class _TargetRun:
         if problems:
             raise ApplyError(f"target {self.target!r}: the daemon reported success but "
                              + "; ".join(problems))
+
+
+def _held_aliases_only(inventory: Inventory, state: TargetState) -> Inventory:
+    """``inventory`` where each image's record keeps only the aliases that point to it in
+    ``state``: one that someone moved or deleted since the plan is not this owner's."""
+    held = state.alias_targets()
+    images = {fp: rec.model_copy(update={"aliases": tuple(
+        a for a in rec.aliases if a in held and held[a].target == fp)})
+        for fp, rec in inventory.images.items()}
+    return inventory.model_copy(update={"images": images})
+
+
+def _without_alias(record: RecordedImage, name: str) -> RecordedImage:
+    if name not in record.aliases:
+        return record
+    return record.model_copy(update={"aliases": tuple(a for a in record.aliases if a != name)})
 
 
 def _writable_fields(img: ObservedImage) -> tuple[object, ...]:

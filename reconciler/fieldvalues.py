@@ -7,6 +7,7 @@ fragment (no path) that never quotes key material.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN
 
 ALIAS_MAX = 64
 ALIAS_FORBIDDEN = "$?&+\"'`*"
+NUL_PROBLEM = "must not contain NUL (U+0000): Incus cuts text short there"
 DEFAULT_SOCKET = "/var/lib/incus/unix.socket"
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -64,19 +66,95 @@ def parse_days(value: str) -> int | None:
 
 
 def alias_problem(name: str) -> str | None:
-    """The daemon's rule for alias names, as one message, or None if the name is fine."""
+    """Incus's rule for API names (``validate.IsAPIName``, slashes allowed), as one message,
+    or None if the name is fine; and no control characters (see :func:`control_problem`).
+
+    Incus 6.0 does not check alias names when it creates them: it stores whatever it
+    is sent, cut short at a NUL.  Its own rule is the one it applies to its other
+    names: at most 64 bytes (UTF-8), no white space, none of ``$?&+"'`*``, and an
+    ASCII letter or digit first and last.
+    """
     if not name:
         return "alias name is empty"
-    if len(name) > ALIAS_MAX:
-        return f"alias {name!r} is longer than {ALIAS_MAX} characters"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > ALIAS_MAX:
+        unit = "characters" if size == len(name) else "bytes in UTF-8"
+        return f"alias {name!r} is longer than {ALIAS_MAX} {unit}"
     if any(ch.isspace() for ch in name):
         return f"alias {name!r} must not contain whitespace"
+    if problem := control_problem(name):
+        return f"alias {name!r} {problem}"
     bad = sorted({ch for ch in name if ch in ALIAS_FORBIDDEN})
     if bad:
         return f"alias {name!r} must not contain {' '.join(bad)}"
-    if not (name[0].isalnum() and name[-1].isalnum()):
-        return f"alias {name!r} must start and end with a letter or digit"
+    for end in (name[0], name[-1]):
+        if not end.isalnum():
+            return f"alias {name!r} must start and end with a letter or digit"
+        if not end.isascii():
+            return (f"alias {name!r} must start and end with an ASCII letter or digit "
+                    f"(A-Z, a-z, 0-9), not {end!r}")
     return None
+
+
+def control_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a name that Incus keeps as written: a control character
+    (NUL cuts it short in the daemon's database; the others have no place in a name)
+    or a lone surrogate (see :func:`text_problem`).  None when there is none."""
+    if problem := text_problem(text):
+        return problem
+    for ch in text:
+        if unicodedata.category(ch) == "Cc":
+            return f"must not contain the control character U+{ord(ch):04X}"
+    return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why Incus cannot keep free text (a property value, a description, a setting) as
+    written: a NUL, where the daemon cuts it short, or a lone surrogate (a YAML escape
+    such as ``\\ud800``), which has no UTF-8 form and reaches the daemon as U+FFFD.
+    None when the text is fine."""
+    if "\0" in text:
+        return NUL_PROBLEM
+    for ch in text:
+        if unicodedata.category(ch) == "Cs":
+            return f"must not contain U+{ord(ch):04X}, a lone surrogate that is no character"
+    return None
+
+
+def property_key_problem(key: str) -> str | None:
+    """Image property keys: Incus takes any string, but an empty key is no property and
+    a control character (NUL above all) does not survive as written."""
+    if not key:
+        return "property key is empty"
+    if problem := control_problem(key):
+        return f"property key {key!r} {problem}"
+    return None
+
+
+def property_value_problem(key: str, value: str) -> str | None:
+    """Incus drops a property whose value is empty and cuts a value short at a NUL:
+    either would read back different from the file at every plan."""
+    if value == "":
+        return (f"property {key!r} has an empty value, which Incus drops: "
+                "remove the key instead")
+    if problem := text_problem(value):
+        return f"property {key!r} {problem}"
+    return None
+
+
+def profile_problem(name: str) -> str | None:
+    """Incus's rule for profile names (no name, ``/``, ``.`` and ``..`` are refused),
+    and no control characters (see :func:`control_problem`)."""
+    if not name:
+        return "profile name is empty"
+    if "/" in name:
+        return f"profile {name!r} must not contain /"
+    if name in (".", ".."):
+        return f"profile name {name!r} is not allowed"
+    if problem := control_problem(name):
+        return f"profile {name!r} {problem}"
+    return None
+
 
 
 def source_problem(source: str) -> str | None:

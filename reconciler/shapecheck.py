@@ -12,7 +12,8 @@ Every pydantic error is mapped back to a YAML path and a message:
 Union branches (an alias is a name *or* a mapping) are collapsed into one
 message about the value actually written.  A few fields are left to
 :mod:`reconciler.validate`, which says more than a pattern can:
-``source`` and ``fingerprint`` patterns, alias name lengths, ``expires_at``.
+``source`` and ``fingerprint`` patterns, alias name lengths and characters,
+``expires_at``.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def _left_to_semantics(p: YPath, kind: str) -> bool:
     if len(p) == 3 and p[0] == "images" and p[2] in ("source", "fingerprint"):
         return kind == "string_pattern_mismatch"
     in_alias = len(p) >= 4 and p[0] == "images" and p[2] == "aliases"
-    return in_alias and kind in ("string_too_long", "string_too_short")
+    return in_alias and kind in ("string_too_long", "string_too_short", "string_unicode")
 
 
 def _value_at(data: Any, path: YPath) -> Any:

@@ -28,9 +28,13 @@ from reconciler.fieldvalues import (
     alias_problem,
     fingerprint_problem,
     parse_expiry,
+    profile_problem,
+    property_key_problem,
+    property_value_problem,
     remote_url_problem,
     source_problem,
     target_url_problem,
+    text_problem,
 )
 from reconciler.material import read_material
 from reconciler.model.config import Config
@@ -145,9 +149,30 @@ class _Semantics:
         self._targets()
         self._server()
         self._architecture(("defaults", "architecture"), self.defaults.get("architecture"))
+        self.names(("defaults",), self.defaults)
         images = self.data.get("images")
         if isinstance(images, list):
             _EntryRules(self, images).run()
+
+    def names(self, base: YPath, mapping: dict[str, Any]) -> None:
+        """``profiles`` and ``properties`` of ``defaults`` or an entry: what Incus would
+        refuse or not keep as written (see :mod:`reconciler.fieldvalues`)."""
+        profiles = mapping.get("profiles")
+        if isinstance(profiles, list):
+            for j, name in enumerate(profiles):
+                path: YPath = (*base, "profiles", j)
+                if isinstance(name, str) and (problem := profile_problem(name)):
+                    self.rep.at_value(path, f"{render_path(path)}: {problem}")
+        properties = mapping.get("properties")
+        if isinstance(properties, dict):
+            for key, value in properties.items():
+                if not isinstance(key, str):
+                    continue
+                path = (*base, "properties", key)
+                if problem := property_key_problem(key):
+                    self.rep.at_key(path, f"{render_path((*base, 'properties'))}: {problem}")
+                elif isinstance(value, str) and (problem := property_value_problem(key, value)):
+                    self.rep.at_value(path, f"{render_path(path)}: {problem}")
 
     def material(self, path: YPath, value: Any) -> None:
         if not isinstance(value, str):
@@ -198,12 +223,15 @@ class _Semantics:
         server = self.data.get("server")
         if not isinstance(server, dict):
             return
-        for key in server:
+        for key, value in server.items():
             if not key.startswith("images.") or key == "images.":
                 self.rep.at_key(
                     ("server", key),
                     f"server key {key!r} is not allowed: only images.* settings can be managed",
                 )
+            elif isinstance(value, str) and (problem := text_problem(value)):
+                self.rep.at_value(("server", key),
+                                  f"{render_path(('server', key))}: {problem}")
 
     def _architecture(self, path: YPath, value: Any) -> None:
         if isinstance(value, str) and arch.canonical(value) is None:
@@ -236,6 +264,7 @@ class _EntryRules:
         if isinstance(source, str):
             self._source(base, source)
         self.sem._architecture((*base, "architecture"), entry.get("architecture"))
+        self.sem.names(base, entry)
         fingerprint = entry.get("fingerprint")
         if isinstance(fingerprint, str):
             if problem := fingerprint_problem(fingerprint):
@@ -281,6 +310,10 @@ class _EntryRules:
         for j, item in enumerate(aliases):
             path: YPath = (*base, "aliases", j)
             if isinstance(item, dict):
+                description = item.get("description")
+                where: YPath = (*path, "description")
+                if isinstance(description, str) and (problem := text_problem(description)):
+                    self.rep.at_value(where, f"{render_path(where)}: {problem}")
                 item, path = item.get("name"), (*path, "name")
             if not isinstance(item, str):
                 continue

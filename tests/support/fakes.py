@@ -10,7 +10,7 @@ index cache).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -70,6 +70,10 @@ class FakeStore:
         self.instances: dict[str, tuple[str, ...]] = {}
         self.images_free_bytes: int | None = None
         self.kernel_cgroup: str | None = None
+        self.before_alias_create: dict[str, Callable[[], None]] = {}
+        """Run once just before the alias of that name is created (someone racing the tool)."""
+        self.fail_alias: set[str] = set()
+        """Alias names whose move or delete fails (the daemon or the connection gave up)."""
 
     # -- helpers for tests --------------------------------------------------------------------
 
@@ -178,6 +182,9 @@ class FakeStore:
 
     def create_alias(self, name: str, target: str, description: str) -> None:
         self.calls.append(f"alias create {name}")
+        hook = self.before_alias_create.pop(name, None)
+        if hook is not None:
+            hook()
         if name in self.aliases:
             raise AlreadyExists(self.target, f"Alias {name!r} already exists", status=409)
         self._image(target)
@@ -185,6 +192,8 @@ class FakeStore:
 
     def move_alias(self, name: str, target: str) -> None:
         self.calls.append(f"alias move {name}")
+        if name in self.fail_alias:
+            raise OperationFailed(self.target, f"could not move alias {name!r}")
         self._image(target)
         _, desc = self._alias(name)
         self.aliases[name] = (target, desc)
@@ -196,6 +205,8 @@ class FakeStore:
 
     def delete_alias(self, name: str) -> None:
         self.calls.append(f"alias delete {name}")
+        if name in self.fail_alias:
+            raise OperationFailed(self.target, f"could not delete alias {name!r}")
         self._alias(name)
         del self.aliases[name]
 
