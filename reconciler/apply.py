@@ -7,7 +7,9 @@ Invariants:
 - A download lands exactly the planned fingerprint or fails: when the daemon
   lands another build (its simplestreams cache is up to an hour old) or cannot
   find the planned one, the files are fetched from the remote, checked against
-  its index, and uploaded (``via="upload"``).  A pull that resolved to an image
+  its index, and uploaded (``via="upload"``); so it is, without asking the
+  daemon, when the remote's URL carries credentials (``RemoteSpec.daemon_can_pull``).
+  A pull that resolved to an image
   already in the store has overwritten that image's writable fields with the
   request's (the daemon does so even when the operation fails): they are put back.
 - Ownership records are written as changes land, so an apply killed at any
@@ -177,7 +179,31 @@ class _TargetRun:
             with suppress(NotFound):
                 self.store.delete_image(fp)
         remote = self.remotes.get(c.pull.remote)
-        certificate = remote.certificate if remote else None
+        if remote is not None and not remote.daemon_can_pull:
+            landed, why = None, CREDENTIALS_NOT_FOR_DAEMON
+            self.reporter.note(self.target, f"{c.source}: {why}; fetching the files, checked "
+                               "against the remote's index, and uploading them")
+        else:
+            landed, why = self._pull(c, remote.certificate if remote else None)
+            if landed != fp:
+                self.reporter.note(self.target, f"{c.source}: the daemon did not pull "
+                                   f"{fp[:12]} ({why}); uploading the files, checked against "
+                                   "the remote's index, instead")
+        via = "pull"
+        if landed != fp:
+            self._upload(c, remote)
+            via = "upload"
+        self.store.update_image(fp, c.writable)
+        self._remember(c)
+        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
+                       message="" if via == "pull" else why)
+
+    def _pull(self, c: Change, certificate: str | None) -> tuple[str | None, str]:
+        """Ask the daemon to pull ``c``: the fingerprint it landed (None: none) and, when
+        that is not the planned one, why.  Leaves no image the store did not hold before
+        but the planned one, and puts back fields the pull overwrote on others."""
+        assert c.pull is not None and c.writable is not None and c.fingerprint is not None
+        fp, writable = c.fingerprint, c.writable
         landed: str | None = None
         why = ""
         present = {img.fingerprint: img for img in self.store.observe().images}
@@ -185,12 +211,12 @@ class _TargetRun:
         try:
             try:
                 landed = self.store.pull_image(
-                    c.pull, certificate=certificate, writable=c.writable,
+                    c.pull, certificate=certificate, writable=writable,
                     progress=lambda text: self.reporter.progress(self.target, c, text))
             except OperationFailed as exc:
                 why = str(exc)
             if landed != fp:
-                self._undo_upsert(present, c.writable, fp)
+                self._undo_upsert(present, writable, fp)
                 if landed is not None:
                     why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
                     if landed not in present:
@@ -201,17 +227,7 @@ class _TargetRun:
             if marker is not None:
                 self._record(lambda inv: inv.model_copy(
                     update={"pending": tuple(p for p in inv.pending if p != marker)}))
-        via = "pull"
-        if landed != fp:
-            self.reporter.note(self.target, f"{c.source}: the daemon did not pull {fp[:12]} "
-                               f"({why}); uploading the files, checked against the "
-                               "remote's index, instead")
-            self._upload(c, remote)
-            via = "upload"
-        self.store.update_image(fp, c.writable)
-        self._remember(c)
-        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
-                       message="" if via == "pull" else why)
+        return landed, why
 
     def _undo_upsert(
         self, before: Mapping[str, ObservedImage], sent: Writable, planned: str
@@ -296,6 +312,12 @@ class _TargetRun:
         if problems:
             raise ApplyError(f"target {self.target!r}: the daemon reported success but "
                              + "; ".join(problems))
+
+
+CREDENTIALS_NOT_FOR_DAEMON = (
+    "the remote's URL carries credentials (user:password@), which the daemon would store "
+    "in the image's source and show to anyone who can list images, so the daemon is not "
+    "asked to pull")
 
 
 def _writable_fields(img: ObservedImage) -> tuple[object, ...]:

@@ -26,7 +26,8 @@ from reconciler.errors import ChangesFailed, IncusImagesError, Refused
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
 from reconciler.progress import Reporter, change_label, make_reporter
-from reconciler.render import PlanFormat, render_plan
+from reconciler.redact import scrub
+from reconciler.render import PlanFormat, render_plan, terminal_safe
 from reconciler.render import json as json_render
 from reconciler.render import text as text_render
 from reconciler.render.units import plural
@@ -43,7 +44,8 @@ DEFAULT_LEASE_TTL = 60.0
 
 
 def _err(line: str) -> None:
-    click.echo(line, err=True)
+    """Print one error or note line: never a URL's credentials, never a raw control character."""
+    click.echo(terminal_safe(scrub(line)), err=True)
 
 
 # -- the pipeline, imported lazily ----------------------------------------------------------
@@ -215,7 +217,7 @@ def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
         click.echo(render_plan(plan, "json"), nl=False)
         return EXIT_OK
     made_from = plan.provenance.path if plan.provenance else "its desired-state file"
-    click.echo(planfile.describe(plan) + "\n")
+    click.echo(terminal_safe(planfile.describe(plan)) + "\n")
     click.echo(render_plan(plan, fmt, file_name=made_from), nl=False)
     return EXIT_OK
 

@@ -27,6 +27,7 @@ from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
 from reconciler.ownership import Attribution, attribute
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.redact import without_userinfo
 from reconciler.resolve import resolve_entry
 
 
@@ -37,7 +38,7 @@ def _norm(url: str) -> str:
 def remote_for_server(config: Config, server: str) -> RemoteSpec | None:
     """The declared remote whose URL is ``server`` (the daemon's recorded source), if any."""
     for remote in sorted(config.remotes.values(), key=lambda r: r.name):
-        if _norm(remote.url) == _norm(server):
+        if _norm(without_userinfo(remote.url)) == _norm(server):
             return remote
     return None
 

@@ -55,6 +55,7 @@ from reconciler.model.observed import (
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import Progress
+from reconciler.redact import redact_url, without_userinfo
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
@@ -96,7 +97,7 @@ def connect(target: TargetSpec) -> IncusStore:
         transport = open_transport(url, client_cert=target.client_cert,
                                    client_key=target.client_key, server_cert=target.server_cert)
     except (ValueError, OSError) as exc:
-        raise StoreError(target.name, f"cannot use {target.url}: {exc}") from exc
+        raise StoreError(target.name, f"cannot use {redact_url(target.url)}: {exc}") from exc
     return IncusStore(target, transport)
 
 
@@ -484,8 +485,8 @@ class IncusStore:
         if not key:
             raise StoreError(self.target, f"pull from {pull.server}: neither alias nor "
                              "fingerprint given")
-        source: dict[str, Any] = {
-            "type": "image", "mode": "pull", "server": pull.server,
+        source: dict[str, Any] = {  # never credentials: the daemon stores and shows "server"
+            "type": "image", "mode": "pull", "server": without_userinfo(pull.server),
             "protocol": pull.protocol, "image_type": pull.image_type,
             "certificate": certificate or "",
         }

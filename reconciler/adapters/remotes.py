@@ -11,7 +11,9 @@ Invariants:
   The catalog, or the :class:`RemoteError` that fetching it raised, is cached by
   remote name.
 * Every failure is a :class:`RemoteError` naming the remote and saying what failed
-  (connect, TLS, HTTP status, JSON, shape); no ``requests`` exception escapes.
+  (connect, TLS, HTTP status, JSON, shape); no ``requests`` exception escapes.  A
+  URL in a message never shows its ``user:password@`` (it is sent, as HTTP basic
+  authentication, only to the remote itself).
 * TLS as the daemon does it: without ``certificate`` the system CAs and the URL's
   host name; with ``certificate`` (PEM of a CA or of the server itself) the system
   CAs plus that certificate as an extra trust root (even when it is not
@@ -48,6 +50,7 @@ from urllib3.util.retry import Retry
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
+from reconciler.redact import redact_url
 from reconciler.remotes import incus, simplestreams
 
 CONNECT_TIMEOUT = 10.0
@@ -173,7 +176,8 @@ class HttpRemoteReader:
         if response.status_code != 200:
             detail = _error_detail(response)
             response.close()
-            raise RemoteError(remote.name, f"GET {url} answered HTTP {response.status_code} "
+            raise RemoteError(remote.name, f"GET {redact_url(url)} answered HTTP "
+                              f"{response.status_code} "
                               f"{response.reason}{detail}")
         return response
 
@@ -224,7 +228,7 @@ class HttpRemoteReader:
                     verified = True
                 yield chunk
         except requests.RequestException as exc:
-            raise RemoteError(remote.name, f"{url}: download interrupted: "
+            raise RemoteError(remote.name, f"{redact_url(url)}: download interrupted: "
                               f"{_reason(exc)}") from exc
         if received != file.size:
             raise RemoteError(remote.name, f"{file.path}: got {received} of the {file.size} "
@@ -259,6 +263,7 @@ class _PinnedAdapter(HTTPAdapter):
 def _raise_transport(
     remote: RemoteSpec, url: str, exc: requests.RequestException, timeout: tuple[float, float]
 ) -> NoReturn:
+    url = redact_url(url)
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     if isinstance(exc, requests.exceptions.SSLError):
