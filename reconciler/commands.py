@@ -201,7 +201,7 @@ def _apply_saved(
 def _report(result: ApplyResult, fmt: PlanFormat) -> int:
     """Print an apply result; every failed change is an error line (exit 1)."""
     renderer = json_render.render_result if fmt == "json" else text_render.render_result
-    click.echo(renderer(result), nl=False)
+    click.echo(terminal_safe(renderer(result)), nl=False)
     if not result.ok:
         raise ChangesFailed([
             f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
@@ -257,7 +257,8 @@ def diff_command(*, file: Path, base: str, head: str | None, fmt: str,
 
     report = run_diff(file, base=base, head=head, environ=_environ(), plan=plan_head)
     markdown = diff_render.render_markdown(report)
-    click.echo(markdown if fmt == "markdown" else diff_render.render_text(report), nl=False)
+    click.echo(terminal_safe(markdown if fmt == "markdown" else diff_render.render_text(report)),
+               nl=False)
     _step_summary(lambda: markdown)
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
@@ -274,5 +275,5 @@ def status_command(*, file: Path, fmt: str, offline: bool) -> int:
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text
-    click.echo(renderer(found.report), nl=False)
+    click.echo(terminal_safe(renderer(found.report)), nl=False)
     return EXIT_OK

@@ -308,3 +308,45 @@ def test_a_huge_plan_file_is_refused_unread(tmp_path: Path) -> None:
     assert shown.exit_code == 1
     assert shown.output.splitlines() == [
         f"incus-images: error: {path} is not a saved plan: it is larger than 16 MiB"]
+
+
+def test_status_never_shows_credentials_the_daemon_recorded() -> None:
+    """An image pulled (by hand, or by an older version) from a URL with credentials: the
+    daemon shows them as its source; status names the declared remote, or redacts."""
+    from reconciler.model.observed import ObservedImage, TargetState, UpdateSource
+    from reconciler.render.status import render_json, render_text
+    from reconciler.status import shape
+
+    ours = ObservedImage(fingerprint="a" * 64, update_source=UpdateSource(
+        server=SECRET_URL, protocol="simplestreams", alias="deb/1"))
+    theirs = ObservedImage(fingerprint="b" * 64, update_source=UpdateSource(
+        server=f"https://u:{PASSWORD}@elsewhere.test", protocol="simplestreams", alias="x/1"))
+    target = TargetState(target="local", project="default", effective_project="default",
+                         host_architecture="x86_64", images=(ours, theirs))
+    report = shape(secret_config(entry("r:deb/1", "deb")), {"local": target}, None, None)
+    sources = {i["fingerprint"][0]: i["source"]
+               for i in report.to_json_dict()["targets"]["local"]["images"]}
+    assert sources == {"a": "r:deb/1", "b": "https://***@elsewhere.test:x/1"}
+    for out in (render_text(report), render_json(report)):
+        assert PASSWORD not in out
+
+
+def test_progress_lines_are_terminal_safe_and_carry_no_password() -> None:
+    import io
+
+    from reconciler.model.plan import Action, Change
+    from reconciler.model.result import Outcome, Status
+    from reconciler.progress import PlainReporter, TtyReporter
+
+    change = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
+                    reason="r", fingerprint="a" * 64, source="r:deb/1")
+    failed = Outcome(change=change, status=Status.FAILED,
+                     message=f"\x1b[2Jpull of {SECRET_URL} failed")
+    for reporter_of in (PlainReporter, TtyReporter):
+        stream = io.StringIO()
+        reporter = reporter_of(stream)
+        reporter.progress("local", change, "rootfs: 10% \x1b]0;x\x07")
+        reporter.note("local", f"\x9bnote about {SECRET_URL}")
+        reporter.done(failed)
+        out = stream.getvalue()
+        assert PASSWORD not in out and not any(ch in out for ch in "\x1b\x07\x9b"), out
