@@ -43,6 +43,7 @@ from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.progress import Reporter, SilentReporter
+from reconciler.redact import without_userinfo
 
 
 def apply_plan(
@@ -274,7 +275,8 @@ class _TargetRun:
         """Record a pull by alias as in flight (see ``PendingPull``) before it starts."""
         if c.pull is None or c.pull.alias is None or c.record is None:
             return None
-        server, alias = c.pull.server, c.pull.alias
+        # What the daemon will record (the adapter never hands it credentials).
+        server, alias = without_userinfo(c.pull.server), c.pull.alias
         marker = PendingPull(server=server, alias=alias, record=c.record, before=tuple(sorted(
             img.fingerprint for img in present
             if img.update_source is not None

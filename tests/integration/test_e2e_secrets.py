@@ -18,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.incus import connect
+from reconciler.model.plan import PullSource, Writable
 from tests.support.e2e import REPO, World
+from tests.support.incusd import Incusd
+from tests.support.ssserver import ServedTree
+from tests.support.sstree import SimpleStreamsTree
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +102,22 @@ def test_remote_credentials_never_leave_the_tool(world: World, tmp_path: Path) -
                 world.daemon.log_tail(200)]
     for text in outputs:
         assert PASSWORD not in text
+
+
+def test_the_store_adapter_never_hands_the_daemon_credentials(
+        incusd: Incusd, sstree: SimpleStreamsTree, ss_http: ServedTree) -> None:
+    """Even asked to pull from a URL with userinfo (a plan saved by an older version), the
+    adapter sends the daemon the URL without it: the daemon records ``source.server`` and
+    shows it to anyone who can list images."""
+    built = sstree.add("tiny", "1.0", "20260101_0000")
+    host = ss_http.url.split("://", 1)[1]
+    pull = PullSource(remote="test", server=f"http://{USER}:{PASSWORD}@{host}",
+                      protocol="simplestreams", alias="tiny/1.0")
+    with connect(incusd.target()) as store:
+        landed = store.pull_image(pull, certificate=None, progress=lambda _t: None,
+                                  writable=Writable(auto_update=True, public=False,
+                                                    profiles=("default",)))
+    assert landed == built.fingerprint
+    info = incusd.api("GET", f"/1.0/images/{landed}").metadata
+    assert info["update_source"]["server"] == ss_http.url
+    assert PASSWORD not in json.dumps(info)
