@@ -9,9 +9,9 @@ Invariants:
   find the planned one, the files are fetched from the remote, checked against
   its index, and uploaded (``via="upload"``); so it is, without asking the
   daemon, when the remote's URL carries credentials (``RemoteSpec.daemon_can_pull``).
-  A pull that resolved to an image
-  already in the store has overwritten that image's writable fields with the
-  request's (the daemon does so even when the operation fails): they are put back.
+  A pull that resolved to an image already in the store has overwritten that
+  image's writable fields with the request's (the daemon does so even when the
+  operation fails): they are put back.
 - Ownership records are written as changes land, so an apply killed at any
   point leaves a store the next plan understands.
 - After a target's changes, one observation checks that each change really
