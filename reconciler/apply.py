@@ -7,9 +7,11 @@ Invariants:
 - A download lands exactly the planned fingerprint or fails: when the daemon
   lands another build (its simplestreams cache is up to an hour old) or cannot
   find the planned one, the files are fetched from the remote, checked against
-  its index, and uploaded (``via="upload"``).  A pull that resolved to an image
-  already in the store has overwritten that image's writable fields with the
-  request's (the daemon does so even when the operation fails): they are put back.
+  its index, and uploaded (``via="upload"``); so it is, without asking the
+  daemon, when the remote's URL carries credentials (``RemoteSpec.daemon_can_pull``).
+  A pull that resolved to an image already in the store has overwritten that
+  image's writable fields with the request's (the daemon does so even when the
+  operation fails): they are put back.
 - Ownership records are written as changes land, so an apply killed at any
   point leaves a store the next plan understands.  A pull's in-flight marker
   (``PendingPull``) is cleared only once its outcome is settled: the pull
@@ -59,6 +61,7 @@ from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.progress import Reporter, SilentReporter
+from reconciler.redact import without_userinfo
 
 
 def apply_plan(
@@ -204,7 +207,31 @@ class _TargetRun:
             with suppress(NotFound):
                 self.store.delete_image(fp)
         remote = self.remotes.get(c.pull.remote)
-        certificate = remote.certificate if remote else None
+        if remote is not None and not remote.daemon_can_pull:
+            landed, why = None, CREDENTIALS_NOT_FOR_DAEMON
+            self.reporter.note(self.target, f"{c.source}: {why}; fetching the files, checked "
+                               "against the remote's index, and uploading them")
+        else:
+            landed, why = self._pull(c, remote.certificate if remote else None)
+            if landed != fp:
+                self.reporter.note(self.target, f"{c.source}: the daemon did not pull "
+                                   f"{fp[:12]} ({why}); uploading the files, checked against "
+                                   "the remote's index, instead")
+        via = "pull"
+        if landed != fp:
+            self._upload(c, remote)
+            via = "upload"
+        self.store.update_image(fp, c.writable)
+        self._remember(c)
+        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
+                       message="" if via == "pull" else why)
+
+    def _pull(self, c: Change, certificate: str | None) -> tuple[str | None, str]:
+        """Ask the daemon to pull ``c``: the fingerprint it landed (None: none) and, when
+        that is not the planned one, why.  Leaves no image the store did not hold before
+        but the planned one, and puts back fields the pull overwrote on others."""
+        assert c.pull is not None and c.writable is not None and c.fingerprint is not None
+        fp, writable = c.fingerprint, c.writable
         landed: str | None = None
         why = ""
         present = {img.fingerprint: img for img in self.store.observe().images}
@@ -213,7 +240,7 @@ class _TargetRun:
         try:
             try:
                 landed = self.store.pull_image(
-                    c.pull, certificate=certificate, writable=c.writable,
+                    c.pull, certificate=certificate, writable=writable,
                     progress=lambda text: self.reporter.progress(self.target, c, text))
             except OperationFailed as exc:
                 why = str(exc)
@@ -221,7 +248,7 @@ class _TargetRun:
                 settled = exc.cancelled
                 raise
             if landed != fp:
-                self._undo_upsert(present, c.writable, fp)
+                self._undo_upsert(present, writable, fp)
                 if landed is not None:
                     why = f"the daemon landed {landed[:12]} (its index of the remote is older)"
                     if landed not in present:
@@ -233,17 +260,7 @@ class _TargetRun:
             if marker is not None and settled:
                 self._record(lambda inv: inv.model_copy(
                     update={"pending": tuple(p for p in inv.pending if p != marker)}))
-        via = "pull"
-        if landed != fp:
-            self.reporter.note(self.target, f"{c.source}: the daemon did not pull {fp[:12]} "
-                               f"({why}); uploading the files, checked against the "
-                               "remote's index, instead")
-            self._upload(c, remote)
-            via = "upload"
-        self.store.update_image(fp, c.writable)
-        self._remember(c)
-        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
-                       message="" if via == "pull" else why)
+        return landed, why
 
     def _undo_upsert(
         self, before: Mapping[str, ObservedImage], sent: Writable, planned: str
@@ -293,7 +310,8 @@ class _TargetRun:
         made none point to it."""
         if c.pull is None or c.pull.alias is None or c.record is None:
             return None
-        server, alias = c.pull.server, c.pull.alias
+        # What the daemon will record (the adapter never hands it credentials).
+        server, alias = without_userinfo(c.pull.server), c.pull.alias
         record = self._vouched(c.fingerprint or "", c.record, None)
         marker = PendingPull(server=server, alias=alias, record=record, before=tuple(sorted(
             img.fingerprint for img in present
@@ -402,6 +420,12 @@ def _without_alias(record: RecordedImage, name: str) -> RecordedImage:
     if name not in record.aliases:
         return record
     return record.model_copy(update={"aliases": tuple(a for a in record.aliases if a != name)})
+
+
+CREDENTIALS_NOT_FOR_DAEMON = (
+    "the remote's URL carries credentials (user:password@), which the daemon would store "
+    "in the image's source and show to anyone who can list images, so the daemon is not "
+    "asked to pull")
 
 
 def _writable_fields(img: ObservedImage) -> tuple[object, ...]:

@@ -46,12 +46,14 @@ from reconciler.commands import (
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, ValidationFailed
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
-from reconciler.render import PlanFormat
+from reconciler.redact import scrub
+from reconciler.render import PlanFormat, terminal_safe
 
 # -- the one error handler ------------------------------------------------------------------
 
 def _err(line: str) -> None:
-    click.echo(line, err=True)
+    """Print one error line: never a URL's credentials, never a raw control character."""
+    click.echo(terminal_safe(scrub(line)), err=True)
 
 
 

@@ -26,7 +26,8 @@ from reconciler.errors import ChangesFailed, IncusImagesError, Refused
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
 from reconciler.progress import Reporter, change_label, make_reporter
-from reconciler.render import PlanFormat, render_plan
+from reconciler.redact import scrub
+from reconciler.render import PlanFormat, render_plan, terminal_safe
 from reconciler.render import json as json_render
 from reconciler.render import text as text_render
 from reconciler.render.units import plural
@@ -43,7 +44,8 @@ DEFAULT_LEASE_TTL = 60.0
 
 
 def _err(line: str) -> None:
-    click.echo(line, err=True)
+    """Print one error or note line: never a URL's credentials, never a raw control character."""
+    click.echo(terminal_safe(scrub(line)), err=True)
 
 
 # -- the pipeline, imported lazily ----------------------------------------------------------
@@ -206,7 +208,7 @@ def _apply_saved(
 def _report(result: ApplyResult, fmt: PlanFormat) -> int:
     """Print an apply result; every failed change is an error line (exit 1)."""
     renderer = json_render.render_result if fmt == "json" else text_render.render_result
-    click.echo(renderer(result), nl=False)
+    click.echo(terminal_safe(renderer(result)), nl=False)
     if not result.ok:
         raise ChangesFailed([
             f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
@@ -222,7 +224,7 @@ def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
         click.echo(render_plan(plan, "json"), nl=False)
         return EXIT_OK
     made_from = plan.provenance.path if plan.provenance else "its desired-state file"
-    click.echo(planfile.describe(plan) + "\n")
+    click.echo(terminal_safe(planfile.describe(plan)) + "\n")
     click.echo(render_plan(plan, fmt, file_name=made_from), nl=False)
     return EXIT_OK
 
@@ -262,7 +264,8 @@ def diff_command(*, file: Path, base: str, head: str | None, fmt: str,
 
     report = run_diff(file, base=base, head=head, environ=_environ(), plan=plan_head)
     markdown = diff_render.render_markdown(report)
-    click.echo(markdown if fmt == "markdown" else diff_render.render_text(report), nl=False)
+    click.echo(terminal_safe(markdown if fmt == "markdown" else diff_render.render_text(report)),
+               nl=False)
     _step_summary(lambda: markdown)
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
@@ -279,5 +282,5 @@ def status_command(*, file: Path, fmt: str, offline: bool) -> int:
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text
-    click.echo(renderer(found.report), nl=False)
+    click.echo(terminal_safe(renderer(found.report)), nl=False)
     return EXIT_OK

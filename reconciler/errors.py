@@ -3,12 +3,16 @@
 Every expected failure is an :class:`IncusImagesError`; the CLI maps it to exit
 status 1 in one place (``reconciler.cli``).  Anything else that escapes is a bug
 and exits 3.  Messages are one line, name the stage and the thing concerned
-(remote, target, alias, fingerprint) and never carry key material.
+(remote, target, alias, fingerprint) and never carry key material; the errors
+that word what a remote or a daemon answered never carry a URL's ``user:password@``
+either (:func:`reconciler.redact.scrub`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from reconciler.redact import scrub
 
 
 class IncusImagesError(Exception):
@@ -46,7 +50,7 @@ class RemoteError(IncusImagesError):
 
     def __init__(self, remote: str, message: str) -> None:
         self.remote = remote
-        super().__init__(f"remote {remote!r}: {message}")
+        super().__init__(f"remote {remote!r}: {scrub(message)}")
 
 
 class StoreError(IncusImagesError):
@@ -55,7 +59,7 @@ class StoreError(IncusImagesError):
     def __init__(self, target: str, message: str, *, status: int | None = None) -> None:
         self.target = target
         self.status = status
-        super().__init__(f"target {target!r}: {message}")
+        super().__init__(f"target {target!r}: {scrub(message)}")
 
 
 class NotFound(StoreError):

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN
+from reconciler.redact import redact_url
 
 ALIAS_MAX = 64
 ALIAS_FORBIDDEN = "$?&+\"'`*"
@@ -177,7 +178,7 @@ def fingerprint_problem(fingerprint: str) -> str | None:
 def remote_url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"must be an http:// or https:// URL, not {url!r}"
+        return f"must be an http:// or https:// URL, not {redact_url(url)!r}"
     return None
 
 
@@ -187,7 +188,7 @@ def target_url_problem(url: str) -> str | None:
         return None
     if url.startswith("unix://") and not parts.netloc and parts.path[:1] in ("", "/"):
         return None
-    return f"must be unix:///path/to/unix.socket or https://host:port, not {url!r}"
+    return f"must be unix:///path/to/unix.socket or https://host:port, not {redact_url(url)!r}"
 
 
 def local_socket_url(environ: Mapping[str, str]) -> str:

@@ -30,6 +30,7 @@ from reconciler.lockfile import LockChange, LockFileError, changes, lock_path, p
 from reconciler.model.config import Config, EntrySpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.plan import Plan
+from reconciler.redact import redact_url
 
 WORKING_TREE = "working tree"
 
@@ -137,11 +138,11 @@ def _settings(config: Config | None) -> dict[str, Any]:
     days = config.policy.cached.delete_unused_after_days
     out["policy.cached"] = f"delete_unused_after: {days}d" if days else "keep"
     for name, r in config.remotes.items():
-        out[f"remotes.{name}.url"] = r.url
+        out[f"remotes.{name}.url"] = redact_url(r.url)
         out[f"remotes.{name}.protocol"] = r.protocol
         out[f"remotes.{name}.certificate"] = _secret(r.certificate)
     for name, t in config.targets.items():
-        out[f"targets.{name}.url"] = t.url
+        out[f"targets.{name}.url"] = redact_url(t.url)
         out[f"targets.{name}.project"] = t.project
         creds = (t.client_cert, t.client_key, t.server_cert)
         out[f"targets.{name}.credentials"] = _secret("\0".join(c or "" for c in creds))

@@ -11,7 +11,8 @@ Invariants:
   forgery: anyone can recompute it.  It is checked on the bytes as read, before
   the document becomes a :class:`Plan`.
 * :func:`load` never lets a bad file through and never raises anything but
-  :class:`PlanFileError`: unreadable, not JSON, not an object, another format
+  :class:`PlanFileError`: unreadable, larger than 16 MiB, not JSON, nested more
+  than 64 levels deep, not an object, another format
   version, no or a wrong digest, or not matching the plan schema (generated from
   the model at run time, not read from disk).
 * :func:`select` records exactly what the plan relies on; :func:`take` reads the
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
+from reconciler.atomicfile import write_atomic
 from reconciler.errors import PlanFileError, StalePlan
 from reconciler.model.config import Config
 from reconciler.model.observed import Inventory, TargetState
@@ -48,6 +48,12 @@ from reconciler.render.units import short
 from reconciler.resolve import iso
 
 _MESSAGE_LIMIT = 200
+MAX_PLAN_BYTES = 16 << 20
+"""A saved plan larger than this (16 MiB) is refused unread: no real plan comes near it."""
+MAX_PLAN_DEPTH = 64
+"""JSON nesting deeper than this is refused: a real plan is about 8 levels deep."""
+PLAN_FILE_MODE = 0o600
+"""A saved plan names stores and what they hold: only its owner reads it (whatever the umask)."""
 
 
 # -- digest -----------------------------------------------------------------------------
@@ -75,17 +81,8 @@ def save(plan: Plan, path: Path) -> Plan:
     """Seal ``plan`` and write it to ``path`` atomically; return the sealed plan."""
     sealed = seal(plan)
     text = json_render.render_plan(sealed)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text.encode("utf-8"), mode=PLAN_FILE_MODE)
     except OSError as exc:
         raise PlanFileError(f"cannot write the plan to {path}: {exc.strerror or exc}") from exc
     return sealed
@@ -114,6 +111,9 @@ def _clip(text: str) -> str:
 
 def parse(text: bytes, name: str) -> Plan:
     """The plan in ``text`` (a saved plan file's bytes); ``name`` words the errors."""
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanFileError(f"{name} is not a saved plan: it is larger than "
+                            f"{MAX_PLAN_BYTES >> 20} MiB")
     try:
         data = json.loads(text.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -123,6 +123,11 @@ def parse(text: bytes, name: str) -> Plan:
                             f"column {exc.colno} ({exc.msg}); was it truncated?") from exc
     except ValueError as exc:  # e.g. a number too long to convert
         raise PlanFileError(f"{name} is not a saved plan: {_clip(str(exc))}") from exc
+    except RecursionError:
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _too_deep(data):
+        raise PlanFileError(f"{name} is not a saved plan: its JSON is nested more than "
+                            f"{MAX_PLAN_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise PlanFileError(f"{name} is not a saved plan: expected a JSON object, "
                             f"found {type(data).__name__}")
@@ -154,10 +159,29 @@ def parse(text: bytes, name: str) -> Plan:
                             f"{_clip(first['msg'])}") from exc
 
 
+_TOO_DEEP = object()
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests lists and objects more than ``MAX_PLAN_DEPTH`` deep (no recursion)."""
+    todo: list[tuple[Any, int]] = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else ())
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_PLAN_DEPTH:
+                    return True
+                todo.append((child, depth + 1))
+    return False
+
+
 def load(path: Path) -> Plan:
-    """Read and check a saved plan (see :func:`parse`)."""
+    """Read and check a saved plan (see :func:`parse`); at most ``MAX_PLAN_BYTES`` are read."""
     try:
-        text = path.read_bytes()
+        with path.open("rb") as f:
+            text = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise PlanFileError(f"cannot read the plan {path}: {exc.strerror or exc}") from exc
     return parse(text, str(path))

@@ -226,6 +226,14 @@ def _plan_target(
             tp.changes.append(_download(entry, build, wanted, expiry, state, catalog, change,
                                         record, replace_cached=current is not None,
                                         latest=res.latest))
+            remote = config.remotes.get(entry.remote)
+            if entry.auto_update and not entry.pinned and remote and not remote.daemon_can_pull:
+                tp.warnings.append(PlanWarning(
+                    code="auto_update.no_source", target=state.target, image=entry.source,
+                    message=f"image {short(wanted)} will be uploaded by incus-images, because "
+                    f"remote {entry.remote!r} needs credentials that are never handed to the "
+                    "daemon; so the daemon cannot auto-update it, and incus-images brings "
+                    "newer builds at each apply instead"))
         else:
             if owner_now is None or attrs[wanted].in_flight:
                 why = ("landed by an interrupted apply, not yet recorded"

@@ -23,6 +23,7 @@ from typing import Protocol, TextIO
 
 from reconciler.model.plan import Change
 from reconciler.model.result import Outcome, Status
+from reconciler.redact import scrub
 
 THROTTLE_SECONDS = 5.0
 MILESTONES = (25, 50, 75, 100)
@@ -85,7 +86,15 @@ def percent_in(text: str) -> float | None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` (a daemon's or an error's words) on one line, safe for a terminal."""
+    return " ".join(_safe(text).split())
+
+
+def _safe(text: str) -> str:
+    # Imported here: the render package imports this module (outcome_label).
+    from reconciler.render.safe import terminal_safe
+
+    return terminal_safe(scrub(text))
 
 
 @dataclass
@@ -114,7 +123,7 @@ class PlainReporter:
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
-        self._stream.write(text + "\n")
+        self._stream.write(_safe(text) + "\n")
         self._stream.flush()
 
     def progress(self, target: str, change: Change, text: str) -> None:
@@ -180,7 +189,7 @@ class TtyReporter:
 
     def _permanent(self, text: str) -> None:
         self._clear()
-        self._stream.write(text + "\n")
+        self._stream.write(_safe(text) + "\n")
         self._draw()
 
     def progress(self, target: str, change: Change, text: str) -> None:

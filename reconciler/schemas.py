@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reconciler.atomicfile import write_atomic
 from reconciler.model.desired import DesiredStateFile
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
@@ -75,7 +76,7 @@ def write(directory: Path = SCHEMA_DIR) -> list[Path]:
     written = []
     for name, schema in generated().items():
         target = directory / name
-        target.write_text(render(schema), encoding="utf-8")
+        write_atomic(target, render(schema).encode("utf-8"), mode=None)
         written.append(target)
     return written
 

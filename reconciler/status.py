@@ -27,6 +27,7 @@ from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
 from reconciler.ownership import Attribution, attribute
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.redact import redact_url, without_userinfo
 from reconciler.resolve import resolve_entry
 
 
@@ -37,18 +38,19 @@ def _norm(url: str) -> str:
 def remote_for_server(config: Config, server: str) -> RemoteSpec | None:
     """The declared remote whose URL is ``server`` (the daemon's recorded source), if any."""
     for remote in sorted(config.remotes.values(), key=lambda r: r.name):
-        if _norm(remote.url) == _norm(server):
+        if _norm(without_userinfo(remote.url)) == _norm(without_userinfo(server)):
             return remote
     return None
 
 
 def recorded_source(config: Config, img: ObservedImage) -> str | None:
-    """``remote:alias`` for a source on a declared remote, ``server:alias`` otherwise."""
+    """``remote:alias`` for a source on a declared remote, ``server:alias`` otherwise (the
+    server's URL shown without its credentials, should the daemon have recorded some)."""
     src = img.update_source
     if src is None or not src.alias:
         return None
     remote = remote_for_server(config, src.server)
-    return f"{remote.name if remote else _norm(src.server)}:{src.alias}"
+    return f"{remote.name if remote else redact_url(_norm(src.server))}:{src.alias}"
 
 
 def provenance_of(record: RecordedImage | None) -> Provenance | None:

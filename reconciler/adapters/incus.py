@@ -69,6 +69,7 @@ from reconciler.model.observed import (
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
+from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
     CONNECT_OPTION,
     DEFAULT_CONNECT,
@@ -127,7 +128,7 @@ def connect(target: TargetSpec, timeouts: Timeouts | None = None, *,
         transport = open_transport(url, client_cert=target.client_cert,
                                    client_key=target.client_key, server_cert=target.server_cert)
     except (ValueError, OSError) as exc:
-        raise StoreError(target.name, f"cannot use {target.url}: {exc}") from exc
+        raise StoreError(target.name, f"cannot use {redact_url(target.url)}: {exc}") from exc
     return IncusStore(target, transport, timeouts, operation_timeout=operation_timeout)
 
 
@@ -626,8 +627,8 @@ class IncusStore:
         if not key:
             raise StoreError(self.target, f"pull from {pull.server}: neither alias nor "
                              "fingerprint given")
-        source: dict[str, Any] = {
-            "type": "image", "mode": "pull", "server": pull.server,
+        source: dict[str, Any] = {  # never credentials: the daemon stores and shows "server"
+            "type": "image", "mode": "pull", "server": without_userinfo(pull.server),
             "protocol": pull.protocol, "image_type": pull.image_type,
             "certificate": certificate or "",
         }

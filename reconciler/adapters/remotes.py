@@ -11,7 +11,9 @@ Invariants:
   The catalog, or the :class:`RemoteError` that fetching it raised, is cached by
   remote name.
 * Every failure is a :class:`RemoteError` naming the remote and saying what failed
-  (connect, TLS, HTTP status, JSON, shape); no ``requests`` exception escapes.
+  (connect, TLS, HTTP status, JSON, shape); no ``requests`` exception escapes.  A
+  URL in a message never shows its ``user:password@`` (it is sent, as HTTP basic
+  authentication, only to the remote itself).
 * TLS as the daemon does it: without ``certificate`` the system CAs and the URL's
   host name; with ``certificate`` (PEM of a CA or of the server itself) the system
   CAs plus that certificate as an extra trust root (even when it is not
@@ -65,6 +67,7 @@ from reconciler.adapters.http import exception_chain, timeout_kind
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
+from reconciler.redact import redact_url
 from reconciler.remotes import incus, simplestreams
 from reconciler.timeouts import (
     CONNECT_OPTION,
@@ -267,7 +270,8 @@ class HttpRemoteReader:
         if response.status_code != 200:
             detail = _error_detail(response)
             response.close()
-            raise RemoteError(remote.name, f"GET {url} answered HTTP {response.status_code} "
+            raise RemoteError(remote.name, f"GET {redact_url(url)} answered HTTP "
+                              f"{response.status_code} "
                               f"{response.reason}{detail}")
         return response
 
@@ -320,7 +324,7 @@ class HttpRemoteReader:
         except requests.RequestException as exc:
             if timeout_kind(exc) is not None:
                 _raise_transport(remote, url, exc, self._timeout, reading=True)
-            raise RemoteError(remote.name, f"{url}: download interrupted: "
+            raise RemoteError(remote.name, f"{redact_url(url)}: download interrupted: "
                               f"{_reason(exc)}") from exc
         if received != file.size:
             raise RemoteError(remote.name, f"{file.path}: got {received} of the {file.size} "
@@ -363,6 +367,7 @@ def _raise_transport(
     *, reading: bool = False,
 ) -> NoReturn:
     """Raise the RemoteError for a failed request (or, with ``reading``, a failed body)."""
+    url = redact_url(url)
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     kind = timeout_kind(exc)

@@ -16,6 +16,7 @@ from pydantic import Field
 from reconciler.errors import IncusImagesError
 from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
+from reconciler.redact import has_userinfo
 
 DEFAULT_OWNER = "incus-images"
 
@@ -28,6 +29,19 @@ class RemoteSpec(Frozen):
     protocol: Literal["simplestreams", "incus"]
     certificate: str | None = Field(default=None, repr=False)
     """PEM text; trusted for TLS and handed to the daemon as ``source.certificate``."""
+
+    @property
+    def daemon_can_pull(self) -> bool:
+        """Whether the daemon may be asked to pull from this remote.
+
+        Not a simplestreams remote whose URL carries ``user:password@``: the daemon
+        records ``source.server`` as the image's update source (``incus image info``
+        shows it), so it would need, store and show the credentials.  The tool
+        fetches such builds itself and uploads them.  An incus remote serves public
+        images without HTTP authentication: the daemon is handed its URL without the
+        userinfo, as every output shows it (:mod:`reconciler.redact`).
+        """
+        return self.protocol != "simplestreams" or not has_userinfo(self.url)
 
 
 class TargetSpec(Frozen):

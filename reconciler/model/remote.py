@@ -47,6 +47,8 @@ class RemoteCatalog(Frozen):
 
     ``alias_table`` maps ``"name|type|architecture"`` to a fingerprint: the
     daemon's own resolution (newest version wins, per type and architecture).
+    ``url`` is the remote's URL without any ``user:password@``: what the daemon is
+    handed and a plan records (see :mod:`reconciler.redact`).
     """
 
     remote: str

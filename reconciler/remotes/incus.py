@@ -26,6 +26,7 @@ from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
 from reconciler.model.remote import RemoteCatalog, RemoteImage
+from reconciler.redact import without_userinfo
 
 LISTING_PATH = "1.0/images?recursion=1"
 
@@ -56,7 +57,7 @@ def build_catalog(remote: RemoteSpec, images_json: Sequence[object]) -> RemoteCa
         images.append(image.model_copy(update={"aliases": tuple(won)}))
     return RemoteCatalog(
         remote=remote.name,
-        url=remote.url,
+        url=without_userinfo(remote.url),
         protocol="incus",
         images=tuple(images),
         alias_table=alias_table,

@@ -37,6 +37,7 @@ from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
 from reconciler.model.remote import RemoteCatalog, RemoteFile, RemoteImage
+from reconciler.redact import without_userinfo
 
 INDEX_PATH = "streams/v1/index.json"
 
@@ -149,7 +150,7 @@ def build_catalog(
         images.append(cand.image.model_copy(update={"aliases": tuple(won[fp])}))
     return RemoteCatalog(
         remote=remote.name,
-        url=remote.url,
+        url=without_userinfo(remote.url),
         protocol="simplestreams",
         images=tuple(images),
         alias_table=alias_table,

@@ -11,18 +11,22 @@ from typing import Literal
 from reconciler.model.plan import Plan
 from reconciler.render import json as json_format
 from reconciler.render import markdown, text
+from reconciler.render.safe import terminal_safe
 
 PlanFormat = Literal["text", "json", "markdown"]
 PLAN_FORMATS: tuple[PlanFormat, ...] = ("text", "json", "markdown")
 
 
 def render_plan(plan: Plan, fmt: PlanFormat = "text", *, file_name: str = "images.yaml") -> str:
-    """The plan in ``fmt``; ``file_name`` only words the text and markdown no-change line."""
+    """The plan in ``fmt``, safe for a terminal (:func:`terminal_safe`); ``file_name`` only
+    words the text and markdown no-change line."""
     if fmt == "json":
-        return json_format.render_plan(plan)
-    if fmt == "markdown":
-        return markdown.render_plan(plan, file_name=file_name)
-    return text.render_plan(plan, file_name=file_name)
+        out = json_format.render_plan(plan)
+    elif fmt == "markdown":
+        out = markdown.render_plan(plan, file_name=file_name)
+    else:
+        out = text.render_plan(plan, file_name=file_name)
+    return terminal_safe(out)
 
 
-__all__ = ["PLAN_FORMATS", "PlanFormat", "render_plan"]
+__all__ = ["PLAN_FORMATS", "PlanFormat", "render_plan", "terminal_safe"]

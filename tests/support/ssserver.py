@@ -5,7 +5,8 @@
   :class:`ServedTree` with the ``url`` and a log of every request path, so tests can
   assert how often a file was fetched; setting its ``file_delay`` makes image file
   downloads slow (to interrupt them), its ``rate`` throttles their bodies (so a
-  download of a few MB takes as long as a real-size one).
+  download of a few MB takes as long as a real-size one); setting its ``auth``
+  demands HTTP basic authentication.
 * :func:`make_tls` creates a test CA and a server certificate for ``DNS:localhost`` and
   ``IP:127.0.0.1`` (EC P-384) with the ``openssl`` CLI.  The HTTPS server speaks TLS 1.2
   and 1.3 (the Incus daemon insists on 1.3).  Give the daemon ``TLSFiles.ca_pem`` as
@@ -18,6 +19,7 @@ does not block the server.
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import subprocess
@@ -102,6 +104,10 @@ class ServedTree:
     Index files are never throttled."""
     transfers: list[tuple[str, float]] = field(default_factory=list)
     """(path, seconds) of every throttled body sent in full."""
+    auth: tuple[str, str] | None = None
+    """(user, password): when set, every request without that HTTP basic authentication
+    is answered 401, and its path is logged in :attr:`unauthorized`."""
+    unauthorized: list[str] = field(default_factory=list)
 
     def count(self, path: str) -> int:
         """How many requests asked for ``path`` (leading ``/`` and query ignored)."""
@@ -125,6 +131,13 @@ class _Handler(SimpleHTTPRequestHandler):
         with self._lock:
             self._log.append(self.path)
         served = getattr(self.server, "served", None)
+        if served is not None and served.auth is not None:
+            token = base64.b64encode(":".join(served.auth).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {token}":
+                with self._lock:
+                    served.unauthorized.append(self.path)
+                self.send_error(401, "Unauthorized")
+                return None
         if served is not None and served.file_delay > 0 \
                 and urlsplit(self.path).path.startswith("/images/"):
             time.sleep(served.file_delay)
