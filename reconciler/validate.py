@@ -26,15 +26,20 @@ from reconciler.build import Resolved, build_config
 from reconciler.errors import Diagnostic
 from reconciler.fieldvalues import (
     alias_problem,
+    days_problem,
     fingerprint_problem,
     parse_expiry,
     remote_url_problem,
     source_problem,
+    target_url,
     target_url_problem,
 )
 from reconciler.material import read_material
 from reconciler.model.config import Config
+from reconciler.serverkeys import server_key_problem, server_value_problem
 from reconciler.shapecheck import check_shape, describe
+from reconciler.shown import shown
+from reconciler.stores import same_store_problems
 from reconciler.yamlsource import Positions, YPath, render_path
 
 SECRET_FIELDS = ("client_cert", "client_key")
@@ -100,11 +105,10 @@ def _normalize_expiries(data: dict[str, Any], rep: Reporter) -> dict[str, Any]:
             raw = entry["expires_at"]
             moment = parse_expiry(raw)
             if moment is None:
-                shown = raw if isinstance(raw, str) else str(raw)
                 rep.at_value(
                     ("images", i, "expires_at"),
                     f"{render_path(('images', i, 'expires_at'))}: "
-                    f"not a date or RFC 3339 time: {shown!r}",
+                    f"not a date or RFC 3339 time: {shown(str(raw))}",
                 )
             else:
                 entry = {**entry, "expires_at": moment}
@@ -113,12 +117,13 @@ def _normalize_expiries(data: dict[str, Any], rep: Reporter) -> dict[str, Any]:
 
 
 def _targets_phrase(names: list[str]) -> str:
-    quoted = ", ".join(repr(n) for n in names)
+    quoted = ", ".join(shown(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
     return f"targets {quoted}" if len(names) > 1 else f"target {quoted}"
 
 
 def _names(names: list[str]) -> str:
-    return ", ".join(names) if names else "none"
+    listed = ", ".join(n if len(n) <= 40 else shown(n, 40) for n in names[:10])
+    return (listed + (", ..." if len(names) > 10 else "")) if names else "none"
 
 
 class _Semantics:
@@ -141,9 +146,11 @@ class _Semantics:
         self.defaults: dict[str, Any] = defaults if isinstance(defaults, dict) else {}
 
     def run(self) -> None:
+        self._version()
         self._remotes()
         self._targets()
         self._server()
+        self._durations()
         self._architecture(("defaults", "architecture"), self.defaults.get("architecture"))
         images = self.data.get("images")
         if isinstance(images, list):
@@ -193,23 +200,48 @@ class _Semantics:
                     (*base, given),
                     f"{render_path(base)} sets {given} without {other}: give both or neither",
                 )
+        environ = self.ctx.environ
+        for path, message in same_store_problems(targets, lambda u: target_url(u, environ)):
+            self.rep.at_key(path, message)
+
+    def _version(self) -> None:
+        # The shape check compares with ==, so true and 1.0 would pass for 1.
+        version = self.data.get("version")
+        if version == 1 and type(version) is not int:
+            self.rep.at_value(("version",), f"version must be 1, not {shown(version)}")
 
     def _server(self) -> None:
         server = self.data.get("server")
         if not isinstance(server, dict):
             return
-        for key in server:
-            if not key.startswith("images.") or key == "images.":
-                self.rep.at_key(
-                    ("server", key),
-                    f"server key {key!r} is not allowed: only images.* settings can be managed",
-                )
+        for key, value in server.items():
+            path: YPath = ("server", key)
+            if problem := server_key_problem(key):
+                self.rep.at_key(path, problem)
+            elif isinstance(value, str | int) and (problem := server_value_problem(key, value)):
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
+
+    def _durations(self) -> None:
+        places: list[tuple[YPath, Any]] = [
+            (("defaults", "expires_after"), self.defaults.get("expires_after"))]
+        policy = self.data.get("policy")
+        cached = policy.get("cached") if isinstance(policy, dict) else None
+        if isinstance(cached, dict):
+            places.append((("policy", "cached", "delete_unused_after"),
+                           cached.get("delete_unused_after")))
+        images = self.data.get("images")
+        for i, entry in enumerate(images if isinstance(images, list) else []):
+            if isinstance(entry, dict):
+                places.append((("images", i, "expires_after"), entry.get("expires_after")))
+        for path, value in places:
+            if isinstance(value, str) and (problem := days_problem(value)):
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
 
     def _architecture(self, path: YPath, value: Any) -> None:
         if isinstance(value, str) and arch.canonical(value) is None:
             self.rep.at_value(
                 path,
-                f"{render_path(path)}: unknown architecture {value!r} "
+                f"{render_path(path)}: unknown architecture {shown(value)} "
                 f"(use an Incus name such as x86_64 or aarch64, or amd64, arm64)",
             )
 
@@ -270,7 +302,7 @@ class _EntryRules:
         if known is not None and remote not in known:
             self.rep.at_value(
                 path,
-                f"{render_path(path)}: unknown remote {remote!r} "
+                f"{render_path(path)}: unknown remote {shown(remote)} "
                 f"(declared remotes: {_names(known)})",
             )
 
@@ -306,11 +338,12 @@ class _EntryRules:
             if name not in declared:
                 self.rep.at_value(
                     path,
-                    f"{render_path(path)}: unknown target {name!r} "
+                    f"{render_path(path)}: unknown target {shown(name)} "
                     f"(declared targets: {_names(declared)})",
                 )
             elif name in out:
-                self.rep.at_value(path, f"{render_path(path)}: target {name!r} is listed twice")
+                self.rep.at_value(
+                    path, f"{render_path(path)}: target {shown(name)} is listed twice")
             else:
                 out.append(name)
         return out
@@ -319,6 +352,8 @@ class _EntryRules:
         defaults = self.sem.defaults
         kind = entry.get("type") or defaults.get("type") or "container"
         raw_arch = entry.get("architecture") or defaults.get("architecture")
+        if not isinstance(kind, str):
+            return  # the shape check reports it; a list is not even hashable
         machine = (arch.canonical(raw_arch) or raw_arch) if isinstance(raw_arch, str) else None
         identity = (source, kind, machine)
         clashes: dict[int, list[str]] = {}
