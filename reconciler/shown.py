@@ -18,6 +18,8 @@ def shown(value: object, limit: int = LIMIT) -> str:
         if len(value) <= limit:
             return repr(value)
         return f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, bool) or value is None:  # as YAML writes them
+        return "null" if value is None else str(value).lower()
     try:
         text = repr(value)
     except ValueError:  # an int too large for str() (sys.get_int_max_str_digits)

@@ -408,7 +408,7 @@ def _construct(text: str, tag: str | None, plain: bool) -> Any:
         if _INT.match(text):
             return _integer(text)
     elif tag == _CORE + "float":
-        if len(text) <= 64 and (_FLOAT.match(text) or _INT.match(text)):
+        if _FLOAT.match(text) or _INT.match(text):
             return _float(text)
     elif tag == _CORE + "timestamp":
         if _TIMESTAMP.match(text):
@@ -423,8 +423,6 @@ def _float(text: str) -> float:
 
 
 def _resolve_plain(text: str) -> Any:
-    if len(text) > 64:  # no number, date or keyword is this long
-        return text
     if _NULL.match(text):
         return None
     if _TRUE.match(text):
@@ -462,6 +460,8 @@ def _timestamp(text: str) -> date | datetime:
         if g["tz"] == "Z":
             tz = UTC
         elif g["tz"]:
+            if int(g["tzh"]) > 23 or int(g["tzm"] or 0) > 59:
+                raise ValueError("a time zone offset is less than 24 hours")
             offset = timedelta(hours=int(g["tzh"]), minutes=int(g["tzm"] or 0))
             tz = timezone(-offset if g["sign"] == "-" else offset)
         return datetime(day.year, day.month, day.day, int(g["hour"]), int(g["minute"]),
