@@ -149,3 +149,20 @@ def server_value(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+PROJECT_FORBIDDEN = "/_'\"*"
+
+
+def project_problem(name: str) -> str | None:
+    """The daemon's rule for project names (``project.ValidName``), or None if fine."""
+    if not name:
+        return "must not be empty"
+    if name in (".", ".."):
+        return f"must not be {name!r}"
+    if any(ch.isspace() or not ch.isprintable() for ch in name):
+        return f"must not contain whitespace or control characters: {shown(name)}"
+    bad = sorted({ch for ch in name if ch in PROJECT_FORBIDDEN})
+    if bad:
+        return f"must not contain {' '.join(bad)}: {shown(name)}"
+    return None

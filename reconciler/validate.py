@@ -29,6 +29,7 @@ from reconciler.fieldvalues import (
     days_problem,
     fingerprint_problem,
     parse_expiry,
+    project_problem,
     remote_url_problem,
     source_problem,
     target_url,
@@ -190,6 +191,10 @@ class _Semantics:
             url = target.get("url")
             if isinstance(url, str) and (problem := target_url_problem(url)):
                 self.rep.at_value((*base, "url"), f"{render_path((*base, 'url'))} {problem}")
+            project = target.get("project")
+            if isinstance(project, str) and (problem := project_problem(project)):
+                path = (*base, "project")
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
             for field_name in _TARGET_MATERIAL:
                 self.material((*base, field_name), target.get(field_name))
             has_cert = target.get("client_cert") is not None
