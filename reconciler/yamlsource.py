@@ -247,7 +247,6 @@ class _Frame:
 class _Node:
     value: Any
     pos: Pos
-    plain_null: bool = False  # an empty plain scalar: no text of its own
 
 
 class _Builder:
@@ -341,7 +340,7 @@ class _Builder:
         if isinstance(value, str) and (bad := _NOT_IN_VALUES.search(value)):
             self._problem(pos, f"control character U+{ord(bad.group()):04X} is not allowed "
                                f"in a value or key", path)
-        self._attach(_Node(value, pos, plain_null=plain and value is None))
+        self._attach(_Node(value, pos))
 
     # -- placing a finished node ------------------------------------------------------------
 
