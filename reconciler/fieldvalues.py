@@ -11,10 +11,11 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN
 from reconciler.redact import redact_url
+from reconciler.shown import shown
+from reconciler.urlcheck import network_url_problem, split
 
 ALIAS_MAX = 64
 ALIAS_FORBIDDEN = "$?&+\"'`*"
@@ -25,7 +26,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"
 )
-_DAYS = re.compile(r"^([1-9][0-9]*)d$")
+_DAYS = re.compile(r"^([1-9][0-9]{0,17})d$")
+_ANY_DAYS = re.compile(r"^([1-9][0-9]*)d$")
+MAX_DAYS = 36500
+"""Longest ``expires_after`` / ``delete_unused_after`` accepted: 100 years."""
 _HEX64_ANY_CASE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -53,7 +57,10 @@ def parse_expiry(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        return None
     return datetime(
         moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
         moment.microsecond, tzinfo=UTC,
@@ -61,9 +68,17 @@ def parse_expiry(value: Any) -> datetime | None:
 
 
 def parse_days(value: str) -> int | None:
-    """``"30d"`` -> 30; None for anything else."""
+    """``"30d"`` -> 30; None for anything else (including more than 18 digits)."""
     match = _DAYS.match(value)
     return int(match.group(1)) if match else None
+
+
+def days_problem(value: str) -> str | None:
+    """Why a well-formed ``Nd`` duration is too long, or None (a malformed one: None too)."""
+    match = _ANY_DAYS.match(value)
+    if match and (len(match.group(1)) > 6 or int(match.group(1)) > MAX_DAYS):
+        return f"must be at most {MAX_DAYS}d (100 years), not {shown(value)}"
+    return None
 
 
 def alias_problem(name: str) -> str | None:
@@ -161,7 +176,7 @@ def profile_problem(name: str) -> str | None:
 def source_problem(source: str) -> str | None:
     if re.match(SOURCE_PATTERN, source):
         return None
-    return f"must be <remote>:<alias>, such as images:debian/12, not {source!r}"
+    return f"must be <remote>:<alias>, such as images:debian/12, not {shown(source)}"
 
 
 def fingerprint_problem(fingerprint: str) -> str | None:
@@ -170,25 +185,27 @@ def fingerprint_problem(fingerprint: str) -> str | None:
     if _HEX64_ANY_CASE.match(fingerprint):
         return "must be written in lowercase hex"
     return (
-        f"must be all 64 hex digits of the image's fingerprint, not {fingerprint!r} "
+        f"must be all 64 hex digits of the image's fingerprint, not {shown(fingerprint)} "
         f"({len(fingerprint)} characters)"
     )
 
 
 def remote_url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"must be an http:// or https:// URL, not {redact_url(url)!r}"
-    return None
+    parts = split(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"must be an http:// or https:// URL, not {shown(redact_url(url))}"
+    # A remote's URL may carry credentials (the tool uses them; outputs redact them).
+    return network_url_problem(url, userinfo=True)
 
 
 def target_url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.netloc:
+    parts = split(url)
+    if parts is not None and parts.scheme == "https" and parts.netloc:
+        return network_url_problem(url)
+    if (parts is not None and url.startswith("unix://") and not parts.netloc
+            and parts.path[:1] in ("", "/")):
         return None
-    if url.startswith("unix://") and not parts.netloc and parts.path[:1] in ("", "/"):
-        return None
-    return f"must be unix:///path/to/unix.socket or https://host:port, not {redact_url(url)!r}"
+    return f"must be unix:///path/to/unix.socket or https://host:port, not {shown(redact_url(url))}"
 
 
 def local_socket_url(environ: Mapping[str, str]) -> str:
@@ -212,3 +229,20 @@ def server_value(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+PROJECT_FORBIDDEN = "/_'\"*"
+
+
+def project_problem(name: str) -> str | None:
+    """The daemon's rule for project names (``project.ValidName``), or None if fine."""
+    if not name:
+        return "must not be empty"
+    if name in (".", ".."):
+        return f"must not be {name!r}"
+    if any(ch.isspace() or not ch.isprintable() for ch in name):
+        return f"must not contain whitespace or control characters: {shown(name)}"
+    bad = sorted({ch for ch in name if ch in PROJECT_FORBIDDEN})
+    if bad:
+        return f"must not contain {' '.join(bad)}: {shown(name)}"
+    return None

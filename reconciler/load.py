@@ -4,26 +4,43 @@ Reads the file once, never touches the network, and raises
 :class:`ValidationFailed` listing every problem found (``FILE:LINE:COLUMN``,
 1-based, at the offending key or value).  ``Config.digest`` is the SHA-256 of
 the file's bytes; ``Config.path`` is ``str(path)``.
+
+Bounded: only a regular file of at most :data:`MAX_FILE_BYTES` is read (a FIFO
+or device is refused without blocking), and :mod:`reconciler.yamlsource` caps
+nesting and the number of values, so any input is answered quickly, in little
+memory, with exit status 0 or 1.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
+from reconciler.boundedread import FileRefused, read_regular, size_text
 from reconciler.envexpand import expand
 from reconciler.errors import Diagnostic, ValidationFailed
 from reconciler.model.config import Config
+from reconciler.shown import clip
 from reconciler.validate import Context, Reporter, validate
 from reconciler.yamlsource import YamlSyntaxError, YPath, parse, render_path
+
+MAX_FILE_BYTES = 256 * 1024
+"""Largest desired-state file read (a 1000-entry file is about 100 KiB)."""
+MAX_DIAGNOSTICS = 200
+"""Problems reported one per line; beyond that, one more line counts the rest."""
+MAX_MESSAGE = 400
+"""Longest message of one problem line (values in messages are already shortened)."""
 
 
 def load_config(path: Path, environ: Mapping[str, str]) -> Config:
     """The validated desired state of ``path``; ``environ`` feeds ``${VAR}`` and the socket."""
     file = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_FILE_BYTES)
+    except FileRefused as exc:
+        raise ValidationFailed([Diagnostic(file, 1, 1, f"the file {exc.reason}")]) from None
     except OSError as exc:
         raise ValidationFailed(
             [Diagnostic(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
@@ -39,6 +56,9 @@ def load_config_bytes(
     Relative paths in it resolve against ``base_dir``.  ``diff`` uses this for a
     file read from a git revision, without a checkout.
     """
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValidationFailed([Diagnostic(
+            file, 1, 1, f"the file is larger than {size_text(MAX_FILE_BYTES)} ({len(raw)} bytes)")])
     digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8-sig")
@@ -50,14 +70,20 @@ def load_config_bytes(
     try:
         doc = parse(text)
     except YamlSyntaxError as exc:
-        raise ValidationFailed([Diagnostic(file, exc.line, exc.column, exc.message)]) from None
+        raise ValidationFailed(bounded(
+            [Diagnostic(file, line, column, message) for line, column, message in exc.problems]
+        )) from None
     if doc.data is None:
         raise ValidationFailed(
             [Diagnostic(file, 1, 1, "file is empty: a desired-state file starts with 'version: 1'")]
         )
     reporter = Reporter(file, doc.positions)
-    for where, message in doc.problems:
-        reporter.at_value(where, message)
+    for problem in doc.problems:
+        line, column = problem.pos
+        reporter.diagnostics.append(Diagnostic(file, line, column, problem.message))
+        reporter.taken.add((line, column))
+    # A value the reader refused (an alias, a bad date) was read as null: say nothing more.
+    reporter.silenced.update(p.path for p in doc.problems if p.path is not None)
     expansion = expand(doc.data, environ)
     for where, message in expansion.problems:
         reporter.at_value(where, f"{_name(where)}{message}")
@@ -71,8 +97,24 @@ def load_config_bytes(
     )
     config = validate(expansion.data, ctx, path=file, digest=digest)
     if config is None or reporter.diagnostics:
-        raise ValidationFailed(reporter.diagnostics)
+        raise ValidationFailed(bounded(reporter.diagnostics))
     return config
+
+
+def bounded(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """At most :data:`MAX_DIAGNOSTICS` lines (the first by position), each of bounded length.
+
+    A hostile file can hold thousands of problems; the first ones are enough to
+    act on, and the last line says how many more there are.
+    """
+    ordered = sorted(diagnostics, key=lambda d: (d.line, d.column, d.message))
+    out = [replace(d, message=clip(d.message, MAX_MESSAGE)) for d in ordered[:MAX_DIAGNOSTICS]]
+    rest = ordered[MAX_DIAGNOSTICS:]
+    if rest:
+        first = rest[0]
+        out.append(replace(first, message=f"{len(rest)} more problems, the first of them here "
+                                          f"(only {MAX_DIAGNOSTICS} are listed)"))
+    return out
 
 
 def _name(where: YPath) -> str:

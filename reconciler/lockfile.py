@@ -24,15 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from reconciler.atomicfile import write_atomic
+from reconciler.boundedread import FileRefused, read_regular
 from reconciler.errors import IncusImagesError, PlanError
 from reconciler.model.config import Config, EntrySpec, TargetSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
 from reconciler.model.remote import RemoteCatalog
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.yamlsource import YamlSyntaxError
+from reconciler.yamlsource import parse as parse_yaml
+
+MAX_LOCK_BYTES = 1 << 20
+"""Largest lock file read (one locked build is about 300 bytes)."""
 
 HEADER = (
     "# incus-images lock file: the build each tracked image entry resolves to.\n"
@@ -84,10 +88,15 @@ def render(lock: LockFile) -> str:
 def parse(text: str, *, name: str) -> LockFile:
     """A lock file from its text; ``name`` words the error."""
     try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
-        raise LockFileError(f"{name}: not a YAML document ({' '.join(str(exc).split())}); "
+        doc = parse_yaml(text)  # bounded: depth, node count, no aliases
+    except YamlSyntaxError as exc:
+        raise LockFileError(f"{name}: not a YAML document (line {exc.line}: {exc.message}); "
                             "regenerate it with `incus-images lock`") from None
+    if doc.problems:
+        problem = doc.problems[0]
+        raise LockFileError(f"{name}: line {problem.pos[0]}: {problem.message}; "
+                            "regenerate it with `incus-images lock`")
+    data = doc.data
     try:
         return LockFile.model_validate(data if data is not None else {})
     except ValidationError as exc:
@@ -100,9 +109,11 @@ def parse(text: str, *, name: str) -> LockFile:
 def read(path: Path) -> LockFile | None:
     """The lock file at ``path``, or None when there is none."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_LOCK_BYTES).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
+    except FileRefused as exc:
+        raise LockFileError(f"{path} {exc.reason}") from None
     except OSError as exc:
         raise LockFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     return parse(text, name=str(path))

@@ -5,6 +5,10 @@ relative to the directory of the desired-state file, that must name a readable
 PEM file.  Messages never contain PEM text; when ``secret`` is set (the value
 came from an environment variable used for a key) they do not contain the path
 either, only the variable names.
+
+Bounded: PEM text and files are at most :data:`MAX_MATERIAL_BYTES`; a path must
+name a regular file, opened without blocking (a FIFO, ``/dev/zero`` or
+``/dev/urandom`` is refused at once, never read).
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.boundedread import FileRefused, read_regular, size_text
+from reconciler.shown import shown as show
+
 PEM_MARK = "-----BEGIN"
+MAX_MATERIAL_BYTES = 64 * 1024
+"""Largest certificate or key accepted (a certificate chain is a few KiB)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,8 @@ class Material:
 def read_material(value: str, base_dir: Path, *, hidden_by: tuple[str, ...] = ()) -> Material:
     """Resolve one certificate/key value; ``hidden_by`` names variables whose value is secret."""
     if PEM_MARK in value:
+        if len(value.encode("utf-8", errors="replace")) > MAX_MATERIAL_BYTES:
+            return Material(problem=f"the PEM text is larger than {size_text(MAX_MATERIAL_BYTES)}")
         return Material(text=value)
     variables = ", ".join(f"${{{name}}}" for name in hidden_by)
     if hidden_by:
@@ -33,13 +44,15 @@ def read_material(value: str, base_dir: Path, *, hidden_by: tuple[str, ...] = ()
     elif "\n" in value or len(value) > 4096:
         shown = "the value"
     else:
-        shown = repr(value)
+        shown = show(value)
     if not value.strip() or "\n" in value or "\0" in value:
         what = f"the value of {variables}" if hidden_by else shown
         return Material(problem=f"{what} is neither PEM text nor a file path")
     path = base_dir / value
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_MATERIAL_BYTES)
+    except FileRefused as exc:
+        return Material(problem=f"{shown} {exc.reason}")
     except FileNotFoundError:
         where = ""
         if not hidden_by and not Path(value).is_absolute():

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.model.desired import DesiredStateFile
+from reconciler.shown import shown
 from reconciler.yamlsource import YPath, render_path
 
 Where = Literal["key", "value"]
@@ -199,7 +200,8 @@ def _plain_message(lo: _Located, data: Any) -> ShapeProblem:
     kind = error["type"]
     name = render_path(path)
     if kind == "extra_forbidden":
-        return ShapeProblem(path, "key", f"unknown key {path[-1]!r} {_container_name(path[:-1])}")
+        key = shown(path[-1])
+        return ShapeProblem(path, "key", f"unknown key {key} {_container_name(path[:-1])}")
     if kind == "missing":
         return ShapeProblem(path, "value", f"missing key {lo.missing!r} {_container_name(path)}")
     value = _value_at(data, path)
@@ -207,9 +209,9 @@ def _plain_message(lo: _Located, data: Any) -> ShapeProblem:
         expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
         options = [o.strip() for o in expected.replace(" or ", ",").split(",") if o.strip()]
         if len(options) == 1:
-            return ShapeProblem(path, "value", f"{name} must be {options[0]}, not {value!r}")
+            return ShapeProblem(path, "value", f"{name} must be {options[0]}, not {shown(value)}")
         return ShapeProblem(
-            path, "value", f"{name} must be one of {', '.join(options)}, not {value!r}"
+            path, "value", f"{name} must be one of {', '.join(options)}, not {shown(value)}"
         )
     if kind in _TYPE_NAMES:
         hint = " (quote it)" if kind == "string_type" and isinstance(value, int | float) else ""
@@ -220,6 +222,6 @@ def _plain_message(lo: _Located, data: Any) -> ShapeProblem:
         field_name = str(path[-1]) if path else ""
         wanted = _PATTERN_HINTS.get(field_name)
         if wanted is not None:
-            return ShapeProblem(path, "value", f"{name} must be {wanted}, not {value!r}")
+            return ShapeProblem(path, "value", f"{name} must be {wanted}, not {shown(value)}")
     text = error["msg"]
     return ShapeProblem(path, "value", f"{name}: {text[:1].lower()}{text[1:]}")

@@ -26,19 +26,25 @@ from reconciler.build import Resolved, build_config
 from reconciler.errors import Diagnostic
 from reconciler.fieldvalues import (
     alias_problem,
+    days_problem,
     fingerprint_problem,
     parse_expiry,
     profile_problem,
+    project_problem,
     property_key_problem,
     property_value_problem,
     remote_url_problem,
     source_problem,
+    target_url,
     target_url_problem,
     text_problem,
 )
 from reconciler.material import read_material
 from reconciler.model.config import Config
+from reconciler.serverkeys import server_key_problem, server_value_problem
 from reconciler.shapecheck import check_shape, describe
+from reconciler.shown import shown
+from reconciler.stores import same_store_problems
 from reconciler.yamlsource import Positions, YPath, render_path
 
 SECRET_FIELDS = ("client_cert", "client_key")
@@ -55,14 +61,21 @@ class Reporter:
     silenced: set[YPath] = field(default_factory=set)
     """Values already reported (an unset variable): later problems there are noise."""
 
+    taken: set[tuple[int, int]] = field(default_factory=set)
+    """Places the YAML reader already reported (a refused character): one line each."""
+
     def at_key(self, path: YPath, message: str) -> None:
         line, column = self.positions.key(path)
+        if (line, column) in self.taken:
+            return
         self.diagnostics.append(Diagnostic(self.file, line, column, message))
 
     def at_value(self, path: YPath, message: str) -> None:
         if path in self.silenced:
             return
         line, column = self.positions.value(path)
+        if (line, column) in self.taken:
+            return
         self.diagnostics.append(Diagnostic(self.file, line, column, message))
 
 
@@ -104,11 +117,10 @@ def _normalize_expiries(data: dict[str, Any], rep: Reporter) -> dict[str, Any]:
             raw = entry["expires_at"]
             moment = parse_expiry(raw)
             if moment is None:
-                shown = raw if isinstance(raw, str) else str(raw)
                 rep.at_value(
                     ("images", i, "expires_at"),
                     f"{render_path(('images', i, 'expires_at'))}: "
-                    f"not a date or RFC 3339 time: {shown!r}",
+                    f"not a date or RFC 3339 time: {shown(str(raw))}",
                 )
             else:
                 entry = {**entry, "expires_at": moment}
@@ -117,12 +129,13 @@ def _normalize_expiries(data: dict[str, Any], rep: Reporter) -> dict[str, Any]:
 
 
 def _targets_phrase(names: list[str]) -> str:
-    quoted = ", ".join(repr(n) for n in names)
+    quoted = ", ".join(shown(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
     return f"targets {quoted}" if len(names) > 1 else f"target {quoted}"
 
 
 def _names(names: list[str]) -> str:
-    return ", ".join(names) if names else "none"
+    listed = ", ".join(n if len(n) <= 40 else shown(n, 40) for n in names[:10])
+    return (listed + (", ..." if len(names) > 10 else "")) if names else "none"
 
 
 class _Semantics:
@@ -145,9 +158,11 @@ class _Semantics:
         self.defaults: dict[str, Any] = defaults if isinstance(defaults, dict) else {}
 
     def run(self) -> None:
+        self._version()
         self._remotes()
         self._targets()
         self._server()
+        self._durations()
         self._architecture(("defaults", "architecture"), self.defaults.get("architecture"))
         self.names(("defaults",), self.defaults)
         images = self.data.get("images")
@@ -208,6 +223,10 @@ class _Semantics:
             url = target.get("url")
             if isinstance(url, str) and (problem := target_url_problem(url)):
                 self.rep.at_value((*base, "url"), f"{render_path((*base, 'url'))} {problem}")
+            project = target.get("project")
+            if isinstance(project, str) and (problem := project_problem(project)):
+                path = (*base, "project")
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
             for field_name in _TARGET_MATERIAL:
                 self.material((*base, field_name), target.get(field_name))
             has_cert = target.get("client_cert") is not None
@@ -218,26 +237,50 @@ class _Semantics:
                     (*base, given),
                     f"{render_path(base)} sets {given} without {other}: give both or neither",
                 )
+        environ = self.ctx.environ
+        for path, message in same_store_problems(targets, lambda u: target_url(u, environ)):
+            self.rep.at_key(path, message)
+
+    def _version(self) -> None:
+        # The shape check compares with ==, so true and 1.0 would pass for 1.
+        version = self.data.get("version")
+        if version == 1 and type(version) is not int:
+            self.rep.at_value(("version",), f"version must be 1, not {shown(version)}")
 
     def _server(self) -> None:
         server = self.data.get("server")
         if not isinstance(server, dict):
             return
         for key, value in server.items():
-            if not key.startswith("images.") or key == "images.":
-                self.rep.at_key(
-                    ("server", key),
-                    f"server key {key!r} is not allowed: only images.* settings can be managed",
-                )
+            path: YPath = ("server", key)
+            if problem := server_key_problem(key):
+                self.rep.at_key(path, problem)
+            elif isinstance(value, str | int) and (problem := server_value_problem(key, value)):
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
             elif isinstance(value, str) and (problem := text_problem(value)):
-                self.rep.at_value(("server", key),
-                                  f"{render_path(('server', key))}: {problem}")
+                self.rep.at_value(path, f"{render_path(path)}: {problem}")
+
+    def _durations(self) -> None:
+        places: list[tuple[YPath, Any]] = [
+            (("defaults", "expires_after"), self.defaults.get("expires_after"))]
+        policy = self.data.get("policy")
+        cached = policy.get("cached") if isinstance(policy, dict) else None
+        if isinstance(cached, dict):
+            places.append((("policy", "cached", "delete_unused_after"),
+                           cached.get("delete_unused_after")))
+        images = self.data.get("images")
+        for i, entry in enumerate(images if isinstance(images, list) else []):
+            if isinstance(entry, dict):
+                places.append((("images", i, "expires_after"), entry.get("expires_after")))
+        for path, value in places:
+            if isinstance(value, str) and (problem := days_problem(value)):
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
 
     def _architecture(self, path: YPath, value: Any) -> None:
         if isinstance(value, str) and arch.canonical(value) is None:
             self.rep.at_value(
                 path,
-                f"{render_path(path)}: unknown architecture {value!r} "
+                f"{render_path(path)}: unknown architecture {shown(value)} "
                 f"(use an Incus name such as x86_64 or aarch64, or amd64, arm64)",
             )
 
@@ -299,7 +342,7 @@ class _EntryRules:
         if known is not None and remote not in known:
             self.rep.at_value(
                 path,
-                f"{render_path(path)}: unknown remote {remote!r} "
+                f"{render_path(path)}: unknown remote {shown(remote)} "
                 f"(declared remotes: {_names(known)})",
             )
 
@@ -339,11 +382,12 @@ class _EntryRules:
             if name not in declared:
                 self.rep.at_value(
                     path,
-                    f"{render_path(path)}: unknown target {name!r} "
+                    f"{render_path(path)}: unknown target {shown(name)} "
                     f"(declared targets: {_names(declared)})",
                 )
             elif name in out:
-                self.rep.at_value(path, f"{render_path(path)}: target {name!r} is listed twice")
+                self.rep.at_value(
+                    path, f"{render_path(path)}: target {shown(name)} is listed twice")
             else:
                 out.append(name)
         return out
@@ -352,6 +396,8 @@ class _EntryRules:
         defaults = self.sem.defaults
         kind = entry.get("type") or defaults.get("type") or "container"
         raw_arch = entry.get("architecture") or defaults.get("architecture")
+        if not isinstance(kind, str):
+            return  # the shape check reports it; a list is not even hashable
         machine = (arch.canonical(raw_arch) or raw_arch) if isinstance(raw_arch, str) else None
         identity = (source, kind, machine)
         clashes: dict[int, list[str]] = {}

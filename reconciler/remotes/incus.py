@@ -27,6 +27,7 @@ from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
 from reconciler.model.remote import RemoteCatalog, RemoteImage
 from reconciler.redact import without_userinfo
+from reconciler.remotes.simplestreams import size_problem
 
 LISTING_PATH = "1.0/images?recursion=1"
 
@@ -87,8 +88,8 @@ def _image(remote: str, number: int, raw: object) -> tuple[RemoteImage, list[str
     ):
         fail("'properties' is not a map of strings")
     size = raw.get("size", 0)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        fail("'size' is not a non-negative integer")
+    if problem := size_problem(size):
+        fail(problem)
     aliases = _alias_names(raw.get("aliases"), fail)
     created_at = _time(raw.get("created_at"), fail)
     expires_at = _time(raw.get("expires_at"), fail)

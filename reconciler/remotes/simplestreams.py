@@ -40,6 +40,17 @@ from reconciler.model.remote import RemoteCatalog, RemoteFile, RemoteImage
 from reconciler.redact import without_userinfo
 
 INDEX_PATH = "streams/v1/index.json"
+MAX_SIZE = 1 << 40
+"""Largest file or image size believed from a remote (1 TiB): beyond, the index is garbage."""
+
+
+def size_problem(size: object) -> str | None:
+    """Why a remote's ``size`` cannot be an image's size in bytes, or None."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"'size' is not a non-negative integer ({type(size).__name__})"
+    if size > MAX_SIZE:
+        return f"'size' is {size} bytes, more than 1 TiB"
+    return None
 
 META_FTYPE = "incus.tar.xz"
 COMBINED_FTYPE = "incus_combined.tar.gz"
@@ -255,8 +266,8 @@ class _ProductsReader:
         if not isinstance(item.get("ftype"), str):
             self.fail(where, "has no 'ftype'")
         size = item.get("size")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-            self.fail(where, "'size' is not a non-negative integer")
+        if size is not None and (problem := size_problem(size)):
+            self.fail(where, problem)
         return item
 
     def file(self, item: dict[str, object], where: str) -> RemoteFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -251,14 +251,14 @@ def test_server_values_become_strings(tmp_path: Path) -> None:
           images.auto_update_interval: 6
           images.auto_update_cached: true
           images.compression_algorithm: gzip
-          images.default_architecture: "false"
+          images.default_architecture: aarch64
         """,
     )
     assert config.server == {
         "images.auto_update_interval": "6",
         "images.auto_update_cached": "true",
         "images.compression_algorithm": "gzip",
-        "images.default_architecture": "false",
+        "images.default_architecture": "aarch64",
     }
 
 
@@ -355,8 +355,20 @@ def test_positions_and_paths() -> None:
 
 
 def test_yaml_scalars_become_plain_python() -> None:
-    doc = parse("t: &t true\nu: *t\nh: 0x10\nf: 1.5\nm: |\n  text\n<<: {merged: 1}\n")
-    assert doc.data == {"t": True, "u": True, "h": 16, "f": 1.5, "m": "text\n", "merged": 1}
-    assert type(doc.data["u"]) is bool
+    doc = parse("t: true\nh: 16\nf: 1.5\nm: |\n  text\nd: 2027-06-30\nn: ~\n")
+    assert doc.data == {"t": True, "h": 16, "f": 1.5, "m": "text\n",
+                        "d": date(2027, 6, 30), "n": None}
+    assert type(doc.data["t"]) is bool
     assert type(doc.data["h"]) is int
     assert type(doc.data["m"]) is str
+    assert doc.problems == []
+
+
+def test_numbers_are_decimal_and_aliases_are_refused() -> None:
+    doc = parse("t: &t true\nu: *t\nh: 0x10\no: 0o7\ns: 1_000\n<<: {merged: 1}\n")
+    assert doc.data == {"t": True, "u": None, "h": "0x10", "o": "0o7", "s": "1_000",
+                        "<<": {"merged": 1}}
+    assert [(p.pos, p.message) for p in doc.problems] == [
+        ((1, 4), "YAML anchors (&t) are not supported: write the value out, or use defaults"),
+        ((2, 4), "YAML aliases (*t) are not supported: write the value out, or use defaults"),
+    ]

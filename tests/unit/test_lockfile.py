@@ -188,3 +188,18 @@ def test_run_lock_upgrade_named_source_moves_only_that_one(tmp_path: Path) -> No
     everything = run_lock(cfg, upgrade=True, sources=(), reader=reader, connect=conn)
     assert {v.fingerprint for v in everything.lock.locks().values()} == {d2.fingerprint,
                                                                          a2.fingerprint}
+
+
+def test_a_hostile_lock_file_is_a_lock_file_error(tmp_path: Path) -> None:
+    """Aliases, deep nesting and a FIFO beside the file: an error, never a hang or a blow-up."""
+    from reconciler.lockfile import read
+
+    laughs = "version: 1\na: &a [x, x]\nb: [*a, *a]\n"
+    with pytest.raises(LockFileError, match=r"line 2: YAML anchors \(&a\) are not supported"):
+        parse(laughs, name="images.lock.yaml")
+    with pytest.raises(LockFileError, match="nesting deeper than 64 levels"):
+        parse("a: " + "[" * 100 + "]" * 100 + "\n", name="images.lock.yaml")
+    fifo = tmp_path / "images.lock.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(LockFileError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        read(fifo)

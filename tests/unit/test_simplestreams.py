@@ -382,3 +382,23 @@ def test_garbage_is_a_remote_error(bad: object) -> None:
         build_catalog(REMOTE, [bad], paths=["streams/v1/images.json"])
     assert str(caught.value).startswith("remote 'test': streams/v1/images.json")
     assert caught.value.remote == "test"
+
+
+@pytest.mark.parametrize(("size", "why"), [
+    (10**18, r"'size' is 1000000000000000000 bytes, more than 1 TiB"),
+    ((1 << 40) + 1, r"more than 1 TiB"),
+    (1e18, r"'size' is not a non-negative integer \(float\)"),
+    (-1, r"not a non-negative integer"),
+    (True, r"not a non-negative integer"),
+])
+def test_an_absurd_size_is_a_remote_error(size: object, why: str) -> None:
+    v = version("20250101", "squashfs")
+    v["items"]["squashfs"]["size"] = size
+    with pytest.raises(RemoteError, match=r"remote 'test': .*" + why):
+        catalog(doc(p=product({"20250101": v})))
+
+
+def test_a_size_of_one_tib_is_believed() -> None:
+    v = version("20250101", "squashfs")
+    v["items"]["squashfs"]["size"] = 1 << 40
+    assert catalog(doc(p=product({"20250101": v}))).images[0].size == (1 << 40) + 10
