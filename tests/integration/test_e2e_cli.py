@@ -20,18 +20,12 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from tests.support.constants import TINY
 from tests.support.e2e import REPO, World
 
 pytestmark = pytest.mark.integration
 
 PLAN_SCHEMA = json.loads((REPO / "schemas" / "plan.schema.json").read_text())
-
-TINY = """
-    images:
-      - source: test:tiny/1.0
-        aliases: [tiny]
-        auto_update: true
-"""
 
 
 def _no_traceback(proc: subprocess.CompletedProcess[str]) -> None:

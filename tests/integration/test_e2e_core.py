@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.constants import TINY_TWO_ALIASES as TINY
 from tests.support.e2e import REPO, World
 
 pytestmark = pytest.mark.integration
@@ -68,14 +69,6 @@ def one_error_line(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("incus-images: error:")]
     assert len(errors) == 1, stderr
     return errors[0]
-
-
-TINY = """
-    images:
-      - source: test:tiny/1.0
-        aliases: [tiny, tiny/current]
-        auto_update: true
-"""
 
 
 # -- 1. fresh apply, then nothing to do ---------------------------------------------------

@@ -19,16 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.constants import TINY_MANUAL as TINY
 from tests.support.e2e import REPO, World
 
 pytestmark = pytest.mark.integration
 
 LEASE = "user.incus-images.lease"
-TINY = """
-    images:
-      - source: test:tiny/1.0
-        aliases: [tiny]
-"""
 
 
 def lease(world: World) -> dict[str, Any] | None:

@@ -15,19 +15,13 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.constants import TINY
 from tests.support.e2e import REPO, World
 
 pytestmark = pytest.mark.integration
 
 STATUS_SCHEMA = json.loads((REPO / "schemas" / "status.schema.json").read_text())
 LOCK_SCHEMA = json.loads((REPO / "schemas" / "lock.schema.json").read_text())
-
-TINY = """
-    images:
-      - source: test:tiny/1.0
-        aliases: [tiny]
-        auto_update: true
-"""
 
 
 def ok(proc: object) -> None:

@@ -16,16 +16,11 @@ from typing import Any
 import git
 import pytest
 
+from tests.support.constants import TINY_TEAM as TINY
 from tests.support.e2e import REPO, World
 
 pytestmark = pytest.mark.integration
 
-TINY = """
-    images:
-      - source: test:tiny/1.0
-        aliases: [tiny]
-        properties: {team: web}
-"""
 INVENTORY = "user.incus-images.incus-images.default"
 
 

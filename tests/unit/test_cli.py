@@ -31,8 +31,8 @@ from reconciler.model.plan import Action, Change, Plan, PlanWarning, summarize
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.model.snapshot import ObservedSnapshot
 from reconciler.progress import Reporter
+from tests.support.constants import DOWNLOAD_FP as FP
 
-FP = "4f3a2b1c9d8e" + "0" * 52
 DOWNLOAD = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
                   reason="declared, not in store", fingerprint=FP, source="images:debian/12",
                   size=1000)

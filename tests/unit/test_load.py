@@ -13,16 +13,9 @@ from reconciler.envexpand import expand_string
 from reconciler.load import load_config
 from reconciler.model.config import AliasDecl, CachedPolicy, Config, EntrySpec
 from reconciler.yamlsource import parse, render_path
-
-PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-PEM_KEY = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
-FP = "5d3c1e0a8b7f4e2d9c6b1a0f3e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
-REMOTES = """\
-version: 1
-remotes:
-  images:
-    url: https://images.linuxcontainers.org
-"""
+from tests.support.constants import HEAD as REMOTES
+from tests.support.constants import PEM_CERT, PEM_KEY
+from tests.support.constants import PIN_FP as FP
 
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:

@@ -14,8 +14,8 @@ from reconciler.progress import (
     make_reporter,
     percent_in,
 )
+from tests.support.constants import DOWNLOAD_FP as FP
 
-FP = "4f3a2b1c9d8e" + "0" * 52
 DOWNLOAD = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
                   reason="declared", fingerprint=FP, source="images:debian/12", size=10)
 OTHER = DOWNLOAD.model_copy(update={"source": "images:alpine/3.20", "fingerprint": "b" * 64})

@@ -10,18 +10,10 @@ import pytest
 
 from reconciler.errors import ValidationFailed
 from reconciler.load import load_config
+from tests.support.constants import HEAD, PEM_CERT, PEM_KEY
+from tests.support.constants import PIN_FP as FP
 
-PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-PEM_KEY = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"
-FP = "5d3c1e0a8b7f4e2d9c6b1a0f3e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
-
-# Four lines; cases below start on line 5.
-HEAD = """\
-version: 1
-remotes:
-  images:
-    url: https://images.linuxcontainers.org
-"""
+# HEAD is four lines: the cases below start on line 5.
 
 
 def problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
