@@ -131,7 +131,8 @@ class World:
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
 
-    def connect(self, target: Any) -> FakeStore:
+    def connect(self, target: Any, **_options: Any) -> FakeStore:
+        """The target's in-memory store; adapter options (timeouts) do not apply to it."""
         return self.stores[target.name]
 
     def git_commit(self, *names: str, origin: str | None = None) -> None:
