@@ -21,7 +21,9 @@ Invariants:
   PID namespace (``host``) and whose process has ended (``pid``) is abandoned and
   free.  Elsewhere nothing is guessed: a process we cannot see may be alive.
 * Release removes only this run's lease, never another's, and happens on every
-  way out of the ``with`` block (success, failure, interrupt).
+  way out of the ``with`` block (success, failure, interrupt), including an
+  interrupt while waiting for the lease or while taking it; an interrupt cannot
+  cut a release short (:func:`reconciler.interrupts.deferred`).
 * Times are the clients' own UTC clocks; clocks further apart than the time to
   live could let a lease be taken early.
 """
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -43,7 +44,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from reconciler.errors import IncusImagesError, LeaseHeld, LeaseLost, PreconditionFailed, StoreError
+from reconciler.errors import (
+    IncusImagesError,
+    Interrupted,
+    LeaseHeld,
+    LeaseLost,
+    PreconditionFailed,
+    StoreError,
+)
+from reconciler.interrupts import deferred, start_thread
 from reconciler.ports import ImageStore
 from reconciler.resolve import iso
 
@@ -235,18 +244,22 @@ class Lease:
         raise StoreError(self.target, f"could not write the lease {LEASE_KEY}: the server "
                          f"config kept changing ({MAX_ATTEMPTS} attempts)")
 
-    def release(self) -> None:
-        """Remove the lease if it is still ours; leave anybody else's alone."""
+    def release(self) -> bool:
+        """Remove the lease if it is still ours; leave anybody else's alone.
+
+        True when this call removed it (False: it was not ours, or kept changing).
+        """
         for _ in range(MAX_ATTEMPTS):
             config, etag = self.store.get_server_config()
             current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
             if decide(current, token=self.me.token, now=self.clock.now()) is not Verdict.OURS:
-                return
+                return False
             try:
                 self.store.patch_server_config({LEASE_KEY: ""}, etag)
             except PreconditionFailed:
                 continue
-            return
+            return True
+        return False
 
     def acquire(self, *, timeout: float, on_wait: Callable[[str, LeaseRecord], None],
                 poll: float = POLL_SECONDS) -> None:
@@ -304,30 +317,62 @@ class Leases:
         self._held: list[Lease] = []
 
     def __enter__(self) -> Leases:
+        waiting: list[str] = []
+
+        def on_wait(target: str, holder: LeaseRecord) -> None:
+            waiting[:] = [target]
+            self.on_wait(target, holder)
+
         try:
             for lease in self.leases:
-                lease.acquire(timeout=self.timeout, on_wait=self.on_wait, poll=self.poll)
+                # Held before it is taken: an interrupt may land after the daemon
+                # stored the lease and before take() returned.  Releasing a lease
+                # that is not ours leaves it alone.
                 self._held.append(lease)
-        except BaseException:
-            self._release()
+                waiting.clear()
+                lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+        except BaseException as exc:
+            released = self._release_now()
+            if isinstance(exc, Interrupted):
+                if waiting:
+                    exc.waiting = f"stopped while waiting for the lease on target {waiting[0]!r}"
+                exc.leases = released
             raise
         if self._held:
             self._thread = threading.Thread(target=self._renew_loop, name="incus-images-lease",
                                             daemon=True)
-            _start_without_signals(self._thread)
+            start_thread(self._thread)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._release()
+        released = self._release_now()
+        if isinstance(exc, Interrupted):
+            exc.leases = released
         if self.lost and exc_type is None:
             raise LeaseLost("\n".join(
                 f"target {t!r}: this apply's lease was taken over by {b.describe()} while it "
                 "ran; another apply may have interleaved: run plan to check"
                 for t, b in sorted(self.lost.items())))
+
+    def _release_now(self) -> str:
+        """Stop renewing and release every lease, shielded from interrupts.
+
+        A signal arriving meanwhile is raised only once the release is done
+        (:func:`reconciler.interrupts.deferred`).  Returns what happened, for the
+        line an interrupt prints: ``lease released``, which were not, or "".
+        """
+        outcome = ""
+        try:
+            with deferred():
+                self._stop.set()
+                if self._thread is not None:
+                    self._thread.join()
+                outcome = self._release()
+        except Interrupted as late:
+            late.leases = outcome
+            raise
+        return outcome
 
     def _renew_loop(self) -> None:
         interval = max(self.ttl / 3.0, 0.1)
@@ -343,15 +388,23 @@ class Leases:
                 if blocker is not None:
                     self.lost[lease.target] = blocker
 
-    def _release(self) -> None:
+    def _release(self) -> str:
+        kept: list[str] = []
+        released = 0
         for lease in reversed(self._held):
             if lease.target in self.lost:
                 continue
             try:
-                lease.release()
+                if lease.release():
+                    released += 1
             except IncusImagesError as exc:
+                kept.append(lease.target)
                 self.on_note(f"could not release the lease (it expires on its own): {exc}")
         self._held = []
+        if kept:
+            return (f"lease on target(s) {', '.join(repr(t) for t in sorted(kept))} not "
+                    "released (it expires on its own)")
+        return f"lease{'s' if released > 1 else ''} released" if released else ""
 
 
 def _start_without_signals(thread: threading.Thread) -> None:
@@ -361,11 +414,4 @@ def _start_without_signals(thread: threading.Thread) -> None:
     one delivered to a helper thread would not interrupt the main thread's
     blocking read (the confirmation prompt), and Ctrl-C would seem ignored.
     """
-    if not hasattr(signal, "pthread_sigmask"):
-        thread.start()
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    start_thread(thread)
