@@ -17,9 +17,10 @@ Invariants:
 - An interrupt (SIGINT, SIGTERM: :class:`~reconciler.errors.Interrupted`, or a
   ``KeyboardInterrupt``) stops every target before its next change: the change
   under way finishes (the daemon would carry on with it anyway) and is recorded,
-  the rest are ``skipped``, and the interrupt propagates, saying where apply
-  stopped (:func:`where_stopped`).  The worker threads block those signals, so
-  they always reach the main thread, which waits for the workers.
+  the rest are ``skipped`` (not reported one by one), and the interrupt
+  propagates, saying where apply stopped (:func:`where_stopped`).  The worker
+  threads block those signals, so they always reach the main thread, which
+  waits for the workers.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ class _TargetRun:
                 except IncusImagesError as exc:
                     outcome = Outcome(change=change, status=Status.FAILED, message=str(exc))
                     skip = "not attempted: an earlier change of this target failed"
-            self.reporter.done(outcome)
+            if skip != INTERRUPTED:  # the interrupt's one line says where apply stopped
+                self.reporter.done(outcome)
             outcomes.append(outcome)
         if skip:
             return outcomes
