@@ -36,7 +36,9 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -294,6 +296,12 @@ class Leases:
     failure to take one releases those already taken.  If a lease was lost while
     the block ran, leaving the block raises :class:`LeaseLost` (unless the block
     itself raised).  ``on_note`` hears about renewals or releases that failed.
+
+    On an :class:`~reconciler.errors.Interrupted` (SIGINT, SIGTERM) the leases are
+    released like on any way out, including while waiting for one, and the
+    interrupt is told what happened (``waiting``, ``leases``) for its one line.
+    Leases still held when the object is collected or the interpreter exits (an
+    interrupt that landed before ``__exit__`` could run) are released then.
     """
 
     def __init__(self, stores: Sequence[tuple[str, ImageStore]], *, owner: str,
@@ -315,6 +323,9 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._held: list[Lease] = []
+        self._released: list[str] = []
+        self._kept: list[str] = []
+        weakref.finalize(self, _release_left, self._held, self._stop)
 
     def __enter__(self) -> Leases:
         waiting: list[str] = []
@@ -331,6 +342,11 @@ class Leases:
                 self._held.append(lease)
                 waiting.clear()
                 lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+            if self._held:
+                self._thread = threading.Thread(target=self._renew_loop,
+                                                name="incus-images-lease", daemon=True)
+                start_thread(self._thread)
+            return self
         except BaseException as exc:
             released = self._release_now()
             if isinstance(exc, Interrupted):
@@ -338,11 +354,6 @@ class Leases:
                     exc.waiting = f"stopped while waiting for the lease on target {waiting[0]!r}"
                 exc.leases = released
             raise
-        if self._held:
-            self._thread = threading.Thread(target=self._renew_loop, name="incus-images-lease",
-                                            daemon=True)
-            start_thread(self._thread)
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -358,21 +369,26 @@ class Leases:
     def _release_now(self) -> str:
         """Stop renewing and release every lease, shielded from interrupts.
 
-        A signal arriving meanwhile is raised only once the release is done
-        (:func:`reconciler.interrupts.deferred`).  Returns what happened, for the
-        line an interrupt prints: ``lease released``, which were not, or "".
+        A signal arriving during the release is raised only once it is done
+        (:func:`reconciler.interrupts.deferred`); one arriving just before it
+        started is raised after releasing all the same (a run is interrupted at
+        most once).  Returns what happened, for the line an interrupt prints:
+        ``lease released``, which were not, or "".
         """
-        outcome = ""
         try:
-            with deferred():
-                self._stop.set()
-                if self._thread is not None:
-                    self._thread.join()
-                outcome = self._release()
+            self._release_shielded()
         except Interrupted as late:
-            late.leases = outcome
+            self._release_shielded()
+            late.leases = self._outcome()
             raise
-        return outcome
+        return self._outcome()
+
+    def _release_shielded(self) -> None:
+        with deferred():
+            self._stop.set()
+            if self._thread is not None and self._thread.ident is not None:
+                self._thread.join()
+            self._release()
 
     def _renew_loop(self) -> None:
         interval = max(self.ttl / 3.0, 0.1)
@@ -388,23 +404,35 @@ class Leases:
                 if blocker is not None:
                     self.lost[lease.target] = blocker
 
-    def _release(self) -> str:
-        kept: list[str] = []
-        released = 0
-        for lease in reversed(self._held):
+    def _release(self) -> None:
+        while self._held:
+            lease = self._held.pop()
             if lease.target in self.lost:
                 continue
             try:
                 if lease.release():
-                    released += 1
+                    self._released.append(lease.target)
             except IncusImagesError as exc:
-                kept.append(lease.target)
+                self._kept.append(lease.target)
                 self.on_note(f"could not release the lease (it expires on its own): {exc}")
-        self._held = []
-        if kept:
-            return (f"lease on target(s) {', '.join(repr(t) for t in sorted(kept))} not "
+
+    def _outcome(self) -> str:
+        if self._kept:
+            return (f"lease on target(s) {', '.join(repr(t) for t in sorted(self._kept))} not "
                     "released (it expires on its own)")
-        return f"lease{'s' if released > 1 else ''} released" if released else ""
+        count = len(self._released)
+        return f"lease{'s' if count > 1 else ''} released" if count else ""
+
+
+def _release_left(held: list[Lease], stop: threading.Event) -> None:
+    """Last resort, at garbage collection or interpreter exit: release leases a
+    ``with`` block did not (an interrupt that landed before ``__exit__`` could
+    start).  Releasing a lease that is not ours leaves it alone."""
+    stop.set()
+    while held:
+        lease = held.pop()
+        with suppress(Exception):  # nobody is left to tell
+            lease.release()
 
 
 def _start_without_signals(thread: threading.Thread) -> None:

@@ -140,6 +140,23 @@ def assert_nothing_left(run: Running) -> None:
     assert left == [], left
 
 
+def fresh_store(world: World) -> None:
+    """No daemon operation still running (a killed run's pull goes on), no image."""
+    deadline = time.monotonic() + 60
+    while world.daemon.api("GET", "/1.0/operations").metadata.get("running"):
+        assert time.monotonic() < deadline, "the daemon's operations never ended"
+        time.sleep(0.05)
+    for fingerprint in list(world.images()):
+        world.daemon.api("DELETE", f"/1.0/images/{fingerprint}")
+    world.served.reset()
+
+
+def downloading(world: World, run: Running) -> None:
+    """Wait until this run holds the lease and the daemon fetches an image file for it."""
+    wait_for(lambda: (lease(world) or {}).get("pid") == run.proc.pid, run)
+    wait_for(lambda: any(p.startswith("/images/") for p in list(world.served.requests)), run)
+
+
 def assert_converges(world: World) -> None:
     world.served.file_delay = 0.0
     again = world.cli("apply", "--yes", "--lock-timeout", "0")
@@ -212,14 +229,10 @@ def test_a_signal_during_a_download_stops_before_the_next_change(world: World, s
     small = world.tree.add("small", "2.0", "20260101_0000")
     world.write(TWO)
     for _ in range(RUNS):
-        for fingerprint in list(world.images()):
-            world.daemon.api("DELETE", f"/1.0/images/{fingerprint}")
-        world.served.reset()
+        fresh_store(world)
         world.served.file_delay = 0.5
         with running(world, "apply", "--yes") as run:
-            wait_for(lambda: lease(world) is not None, run)
-            wait_for(lambda: any(p.startswith("/images/")
-                                 for p in list(world.served.requests)), run)
+            downloading(world, run)
             run.proc.send_signal(sig)
             line = assert_stopped_cleanly(run, sig)
         assert "stopped before " in line and line.endswith("; lease released"), line
@@ -270,13 +283,10 @@ def test_a_stopped_https_run_leaves_no_key_on_disk(world: World, sig: int) -> No
     world.tree.add("small", "2.0", "20260101_0000")
     key_pem = (world.dir / "certs" / "client.key").read_text()
     for _ in range(RUNS):
-        for fingerprint in list(world.images()):
-            world.daemon.api("DELETE", f"/1.0/images/{fingerprint}")
-        world.served.reset()
+        fresh_store(world)
         world.served.file_delay = 0.5
         with running(world, "apply", "--yes") as run:
-            wait_for(lambda: any(p.startswith("/images/")
-                                 for p in list(world.served.requests)), run)
+            downloading(world, run)
             assert _key_material_on_disk(run, key_pem) == []
             fds = Path(f"/proc/{run.proc.pid}/fd")
             memfds = {os.readlink(fd) for fd in fds.iterdir()

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -178,6 +179,50 @@ def test_a_signal_during_a_failed_acquire_is_raised_after_the_release() -> None:
         pass
     assert isinstance(caught.value.__context__, LeaseHeld)
     assert LEASE_KEY not in first.config
+
+
+def test_a_signal_just_before_the_release_started_still_releases(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal lands between the block's end and the shield going up: released anyway."""
+    from contextlib import contextmanager
+
+    import reconciler.lease
+
+    real = interrupts.deferred
+    entered: list[bool] = []
+
+    @contextmanager
+    def late_first_time() -> Iterator[None]:
+        if not entered:
+            entered.append(True)
+            raise Interrupted(signal.SIGTERM)
+        with real():
+            yield
+
+    store = FakeStore()
+    monkeypatch.setattr(reconciler.lease, "deferred", late_first_time)
+    with pytest.raises(Interrupted) as caught, Leases(
+            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
+        assert held(store) is not None
+    assert caught.value.leases == "lease released"
+    assert LEASE_KEY not in store.config
+
+
+def test_leases_a_block_never_released_are_released_at_the_end() -> None:
+    """Last resort: leases left held (no __exit__ ran) go when the object does."""
+    import gc
+
+    store = FakeStore()
+    leases = Leases([("local", store)], owner="web", on_wait=lambda t, r: None,
+                    on_note=print)
+    leases.__enter__()
+    assert held(store) is not None
+    leases._stop.set()  # the renewal thread holds a reference while it runs
+    assert leases._thread is not None
+    leases._thread.join()
+    del leases
+    gc.collect()
+    assert LEASE_KEY not in store.config
 
 
 # -- apply ---------------------------------------------------------------------------------
