@@ -2,11 +2,13 @@
 
 Invariants:
 
-* The entry point (``python -m reconciler``, the ``incus-images`` script) calls
+* The entry point (``python -m reconciler``, the ``incus-images`` script) catches
+  both signals from its first line (see :mod:`reconciler.__main__`) and calls
   :func:`install` before it imports anything heavy, so a signal during start-up
   is handled too; :func:`handled` installs them for the duration of one CLI run
   called in-process and puts the previous ones back after it.  Outside the main
-  thread nothing is installed: Python only lets the main thread do so.
+  thread nothing is installed: Python only lets the main thread do so.  A signal
+  the process was started with ignored stays ignored.
 * The first signal raises ``Interrupted(signum)`` in the main thread, wherever it
   is (a socket read, a lease wait, waiting for apply's workers).  Every later
   signal of the same run is ignored: the way out (finishing the change under
@@ -68,11 +70,6 @@ def install() -> bool:
     return True
 
 
-def finished() -> None:
-    """The run is over (its exit status decided): ignore signals from now on."""
-    _state.fired = 0
-
-
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into :class:`Interrupted` while the block runs; then put the
@@ -90,18 +87,28 @@ def handled() -> Iterator[None]:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold back a signal that arrives while the block runs; raise it when the block ends.
-
-    Nothing is raised at the end when the block itself raised (its exception goes on).
-    """
+    """Hold back a signal that arrives while the block runs; raise it when the block ends
+    (from the block's own exception, if it raised one that is not already an interrupt)."""
     _state.deferring += 1
     try:
         yield
-    finally:
-        _state.deferring -= 1
-    if not _state.deferring and _state.held is not None:
-        signum, _state.held = _state.held, None
+    except BaseException as exc:
+        signum = _leave_deferral()
+        if signum is not None and not isinstance(exc, Interrupted):
+            raise Interrupted(signum) from exc
+        raise
+    signum = _leave_deferral()
+    if signum is not None:
         raise Interrupted(signum)
+
+
+def _leave_deferral() -> int | None:
+    """Leave one level of :func:`deferred`; the held signal when it was the outermost."""
+    _state.deferring -= 1
+    if _state.deferring or _state.held is None:
+        return None
+    signum, _state.held = _state.held, None
+    return signum
 
 
 @contextmanager

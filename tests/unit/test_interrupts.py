@@ -70,6 +70,14 @@ def test_deferred_holds_a_signal_until_the_block_ends() -> None:
     assert done == ["released"]
 
 
+def test_a_signal_held_back_outlives_a_failure_of_the_block() -> None:
+    with interrupts.handled(), pytest.raises(Interrupted) as caught, interrupts.deferred():
+        kill_me()
+        time.sleep(0.05)
+        raise RuntimeError("the release failed")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
 def test_an_ignored_signal_stays_ignored() -> None:
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
