@@ -334,20 +334,25 @@ class Leases:
             waiting[:] = [target]
             self.on_wait(target, holder)
 
+        taking: Lease | None = None
         try:
             for lease in self.leases:
                 # Held before it is taken: an interrupt may land after the daemon
                 # stored the lease and before take() returned.  Releasing a lease
                 # that is not ours leaves it alone.
                 self._held.append(lease)
+                taking = lease
                 waiting.clear()
                 lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+                taking = None
             if self._held:
                 self._thread = threading.Thread(target=self._renew_loop,
                                                 name="incus-images-lease", daemon=True)
                 start_thread(self._thread)
             return self
         except BaseException as exc:
+            if isinstance(exc, IncusImagesError) and taking is not None:
+                self._held.remove(taking)  # it failed before or while writing: not ours
             released = self._release_now()
             if isinstance(exc, Interrupted):
                 if waiting:

@@ -6,7 +6,8 @@ Invariants:
   ``/proc/self/fd/N``: nothing is ever written to a file system, and the kernel
   frees it when the last descriptor closes, which includes the process ending in
   any way (SIGKILL too).  A killed run leaves no key on disk.
-* The descriptors are close-on-exec: child processes never inherit them.
+* The descriptors are close-on-exec (child processes never inherit them) and the
+  memory files are mode 0600, like the files of the fallback.
 * Where that is not available (no ``memfd_create`` or no ``/proc``), the files go
   to a private temporary directory (0700, files 0600) that :meth:`PrivateFiles.close`
   removes, as does a finalizer if ``close`` is forgotten; only there can a killed
@@ -63,6 +64,7 @@ class PrivateFiles:
         if self._memory:
             fd = os.memfd_create(f"incus-images-{name}", os.MFD_CLOEXEC)
             self._fds.append(fd)
+            os.fchmod(fd, 0o600)
             _write_all(fd, data)
             return f"/proc/self/fd/{fd}"
         if self._dir is None:

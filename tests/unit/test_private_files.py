@@ -28,6 +28,7 @@ def test_memory_files_hold_the_text_and_close() -> None:
     assert Path(path).read_text() == KEY  # every open reads from the start
     fd = int(path.rsplit("/", 1)[1])
     assert not os.get_inheritable(fd)  # never passed on to child processes
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     files.close()
     files.close()  # idempotent
     with pytest.raises(OSError):
