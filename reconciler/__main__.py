@@ -36,6 +36,7 @@ def _catch_early() -> None:
 def entry() -> int:
     """Catch signals, import the CLI, run it; return the exit status."""
     try:
+        _catch_early()  # inside the try: a signal right after the first handler is caught
         from reconciler import interrupts
 
         interrupts.install()
@@ -66,7 +67,6 @@ def _stopped(signum: int) -> int:
 
 def script() -> None:
     """The ``incus-images`` console script."""
-    _catch_early()
     raise SystemExit(entry())
 
 
