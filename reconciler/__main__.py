@@ -1,5 +1,74 @@
-"""``python -m reconciler`` is the ``incus-images`` command."""
+"""``python -m reconciler`` and the ``incus-images`` script.
 
-from reconciler.cli import main
+SIGINT and SIGTERM are caught from the first lines on, before anything heavy is
+imported (click, pydantic and requests take a while): a signal during start-up
+ends with the same one line and exit status as later (130, 143), never a
+traceback.  Only ``signal`` is imported before the handlers are in; the full
+handlers (:mod:`reconciler.interrupts`) replace these once imported.
+"""
 
-raise SystemExit(main())
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+
+class _StartupInterrupt(BaseException):
+    """A signal that arrived before :mod:`reconciler.interrupts` was imported."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _during_startup(signum: int, frame: FrameType | None) -> None:
+    raise _StartupInterrupt(signum)
+
+
+def _catch_early() -> None:
+    """Install the start-up handlers (a signal the process was started ignoring stays so)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _during_startup)
+
+
+def entry() -> int:
+    """Catch signals, import the CLI, run it; return the exit status."""
+    try:
+        _catch_early()  # inside the try: a signal right after the first handler is caught
+        from reconciler import interrupts
+
+        interrupts.install()
+        from reconciler.cli import main
+
+        return main()
+    except (_StartupInterrupt, KeyboardInterrupt) as exc:  # during the imports above
+        signum = exc.signum if isinstance(exc, _StartupInterrupt) else signal.SIGINT
+        return _stopped(signum)
+    except BaseException as exc:
+        from reconciler.errors import Interrupted
+
+        if not isinstance(exc, Interrupted):
+            raise
+        sys.stderr.write(f"incus-images: {exc}\n")
+        return exc.exit_code
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # exiting: nothing more to stop
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_IGN)
+
+
+def _stopped(signum: int) -> int:
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"incus-images: interrupted ({name})\n")
+    return 128 + signum
+
+
+def script() -> None:
+    """The ``incus-images`` console script."""
+    raise SystemExit(entry())
+
+
+if __name__ == "__main__":
+    script()

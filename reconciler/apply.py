@@ -27,27 +27,33 @@ Invariants:
   this owner's.
 - After a target's changes, one observation checks that each change really
   landed; a daemon that reported success without doing the work is an error.
-- An interrupt (Ctrl-C) stops every target before its next change: the change
+- An interrupt (SIGINT, SIGTERM: :class:`~reconciler.errors.Interrupted`, or a
+  ``KeyboardInterrupt``) stops every target before its next change: the change
   under way finishes (the daemon would carry on with it anyway) and is recorded,
-  the rest are ``skipped``, and the ``KeyboardInterrupt`` propagates.
+  the rest are ``skipped`` (not reported one by one), and the interrupt
+  propagates, saying where apply stopped (:func:`where_stopped`).  The worker
+  threads block those signals, so they always reach the main thread, which
+  waits for the workers.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Protocol
 
 from reconciler.errors import (
     ApplyError,
     IncusImagesError,
+    Interrupted,
     NotFound,
     OperationAbandoned,
     OperationFailed,
     PreconditionFailed,
 )
+from reconciler.interrupts import threads_without_signals
 from reconciler.inventory import update_inventory
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
@@ -60,8 +66,10 @@ from reconciler.model.observed import (
 from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
-from reconciler.progress import Reporter, SilentReporter
+from reconciler.progress import Reporter, SilentReporter, change_label
 from reconciler.redact import without_userinfo
+
+INTERRUPTED = "not attempted: interrupted"
 
 
 def apply_plan(
@@ -81,17 +89,40 @@ def apply_plan(
     if not targets:
         return ApplyResult()
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=min(4, len(targets))) as pool:
-        futures = [
-            pool.submit(_TargetRun(plan, t, stores[t], reader, remotes, rep, stop).run)
-            for t in targets
-        ]
-        try:
-            outcomes = [o for f in futures for o in f.result()]
-        except BaseException:  # KeyboardInterrupt: no target starts another change
-            stop.set()
-            raise
-    return ApplyResult(outcomes=tuple(outcomes))
+    pool = ThreadPoolExecutor(max_workers=min(4, len(targets)))
+    futures: list[Future[list[Outcome]]] = []
+    try:
+        with threads_without_signals():  # the workers leave SIGINT/SIGTERM to this thread
+            for t in targets:
+                futures.append(pool.submit(
+                    _TargetRun(plan, t, stores[t], reader, remotes, rep, stop).run))
+        outcomes = [o for f in futures for o in f.result()]
+        return ApplyResult(outcomes=tuple(outcomes))
+    except BaseException as exc:  # an interrupt: no target starts another change
+        stop.set()
+        pool.shutdown(wait=True)  # the changes under way finish and are recorded
+        if isinstance(exc, Interrupted):
+            exc.progress = where_stopped(
+                [o for f in futures if f.exception() is None for o in f.result()],
+                len(plan.changes))
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def where_stopped(outcomes: Sequence[Outcome], planned: int) -> str:
+    """Where an interrupted apply stopped, for its one line: ``stopped before image.download
+    test:tiny/1.0 4f3a2b1c9d8e on target 'local' (1 of 3 changes made)``."""
+    made = sum(1 for o in outcomes if o.status is Status.DONE)
+    first: dict[str, Change] = {}
+    for o in outcomes:
+        if o.status is Status.SKIPPED and o.message == INTERRUPTED:
+            first.setdefault(o.change.target, o.change)
+    count = f"({made} of {planned} change{'' if planned == 1 else 's'} made)"
+    if not first:
+        return f"stopped after the last change {count}"
+    before = ", ".join(f"{change_label(c)} on target {t!r}" for t, c in sorted(first.items()))
+    return f"stopped before {before} {count}"
 
 
 class _TargetRun:
@@ -124,7 +155,7 @@ class _TargetRun:
         skip = ""  # why the remaining changes are not attempted
         for change in self.changes:
             if not skip and self.stop.is_set():
-                skip = "not attempted: interrupted"
+                skip = INTERRUPTED
             if skip:
                 outcome = Outcome(change=change, status=Status.SKIPPED, message=skip)
             else:
@@ -133,7 +164,8 @@ class _TargetRun:
                 except IncusImagesError as exc:
                     outcome = Outcome(change=change, status=Status.FAILED, message=str(exc))
                     skip = "not attempted: an earlier change of this target failed"
-            self.reporter.done(outcome)
+            if skip != INTERRUPTED:  # the interrupt's one line says where apply stopped
+                self.reporter.done(outcome)
             outcomes.append(outcome)
         if skip:
             return outcomes

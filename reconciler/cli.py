@@ -5,7 +5,10 @@ Invariants:
 * Exit statuses are decided in ONE place, :func:`exit_status` (called by
   :func:`run`): 0 ok; 2 only from a command that returns it (``plan
   --detailed-exitcode`` with changes); 1 for every :class:`IncusImagesError` and
-  every usage error; 3 for any other exception (a bug); 130 on interrupt.
+  every usage error; 3 for any other exception (a bug); 128 + the signal's number
+  on SIGINT (130) and SIGTERM (143), with one ``incus-images: interrupted (SIGINT):
+  ...`` line saying where the run stopped and whether its leases were released
+  (:class:`reconciler.errors.Interrupted`, raised by :mod:`reconciler.interrupts`).
 * Plans and results go to stdout; progress, prompts and errors go to stderr.
   Expected errors print one ``incus-images: error: ...`` line each (a validation
   failure prints its ``FILE:LINE:COLUMN: message`` lines) and no traceback unless
@@ -18,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,7 +31,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from reconciler import __version__, timeouts
+from reconciler import __version__, interrupts, timeouts
 from reconciler.commands import (
     DEFAULT_LEASE_TTL,
     DEFAULT_LOCK_TIMEOUT,
@@ -44,7 +48,7 @@ from reconciler.commands import (
     status_command,
     validate_command,
 )
-from reconciler.errors import ChangesFailed, IncusImagesError, ValidationFailed
+from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, terminal_safe
@@ -56,6 +60,13 @@ def _err(line: str) -> None:
     click.echo(terminal_safe(scrub(line)), err=True)
 
 
+def _interrupted(exc: Interrupted, *, debug: bool) -> int:
+    """One line (``incus-images: interrupted (SIGTERM): ...``); 128 + the signal's number."""
+    if debug:
+        traceback.print_exc()
+    _err(f"{PROG}: {exc}")
+    return exc.exit_code
+
 
 def exit_status(fn: Callable[[], int], *, debug: bool) -> int:
     """Call ``fn`` and turn what it returns or raises into an exit status (see module doc)."""
@@ -66,11 +77,10 @@ def exit_status(fn: Callable[[], int], *, debug: bool) -> int:
     except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        _err(f"{PROG}: interrupted")
-        return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        return _interrupted(exc, debug=debug)
+    except KeyboardInterrupt:  # SIGINT while our handler was not installed
+        return _interrupted(Interrupted(signal.SIGINT), debug=debug)
     except ValidationFailed as exc:
         if debug:
             traceback.print_exc()
@@ -149,7 +159,7 @@ class _Cli(click.Group):
             exc.show()
             code = EXIT_ERROR
         except click.exceptions.Abort:
-            _err(f"{PROG}: interrupted")
+            _err(f"{PROG}: {Interrupted(signal.SIGINT)}")
             code = EXIT_INTERRUPTED
         if standalone_mode:
             sys.exit(code)
@@ -247,7 +257,8 @@ def cli(ctx: click.Context) -> None:
            refused or failed apply, bad usage
       2    plan --detailed-exitcode found changes
       3    internal error (a bug: please report it, with --debug output)
-      130  interrupted
+      130  interrupted (SIGINT); 143 stopped (SIGTERM): before the next change,
+           with the leases released
     """
     ctx.ensure_object(_Globals)
 
@@ -483,6 +494,14 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console script: run the CLI on ``argv`` (default ``sys.argv[1:]``), return the status."""
-    status = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
-    return int(status)
+    """The CLI on ``argv`` (default ``sys.argv[1:]``): return the exit status.
+
+    SIGINT and SIGTERM are handled while it runs (:func:`reconciler.interrupts.handled`);
+    one that lands outside a command body (while click parses) ends here the same way.
+    """
+    with interrupts.handled():
+        try:
+            status = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        except Interrupted as exc:
+            return _interrupted(exc, debug=False)
+        return int(status)

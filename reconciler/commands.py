@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler import planfile
-from reconciler.errors import ChangesFailed, IncusImagesError, Refused
+from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
 from reconciler.progress import Reporter, change_label, make_reporter
@@ -96,6 +96,30 @@ def _leases(config: Config, targets: Sequence[str], *, timeout: float, ttl: floa
     return held
 
 
+class _Stage:
+    """How far an apply got, for the line an interrupt prints when apply did not say."""
+
+    def __init__(self) -> None:
+        self.progress = "nothing was changed"
+
+    def applying(self) -> None:
+        self.progress = "stopped while applying the changes"
+
+    def applied(self) -> None:
+        self.progress = "stopped after the last change"
+
+
+@contextmanager
+def _until_applied() -> Iterator[_Stage]:
+    """Complete an :class:`Interrupted` that passes with where the apply was."""
+    stage = _Stage()
+    try:
+        yield stage
+    except Interrupted as exc:
+        exc.progress = exc.progress or stage.progress
+        raise
+
+
 def _check_fresh(config: Config, plan: Plan, name: str) -> None:
     from reconciler.pipeline import check_fresh
 
@@ -159,7 +183,9 @@ def apply_command(
                             operation_timeout=operation_timeout)
     config = _load(file)
     names = config.check_targets(targets)
-    with _leases(config, names or sorted(config.targets), timeout=lock_timeout, ttl=lease_ttl):
+    with _until_applied() as stage, \
+            _leases(config, names or sorted(config.targets), timeout=lock_timeout,
+                    ttl=lease_ttl):
         plan = _make_plan(config, names, allow_empty=allow_empty)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
@@ -174,8 +200,10 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
+        stage.applying()
         result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr),
                              operation_timeout=operation_timeout)
+        stage.applied()
         return _report(result, fmt)
 
 
@@ -196,12 +224,15 @@ def _apply_saved(
     if not plan.has_changes:
         click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
         return EXIT_OK
-    with _leases(config, planfile.touched(plan), timeout=lock_timeout, ttl=lease_ttl):
+    with _until_applied() as stage, \
+            _leases(config, planfile.touched(plan), timeout=lock_timeout, ttl=lease_ttl):
         _check_fresh(config, plan, name)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
+        stage.applying()
         result = _apply_plan(config, plan, reporter=make_reporter(sys.stderr),
                              operation_timeout=operation_timeout)
+        stage.applied()
         return _report(result, fmt)
 
 

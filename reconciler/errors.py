@@ -10,6 +10,7 @@ either (:func:`reconciler.redact.scrub`).
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 from reconciler.redact import scrub
@@ -138,3 +139,40 @@ class ChangesFailed(ApplyError):
         self.lines = lines
         count = len(lines)
         super().__init__(f"{count} change{'' if count == 1 else 's'} failed")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the run stops before its next change, releases its
+    leases, and exits ``128 + signum`` (130, 143) with one line.
+
+    Deliberately not an :class:`IncusImagesError`, nor even an ``Exception``: no
+    ``except IncusImagesError`` or ``except Exception`` on the way out may turn a
+    stop into a failure or swallow it.  The layers it passes through fill in what
+    the one line says: ``waiting`` (the target whose lease it was waiting for),
+    ``progress`` (where apply stopped) and ``leases`` (whether the leases were
+    released).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.waiting = ""
+        self.progress = ""
+        self.leases = ""
+        super().__init__(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    def __str__(self) -> str:
+        """``interrupted (SIGTERM): stopped before ...; lease released``: one line."""
+        parts = [p for p in (self.waiting, self.progress, self.leases) if p]
+        head = f"interrupted ({self.signal_name})"
+        return f"{head}: {'; '.join(parts)}" if parts else head

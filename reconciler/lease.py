@@ -21,7 +21,9 @@ Invariants:
   PID namespace (``host``) and whose process has ended (``pid``) is abandoned and
   free.  Elsewhere nothing is guessed: a process we cannot see may be alive.
 * Release removes only this run's lease, never another's, and happens on every
-  way out of the ``with`` block (success, failure, interrupt).
+  way out of the ``with`` block (success, failure, interrupt), including an
+  interrupt while waiting for the lease or while taking it; an interrupt cannot
+  cut a release short (:func:`reconciler.interrupts.deferred`).
 * Times are the clients' own UTC clocks; clocks further apart than the time to
   live could let a lease be taken early.
 """
@@ -30,12 +32,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -43,7 +46,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from reconciler.errors import IncusImagesError, LeaseHeld, LeaseLost, PreconditionFailed, StoreError
+from reconciler.errors import (
+    IncusImagesError,
+    Interrupted,
+    LeaseHeld,
+    LeaseLost,
+    PreconditionFailed,
+    StoreError,
+)
+from reconciler.interrupts import deferred, start_thread
 from reconciler.ports import ImageStore
 from reconciler.resolve import iso
 
@@ -235,18 +246,22 @@ class Lease:
         raise StoreError(self.target, f"could not write the lease {LEASE_KEY}: the server "
                          f"config kept changing ({MAX_ATTEMPTS} attempts)")
 
-    def release(self) -> None:
-        """Remove the lease if it is still ours; leave anybody else's alone."""
+    def release(self) -> bool:
+        """Remove the lease if it is still ours; leave anybody else's alone.
+
+        True when this call removed it (False: it was not ours, or kept changing).
+        """
         for _ in range(MAX_ATTEMPTS):
             config, etag = self.store.get_server_config()
             current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
             if decide(current, token=self.me.token, now=self.clock.now()) is not Verdict.OURS:
-                return
+                return False
             try:
                 self.store.patch_server_config({LEASE_KEY: ""}, etag)
             except PreconditionFailed:
                 continue
-            return
+            return True
+        return False
 
     def acquire(self, *, timeout: float, on_wait: Callable[[str, LeaseRecord], None],
                 poll: float = POLL_SECONDS) -> None:
@@ -281,6 +296,12 @@ class Leases:
     failure to take one releases those already taken.  If a lease was lost while
     the block ran, leaving the block raises :class:`LeaseLost` (unless the block
     itself raised).  ``on_note`` hears about renewals or releases that failed.
+
+    On an :class:`~reconciler.errors.Interrupted` (SIGINT, SIGTERM) the leases are
+    released like on any way out, including while waiting for one, and the
+    interrupt is told what happened (``waiting``, ``leases``) for its one line.
+    Leases still held when the object is collected or the interpreter exits (an
+    interrupt that landed before ``__exit__`` could run) are released then.
     """
 
     def __init__(self, stores: Sequence[tuple[str, ImageStore]], *, owner: str,
@@ -302,32 +323,77 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._held: list[Lease] = []
+        self._released: list[str] = []
+        self._kept: list[str] = []
+        weakref.finalize(self, _release_left, self._held, self._stop)
 
     def __enter__(self) -> Leases:
+        waiting: list[str] = []
+
+        def on_wait(target: str, holder: LeaseRecord) -> None:
+            waiting[:] = [target]
+            self.on_wait(target, holder)
+
+        taking: Lease | None = None
         try:
             for lease in self.leases:
-                lease.acquire(timeout=self.timeout, on_wait=self.on_wait, poll=self.poll)
+                # Held before it is taken: an interrupt may land after the daemon
+                # stored the lease and before take() returned.  Releasing a lease
+                # that is not ours leaves it alone.
                 self._held.append(lease)
-        except BaseException:
-            self._release()
+                taking = lease
+                waiting.clear()
+                lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+                taking = None
+            if self._held:
+                self._thread = threading.Thread(target=self._renew_loop,
+                                                name="incus-images-lease", daemon=True)
+                start_thread(self._thread)
+            return self
+        except BaseException as exc:
+            if isinstance(exc, IncusImagesError) and taking is not None:
+                self._held.remove(taking)  # it failed before or while writing: not ours
+            released = self._release_now()
+            if isinstance(exc, Interrupted):
+                if waiting:
+                    exc.waiting = f"stopped while waiting for the lease on target {waiting[0]!r}"
+                exc.leases = released
             raise
-        if self._held:
-            self._thread = threading.Thread(target=self._renew_loop, name="incus-images-lease",
-                                            daemon=True)
-            _start_without_signals(self._thread)
-        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._release()
+        released = self._release_now()
+        if isinstance(exc, Interrupted):
+            exc.leases = released
         if self.lost and exc_type is None:
             raise LeaseLost("\n".join(
                 f"target {t!r}: this apply's lease was taken over by {b.describe()} while it "
                 "ran; another apply may have interleaved: run plan to check"
                 for t, b in sorted(self.lost.items())))
+
+    def _release_now(self) -> str:
+        """Stop renewing and release every lease, shielded from interrupts.
+
+        A signal arriving during the release is raised only once it is done
+        (:func:`reconciler.interrupts.deferred`); one arriving just before it
+        started is raised after releasing all the same (a run is interrupted at
+        most once).  Returns what happened, for the line an interrupt prints:
+        ``lease released``, which were not, or "".
+        """
+        try:
+            self._release_shielded()
+        except Interrupted as late:
+            self._release_shielded()
+            late.leases = self._outcome()
+            raise
+        return self._outcome()
+
+    def _release_shielded(self) -> None:
+        with deferred():
+            self._stop.set()
+            if self._thread is not None and self._thread.ident is not None:
+                self._thread.join()
+            self._release()
 
     def _renew_loop(self) -> None:
         interval = max(self.ttl / 3.0, 0.1)
@@ -344,14 +410,34 @@ class Leases:
                     self.lost[lease.target] = blocker
 
     def _release(self) -> None:
-        for lease in reversed(self._held):
+        while self._held:
+            lease = self._held.pop()
             if lease.target in self.lost:
                 continue
             try:
-                lease.release()
+                if lease.release():
+                    self._released.append(lease.target)
             except IncusImagesError as exc:
+                self._kept.append(lease.target)
                 self.on_note(f"could not release the lease (it expires on its own): {exc}")
-        self._held = []
+
+    def _outcome(self) -> str:
+        if self._kept:
+            return (f"lease on target(s) {', '.join(repr(t) for t in sorted(self._kept))} not "
+                    "released (it expires on its own)")
+        count = len(self._released)
+        return f"lease{'s' if count > 1 else ''} released" if count else ""
+
+
+def _release_left(held: list[Lease], stop: threading.Event) -> None:
+    """Last resort, at garbage collection or interpreter exit: release leases a
+    ``with`` block did not (an interrupt that landed before ``__exit__`` could
+    start).  Releasing a lease that is not ours leaves it alone."""
+    stop.set()
+    while held:
+        lease = held.pop()
+        with suppress(Exception):  # nobody is left to tell
+            lease.release()
 
 
 def _start_without_signals(thread: threading.Thread) -> None:
@@ -361,11 +447,4 @@ def _start_without_signals(thread: threading.Thread) -> None:
     one delivered to a helper thread would not interrupt the main thread's
     blocking read (the confirmation prompt), and Ctrl-C would seem ignored.
     """
-    if not hasattr(signal, "pthread_sigmask"):
-        thread.start()
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    start_thread(thread)

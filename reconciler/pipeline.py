@@ -16,6 +16,7 @@ from typing import Literal
 
 from reconciler import timeouts
 from reconciler.apply import apply_plan as _apply
+from reconciler.interrupts import threads_without_signals
 from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import Locks
@@ -73,7 +74,8 @@ def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
     if not stores:
         return {}
     with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
-        futures = {name: pool.submit(store.observe) for name, store in stores.items()}
+        with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
+            futures = {name: pool.submit(store.observe) for name, store in stores.items()}
         return {name: f.result() for name, f in futures.items()}
 
 

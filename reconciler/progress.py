@@ -7,7 +7,9 @@ keeps only the plan and the result) and never raise on their own account.
 call holds the reporter's lock while it updates state and writes.
 
 Calls apply makes, per change: ``progress(...)`` any number of times (the first
-call marks the change's start), then exactly one ``done(outcome)``.  ``note``
+call marks the change's start), then exactly one ``done(outcome)``; changes left
+out because of an interrupt get no call (the interrupt's line says where apply
+stopped).  ``note``
 is for target-level remarks ("connected", "inventory saved").
 """
 

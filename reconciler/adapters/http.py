@@ -15,8 +15,10 @@ Invariants:
   against it, as the incus client does (``TLSConfigWithTrustedCert``): Incus server
   certificates rarely name the host they are reached by.  Without ``server_cert`` the
   system CAs and the normal host name check apply.
-* Key material is only ever in private files (directory 0700, files 0600) that
-  :meth:`Transport.close` removes (a finalizer removes them too if ``close`` is forgotten).
+* Key material is only ever in :class:`~reconciler.adapters.private_files.PrivateFiles`:
+  memory files that vanish with the process, however it ends (a private temporary
+  directory where Linux memory files are not available).  :meth:`Transport.close`
+  closes them (a finalizer does too if ``close`` is forgotten).
 * :func:`timeout_kind` is the one place that tells a connect timeout, a stalled TLS
   handshake and a read timeout apart, however ``requests``/``urllib3`` wrapped them
   (a read timeout can surface as a ``ConnectionError`` when retries are configured
@@ -25,10 +27,7 @@ Invariants:
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import tempfile
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+from reconciler.adapters.private_files import PrivateFiles
 
 UNIX_BASE = "http://incus.socket"
 """The base URL of a unix-socket transport; the host part is never resolved."""
@@ -185,7 +186,7 @@ class Transport:
     display: str
     socket_path: str | None = None
     pinned: bool = False
-    _secrets: str | None = field(default=None, repr=False)
+    _secrets: PrivateFiles | None = field(default=None, repr=False)
     _finalizer: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -193,14 +194,6 @@ class Transport:
         self.session.close()
         if self._finalizer is not None:
             self._finalizer()
-
-
-def _write_private(directory: str, name: str, text: str) -> str:
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
 
 
 def open_transport(
@@ -226,16 +219,16 @@ def open_transport(
         raise ValueError(f"{url}: only unix:// and https:// targets are supported")
     if (client_cert is None) != (client_key is None):
         raise ValueError(f"{url}: client_cert and client_key go together")
-    secrets = tempfile.mkdtemp(prefix="incus-images-tls-")  # mode 0700
-    finalizer = weakref.finalize(session, shutil.rmtree, secrets, True)
+    secrets = PrivateFiles("incus-images-tls-")
+    finalizer = weakref.finalize(session, secrets.close)
     try:
         verify: bool | str = True
         if server_cert is not None:
-            verify = _write_private(secrets, "server.crt", server_cert)
+            verify = secrets.add("server.crt", server_cert)
         cert = None
         if client_cert is not None and client_key is not None:
-            cert = (_write_private(secrets, "client.crt", client_cert),
-                    _write_private(secrets, "client.key", client_key))
+            cert = (secrets.add("client.crt", client_cert),
+                    secrets.add("client.key", client_key))
     except BaseException:
         finalizer()
         raise

@@ -19,8 +19,8 @@ Invariants:
   CAs plus that certificate as an extra trust root (even when it is not
   self-signed), and the host name checked against the certificate's first DNS name
   when it has one (else the URL's host), so a server reached by IP works as it
-  does for the daemon.  The PEM lives in a private temporary file until
-  :meth:`HttpRemoteReader.close`.
+  does for the daemon.  The PEM lives in a private memory file (see
+  :mod:`reconciler.adapters.private_files`) until :meth:`HttpRemoteReader.close`.
 * Connection errors are retried by urllib3 (``Retry``); connect timeouts, read
   errors and HTTP statuses are not.  Every request has an explicit (connect, read)
   timeout (``--connect-timeout``, ``--read-timeout``: 10 s and 30 s by default), and a
@@ -43,12 +43,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
-import shutil
 import ssl
-import tempfile
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -64,6 +60,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from reconciler.adapters.http import exception_chain, timeout_kind
+from reconciler.adapters.private_files import PrivateFiles
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
@@ -143,8 +140,7 @@ class HttpRemoteReader:
         self._session.mount("https://", HTTPAdapter(max_retries=self._retry))
         self._catalogs: dict[str, RemoteCatalog | RemoteError] = {}
         self._ca_files: dict[str, str] = {}
-        self._tmp = tempfile.mkdtemp(prefix="incus-images-remotes-")  # mode 0700
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        self._files = PrivateFiles("incus-images-remotes-")
 
     def __enter__(self) -> HttpRemoteReader:
         return self
@@ -155,7 +151,7 @@ class HttpRemoteReader:
     def close(self) -> None:
         """Close connections and delete the certificate files.  Idempotent."""
         self._session.close()
-        self._cleanup()
+        self._files.close()
 
     # --- RemoteReader ---------------------------------------------------------------
 
@@ -285,10 +281,7 @@ class HttpRemoteReader:
                 server_name = _first_dns_name(remote.certificate)
             except ValueError as exc:
                 raise RemoteError(remote.name, f"certificate: {exc}") from None
-            path = os.path.join(self._tmp, f"remote-{len(self._ca_files)}.pem")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(remote.certificate)
+            path = self._files.add(f"remote-{len(self._ca_files)}.pem", remote.certificate)
             self._ca_files[remote.name] = path
             self._session.mount(join_url(remote.url, ""),
                                 _PinnedAdapter(server_name, max_retries=self._retry))

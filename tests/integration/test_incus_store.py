@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import socket
-import stat
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from reconciler.adapters.http import PinnedTLSAdapter
 from reconciler.adapters.incus import IncusStore, connect
 from reconciler.errors import (
     AlreadyExists,
@@ -370,17 +370,25 @@ def test_https_with_a_wrong_pinned_certificate(incusd: Incusd) -> None:
         store.observe()
 
 
-def test_https_key_files_are_private_and_removed(incusd: Incusd) -> None:
+def test_https_key_material_lives_in_memory_files_only(incusd: Incusd) -> None:
+    """The client key, its certificate and the pinned server certificate are memory
+    files (nothing on disk, gone with the process however it ends), closed by close()."""
     incusd.enable_https()
     cert = incusd.make_client_cert("trusted")
     store = connect(incusd.https_target(cert))
     secrets = store.transport._secrets
-    assert secrets is not None
-    modes = {n: stat.S_IMODE(os.stat(os.path.join(secrets, n)).st_mode)
-             for n in os.listdir(secrets)}
-    assert modes == {"client.crt": 0o600, "client.key": 0o600, "server.crt": 0o600}
+    assert secrets is not None and secrets.in_memory
+    adapter = store.transport.session.get_adapter(incusd.https_url + "/")
+    assert isinstance(adapter, PinnedTLSAdapter)
+    assert adapter._cert is not None and isinstance(adapter._verify, str)
+    paths = [*adapter._cert, adapter._verify]
+    targets = sorted(os.readlink(p) for p in paths)
+    assert targets == [f"/memfd:incus-images-{n} (deleted)"
+                       for n in ("client.crt", "client.key", "server.crt")]
+    store.observe()  # the daemon accepts the client certificate read from memory
     store.close()
-    assert not os.path.exists(secrets)
+    assert not any(os.path.exists(p) and os.readlink(p).startswith("/memfd:incus-images-")
+                   for p in paths)
 
 
 # -- pulls and operations -------------------------------------------------------------------

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,7 +269,41 @@ def test_internal_error_exits_3(fakes: Fakes, run: Run) -> None:
 
 def test_interrupt_exits_130(fakes: Fakes, run: Run) -> None:
     fakes.plan_error = KeyboardInterrupt()
-    assert run("plan") == (130, "", "incus-images: interrupted\n")
+    assert run("plan") == (130, "", "incus-images: interrupted (SIGINT)\n")
+
+
+def _signal_in(sig: int, where: str) -> None:
+    """Make the fake pipeline's ``where`` send ``sig`` to this process (in-process run:
+    the CLI installs its handlers for the run and puts pytest's back after it)."""
+
+    def send(*_a: object, **_kw: object) -> Any:
+        os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler raises in the main thread long before this ends
+        raise AssertionError("the signal did not interrupt")
+
+    setattr(sys.modules["reconciler.pipeline"], where, send)
+
+
+@pytest.mark.parametrize(("sig", "code", "name"), [(2, 130, "SIGINT"), (15, 143, "SIGTERM")])
+def test_a_real_signal_exits_128_plus_its_number_with_one_line(
+        fakes: Fakes, run: Run, sig: int, code: int, name: str) -> None:
+    _signal_in(sig, "make_plan")
+    assert run("plan") == (code, "", f"incus-images: interrupted ({name})\n")
+
+
+def test_a_signal_while_apply_plans_says_nothing_was_changed(fakes: Fakes, run: Run) -> None:
+    _signal_in(15, "make_plan")
+    assert run("apply", "--yes") == (
+        143, "", "incus-images: interrupted (SIGTERM): nothing was changed\n")
+
+
+def test_a_signal_while_applying_says_so_when_apply_did_not(fakes: Fakes, run: Run) -> None:
+    """apply_plan itself says where it stopped (test_interrupts); this is the fallback."""
+    fakes.plan = CHANGED
+    _signal_in(15, "apply_plan")
+    code, _, err = run("apply", "--yes")
+    assert (code, err) == (
+        143, "incus-images: interrupted (SIGTERM): stopped while applying the changes\n")
 
 
 def test_usage_errors_exit_1_not_2(fakes: Fakes, run: Run) -> None:
