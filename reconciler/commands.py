@@ -4,7 +4,7 @@ The click layer (``reconciler.cli``) only parses and hands over; it also maps
 whatever these raise to exit codes, in one place.  Plans and results go to
 stdout; progress, prompts and notes to stderr.
 
-``reconciler.load`` and ``reconciler.pipeline`` are imported inside the functions
+``reconciler.desired.load`` and ``reconciler.pipeline`` are imported inside the functions
 that use them so that ``--help``, ``--version`` and tests that replace them do not
 import the network stack.
 """
@@ -25,15 +25,15 @@ from reconciler import planfile
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
-from reconciler.progress import Reporter, change_label, make_reporter
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
 from reconciler.render import json as json_render
 from reconciler.render import text as text_render
+from reconciler.render.progress import Reporter, change_label, make_reporter
 from reconciler.render.units import plural
 
 if TYPE_CHECKING:
-    from reconciler.lease import LeaseRecord
+    from reconciler.apply.lease import LeaseRecord
     from reconciler.model.config import Config
     from reconciler.model.lock import Locks
 
@@ -55,7 +55,7 @@ def _environ() -> Mapping[str, str]:
 
 
 def _load(path: Path) -> Config:
-    from reconciler.load import load_config
+    from reconciler.desired.load import load_config
 
     try:
         config: Config = load_config(path, _environ())

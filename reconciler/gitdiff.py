@@ -249,9 +249,9 @@ def run_diff(
 
     ``plan(config, locks)`` plans against the live stores (the CLI passes the
     pipeline's); ``load(raw, label, base_dir)`` validates bytes (default:
-    :func:`reconciler.load.load_config_bytes` with ``environ``).
+    :func:`reconciler.desired.load.load_config_bytes` with ``environ``).
     """
-    from reconciler.load import load_config_bytes
+    from reconciler.desired.load import load_config_bytes
 
     def default_load(raw: bytes, label: str, base_dir: Path) -> Config:
         return load_config_bytes(raw, file=label, base_dir=base_dir, environ=environ)

@@ -25,15 +25,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from reconciler.atomicfile import write_atomic
-from reconciler.boundedread import FileRefused, read_regular
+from reconciler.adapters.boundedread import FileRefused, read_regular
+from reconciler.adapters.files import write_atomic
+from reconciler.desired.yamlsource import YamlSyntaxError
+from reconciler.desired.yamlsource import parse as parse_yaml
 from reconciler.errors import IncusImagesError, PlanError
 from reconciler.model.config import Config, EntrySpec, TargetSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
 from reconciler.model.remote import RemoteCatalog
 from reconciler.ports import ImageStore, RemoteReader
-from reconciler.yamlsource import YamlSyntaxError
-from reconciler.yamlsource import parse as parse_yaml
 
 MAX_LOCK_BYTES = 1 << 20
 """Largest lock file read (one locked build is about 300 bytes)."""

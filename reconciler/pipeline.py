@@ -15,26 +15,26 @@ from pathlib import Path
 from typing import Literal
 
 from reconciler import timeouts
-from reconciler.apply import apply_plan as _apply
+from reconciler.apply.executor import apply_plan as _apply
+from reconciler.apply.lease import LeaseRecord, Leases
+from reconciler.core.planner import check_distinct_stores
+from reconciler.core.planner import make_plan as _plan
 from reconciler.interrupts import threads_without_signals
-from reconciler.lease import LeaseRecord, Leases
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import Locks
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
-from reconciler.planner import check_distinct_stores
-from reconciler.planner import make_plan as _plan
 from reconciler.ports import ImageStore, RemoteReader
-from reconciler.progress import Reporter
+from reconciler.render.progress import Reporter
 
 Connect = Callable[[TargetSpec], ImageStore]
 
 
 def default_reader() -> RemoteReader:
     """The HTTP remote reader, with this run's timeouts (``reconciler.timeouts``)."""
-    from reconciler.adapters.remotes import HttpRemoteReader
+    from reconciler.adapters.remotes.reader import HttpRemoteReader
 
     limits = timeouts.current()
     return HttpRemoteReader(connect_timeout=limits.connect, read_timeout=limits.read)

@@ -36,16 +36,16 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from reconciler.atomicfile import write_atomic
+from reconciler.adapters.files import write_atomic
+from reconciler.core.builds import iso
+from reconciler.core.ownership import attribute
 from reconciler.errors import PlanFileError, StalePlan
 from reconciler.model.config import Config
 from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.snapshot import ImageFields, ObservedSnapshot
-from reconciler.ownership import attribute
 from reconciler.render import json as json_render
 from reconciler.render.units import short
-from reconciler.resolve import iso
 
 _MESSAGE_LIMIT = 200
 MAX_PLAN_BYTES = 16 << 20

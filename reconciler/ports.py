@@ -1,6 +1,6 @@
 """The narrow interfaces between the pure core and the outside world.
 
-``reconciler.observe`` and ``reconciler.apply`` talk only to these; the CLI
+``reconciler.observe`` and ``reconciler.apply.executor`` talk only to these; the CLI
 builds the real adapters (``reconciler.adapters``), tests pass in-memory ones
 (``tests/support/fakes.py``).  Methods use Incus's own verbs and names.
 """

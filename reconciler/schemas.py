@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reconciler.atomicfile import write_atomic
+from reconciler.adapters.files import write_atomic
 from reconciler.model.desired import DesiredStateFile
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan

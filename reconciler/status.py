@@ -6,11 +6,11 @@
 * Every image of every observed target appears once, whoever manages it; nothing
   is changed anywhere (status only reads).
 * ``managed`` is true only for the file's owner; ``owner`` comes from the same
-  attribution the planner uses (:func:`reconciler.ownership.attribute`).
+  attribution the planner uses (:func:`reconciler.core.ownership.attribute`).
 * ``update_available`` is None whenever it cannot be known (``--offline``, a
   remote that could not be read, an image with no source); for an image of one of
   this owner's entries it is exactly "the plan would want another build"
-  (:func:`reconciler.resolve.resolve_entry`, so pins and locks count), which makes
+  (:func:`reconciler.core.builds.resolve_entry`, so pins and locks count), which makes
   it false for a pinned or locked entry that matches its pin.
 """
 
@@ -19,16 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.core.builds import resolve_entry
+from reconciler.core.ownership import Attribution, attribute
 from reconciler.errors import RemoteError
 from reconciler.model.config import Config, EntrySpec, RemoteSpec, TargetSpec
 from reconciler.model.lock import Locks
 from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
-from reconciler.ownership import Attribution, attribute
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import redact_url, without_userinfo
-from reconciler.resolve import resolve_entry
 
 
 def _norm(url: str) -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.incus import connect
-from reconciler.adapters.remotes import HttpRemoteReader
-from reconciler.apply import apply_plan
-from reconciler.load import load_config
+from reconciler.adapters.remotes.reader import HttpRemoteReader
+from reconciler.apply.executor import apply_plan
+from reconciler.desired.load import load_config
 from reconciler.pipeline import make_plan
 from tests.support.images import build_unified_image
 from tests.support.incusd import Incusd

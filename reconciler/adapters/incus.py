@@ -49,6 +49,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from reconciler.adapters.http import Transport, exception_chain, open_transport, timeout_kind
+from reconciler.core.inventory import parse_config
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -58,7 +59,6 @@ from reconciler.errors import (
     StoreError,
     UntrustedClient,
 )
-from reconciler.inventory import parse_config
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import (
     ObservedAlias,

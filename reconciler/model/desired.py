@@ -3,7 +3,8 @@
 These models are the single source of ``schemas/desired-state.schema.json``.
 They check shape only (types, enums, patterns, unknown keys); cross-references
 (unknown remote or target, duplicate aliases, ...) are checked by
-``reconciler.validate``, which turns this file into a :class:`reconciler.model.config.Config`.
+``reconciler.desired.validate``, which turns this file into a
+:class:`reconciler.model.config.Config`.
 """
 
 from __future__ import annotations

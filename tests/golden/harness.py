@@ -43,7 +43,7 @@ import pytest
 
 import reconciler.pipeline as _pipeline
 from reconciler.cli import main as _cli_main
-from reconciler.inventory import encode as _encode_inventory
+from reconciler.core.inventory import encode as _encode_inventory
 from reconciler.model.observed import (
     Inventory,
     ObservedImage,

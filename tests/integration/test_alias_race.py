@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import pytest
 
 from reconciler.adapters.incus import connect
-from reconciler.load import load_config
+from reconciler.desired.load import load_config
 from reconciler.model.config import TargetSpec
 from reconciler.model.result import Status
 from reconciler.pipeline import apply_plan, make_plan
 from reconciler.ports import ImageStore
-from reconciler.progress import SilentReporter
+from reconciler.render.progress import SilentReporter
 from tests.support.e2e import World
 
 pytestmark = pytest.mark.integration

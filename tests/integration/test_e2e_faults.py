@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters.remotes import HttpRemoteReader
+from reconciler.adapters.remotes.reader import HttpRemoteReader
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from tests.support.e2e import REPO, World

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import apply_plan
-from reconciler.load import load_config
+from reconciler.apply.executor import apply_plan
+from reconciler.desired.load import load_config
 from reconciler.pipeline import default_connect, default_reader, make_plan
 from tests.support.e2e import World
 

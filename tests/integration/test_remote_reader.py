@@ -16,7 +16,7 @@ from typing import Literal
 
 import pytest
 
-from reconciler.adapters.remotes import HttpRemoteReader
+from reconciler.adapters.remotes.reader import HttpRemoteReader
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from reconciler.core.inventory import parse_config
 from reconciler.errors import AlreadyExists, NotFound, OperationFailed, PreconditionFailed
-from reconciler.inventory import parse_config
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
     ObservedAlias,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from reconciler.arch import canonical
+from reconciler.model.arch import canonical
 
 ImageKind = Literal["container", "virtual-machine"]
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.inventory import decode
+from reconciler.core.ownership import attribute
+from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError
-from reconciler.inventory import decode
 from reconciler.model.observed import Inventory, inventory_key
 from reconciler.model.plan import Action, Plan
 from reconciler.model.remote import RemoteCatalog
-from reconciler.ownership import attribute
-from reconciler.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeReader, FakeStore
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.apply import apply_plan
-from reconciler.planner import make_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeReader, FakeStore
 

@@ -3,15 +3,15 @@ and the in-flight marker stays unless the daemon confirmed the cancel."""
 
 from __future__ import annotations
 
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.inventory import decode
+from reconciler.core.planner import make_plan
 from reconciler.errors import OperationAbandoned
-from reconciler.inventory import decode
 from reconciler.model.config import Config
 from reconciler.model.observed import PendingPull, UpdateSource, inventory_key
 from reconciler.model.plan import Plan, PullSource, Writable
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult, Status
-from reconciler.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
 

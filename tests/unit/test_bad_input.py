@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import cli
+from reconciler.desired.load import MAX_DIAGNOSTICS, MAX_MESSAGE, load_config, load_config_bytes
 from reconciler.errors import ValidationFailed
-from reconciler.load import MAX_DIAGNOSTICS, MAX_MESSAGE, load_config, load_config_bytes
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "bad"
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -1,6 +1,6 @@
 """The CLI's contract: exit statuses, which stream gets what, and the error lines.
 
-``reconciler.load`` and ``reconciler.pipeline`` are replaced by fakes installed in
+``reconciler.desired.load`` and ``reconciler.pipeline`` are replaced by fakes installed in
 ``sys.modules`` (the CLI imports them lazily), so no file is parsed and no store
 is contacted.
 """
@@ -32,7 +32,7 @@ from reconciler.model.observed import Inventory
 from reconciler.model.plan import Action, Change, Plan, PlanWarning, summarize
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.model.snapshot import ObservedSnapshot
-from reconciler.progress import Reporter
+from reconciler.render.progress import Reporter
 from tests.support.constants import DOWNLOAD_FP as FP
 
 DOWNLOAD = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
@@ -113,14 +113,14 @@ class Fakes:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     f = Fakes()
-    load = types.ModuleType("reconciler.load")
+    load = types.ModuleType("reconciler.desired.load")
     load.load_config = f.load_config  # type: ignore[attr-defined]
     pipeline = types.ModuleType("reconciler.pipeline")
     pipeline.make_plan = f.make_plan  # type: ignore[attr-defined]
     pipeline.apply_plan = f.apply_plan  # type: ignore[attr-defined]
     pipeline.leases = f.leases  # type: ignore[attr-defined]
     pipeline.check_fresh = f.check_fresh  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reconciler.load", load)
+    monkeypatch.setitem(sys.modules, "reconciler.desired.load", load)
     monkeypatch.setitem(sys.modules, "reconciler.pipeline", pipeline)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
     yield f

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.core.planner import check_distinct_stores
 from reconciler.errors import PlanError
 from reconciler.model.observed import TargetState
-from reconciler.planner import check_distinct_stores
 
 
 def state(target: str, project: str = "default", effective: str | None = None,

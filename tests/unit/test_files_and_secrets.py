@@ -15,20 +15,20 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler import lockfile, planfile
-from reconciler.apply import apply_plan
-from reconciler.atomicfile import write_atomic
+from reconciler.adapters.files import write_atomic
+from reconciler.adapters.remotes import incus as incus_remote
+from reconciler.adapters.remotes import simplestreams
+from reconciler.apply.executor import apply_plan
 from reconciler.cli import cli, exit_status
+from reconciler.core.planner import make_plan
+from reconciler.desired.fieldvalues import remote_url_problem
 from reconciler.errors import PlanError, RemoteError, StoreError
-from reconciler.fieldvalues import remote_url_problem
 from reconciler.gitdiff import diff_settings
 from reconciler.model.config import Config, RemoteSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
-from reconciler.planner import make_plan
 from reconciler.redact import redact_url, scrub, without_userinfo
-from reconciler.remotes import incus as incus_remote
-from reconciler.remotes import simplestreams
 from reconciler.render import render_plan, terminal_safe
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
@@ -75,7 +75,7 @@ def test_atomic_write_never_opens_an_existing_name(tmp_path: Path,
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     names = iter(["taken", "free"])
-    monkeypatch.setattr("reconciler.atomicfile.secrets.token_hex", lambda _n: next(names))
+    monkeypatch.setattr("reconciler.adapters.files.secrets.token_hex", lambda _n: next(names))
     (tmp_path / ".out.taken.tmp").symlink_to(victim)
     write_atomic(tmp_path / "out", b"new\n", mode=0o600)
     assert victim.read_text() == "precious\n"
@@ -91,7 +91,7 @@ def test_a_failed_atomic_write_leaves_the_destination_and_no_temporary(
     def broken(*_a: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("reconciler.atomicfile.os.fsync", broken)
+    monkeypatch.setattr("reconciler.adapters.files.os.fsync", broken)
     with pytest.raises(OSError, match="No space left"):
         write_atomic(path, b"new\n", mode=0o600)
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and path.read_text() == "old\n"
@@ -242,7 +242,7 @@ def test_the_reader_s_transport_errors_never_carry_the_password() -> None:
     """A refused connection on loopback (nothing listens on the port of a closed socket)."""
     import socket
 
-    from reconciler.adapters.remotes import HttpRemoteReader
+    from reconciler.adapters.remotes.reader import HttpRemoteReader
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -336,7 +336,7 @@ def test_progress_lines_are_terminal_safe_and_carry_no_password() -> None:
 
     from reconciler.model.plan import Action, Change
     from reconciler.model.result import Outcome, Status
-    from reconciler.progress import PlainReporter, TtyReporter
+    from reconciler.render.progress import PlainReporter, TtyReporter
 
     change = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
                     reason="r", fingerprint="a" * 64, source="r:deb/1")

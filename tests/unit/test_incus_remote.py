@@ -1,4 +1,4 @@
-"""Catalogs of a public Incus server's image listing (reconciler.remotes.incus)."""
+"""Catalogs of a public Incus server's image listing (reconciler.adapters.remotes.incus)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.adapters.remotes.incus import build_catalog
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog
-from reconciler.remotes.incus import build_catalog
 
 REMOTE = RemoteSpec(name="internal", url="https://10.0.0.5:8443", protocol="incus")
 

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 import pytest
 
 from reconciler import interrupts
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.apply.lease import LEASE_KEY, LeaseRecord, Leases
+from reconciler.core.planner import make_plan
 from reconciler.errors import Interrupted, LeaseHeld
-from reconciler.lease import LEASE_KEY, LeaseRecord, Leases
 from reconciler.model.plan import Writable
-from reconciler.planner import make_plan
-from reconciler.progress import change_label
+from reconciler.render.progress import change_label
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
 
@@ -194,7 +194,7 @@ def test_a_signal_just_before_the_release_started_still_releases(
     """The signal lands between the block's end and the shield going up: released anyway."""
     from contextlib import contextmanager
 
-    import reconciler.lease
+    import reconciler.apply.lease
 
     real = interrupts.deferred
     entered: list[bool] = []
@@ -208,7 +208,7 @@ def test_a_signal_just_before_the_release_started_still_releases(
             yield
 
     store = FakeStore()
-    monkeypatch.setattr(reconciler.lease, "deferred", late_first_time)
+    monkeypatch.setattr(reconciler.apply.lease, "deferred", late_first_time)
     with pytest.raises(Interrupted) as caught, Leases(
             [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
         assert held(store) is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.inventory import decode, encode, parse_config, update_inventory
+from reconciler.core.inventory import decode, encode, parse_config, update_inventory
 from reconciler.model.observed import Inventory, RecordedImage, inventory_key
 from tests.support.fakes import FakeStore
 

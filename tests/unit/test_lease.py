@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import LeaseHeld, LeaseLost
-from reconciler.inventory import encode, parse_config
-from reconciler.lease import (
+from reconciler.apply.lease import (
     LEASE_KEY,
     Holder,
     Lease,
@@ -30,6 +28,8 @@ from reconciler.lease import (
     local_host,
     process_gone,
 )
+from reconciler.core.inventory import encode, parse_config
+from reconciler.errors import LeaseHeld, LeaseLost
 from reconciler.model.observed import Inventory, inventory_key
 from tests.support.fakes import FakeStore
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.envexpand import expand_string
-from reconciler.load import load_config
+from reconciler.desired.envexpand import expand_string
+from reconciler.desired.load import load_config
+from reconciler.desired.yamlsource import parse, render_path
 from reconciler.model.config import AliasDecl, CachedPolicy, Config, EntrySpec
-from reconciler.yamlsource import parse, render_path
 from tests.support.constants import HEAD as REMOTES
 from tests.support.constants import PEM_CERT, PEM_KEY
 from tests.support.constants import PIN_FP as FP

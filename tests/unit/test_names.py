@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.desired.fieldvalues import alias_problem
+from reconciler.desired.load import load_config
 from reconciler.errors import ValidationFailed
-from reconciler.fieldvalues import alias_problem
-from reconciler.load import load_config
 
 HEAD = """\
 version: 1

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from reconciler import planfile
+from reconciler.core.inventory import encode
+from reconciler.core.planner import make_plan
 from reconciler.errors import PlanFileError, StalePlan
-from reconciler.inventory import encode
 from reconciler.model.config import Config
 from reconciler.model.observed import Inventory, RecordedImage, inventory_key
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
-from reconciler.planner import make_plan
 from reconciler.render import json as json_render
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeStore

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.inventory import decode, encode
+from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
-from reconciler.inventory import decode, encode
 from reconciler.model.config import Config
 from reconciler.model.observed import (
     Inventory,
@@ -19,7 +20,6 @@ from reconciler.model.observed import (
 )
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
-from reconciler.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeReader, FakeStore
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.planner import make_plan
 from reconciler.errors import PlanError
 from reconciler.model.config import Config
 from reconciler.model.lock import LockedBuild, LockKey, Locks
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog, RemoteImage
-from reconciler.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.apply import apply_plan
+from reconciler.apply.executor import apply_plan
+from reconciler.core.inventory import encode
+from reconciler.core.ownership import attribute
+from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError, PlanError
-from reconciler.inventory import encode
 from reconciler.model.observed import Inventory, RecordedImage, inventory_key
-from reconciler.ownership import attribute
-from reconciler.planner import make_plan
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeReader, FakeStore
 

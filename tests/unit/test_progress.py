@@ -7,7 +7,7 @@ import threading
 
 from reconciler.model.plan import Action, Change
 from reconciler.model.result import Outcome, Status
-from reconciler.progress import (
+from reconciler.render.progress import (
     PlainReporter,
     TtyReporter,
     change_label,

@@ -7,10 +7,10 @@ from pathlib import Path
 import git
 import pytest
 
-from reconciler.apply import apply_plan
-from reconciler.inventory import decode
+from reconciler.apply.executor import apply_plan
+from reconciler.core.inventory import decode
+from reconciler.core.planner import make_plan
 from reconciler.model.observed import Provenance, inventory_key
-from reconciler.planner import make_plan
 from reconciler.provenance import discover, stamp, strip_credentials
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore

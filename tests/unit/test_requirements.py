@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.inventory import encode
+from reconciler.core.inventory import encode
+from reconciler.core.planner import make_plan
+from reconciler.core.requirements import check, from_properties
 from reconciler.model.observed import Inventory, Profile, RecordedImage, inventory_key
-from reconciler.planner import make_plan
-from reconciler.requirements import check, from_properties
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeStore
 

@@ -12,7 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler import schemas
-from reconciler.load import load_config
+from reconciler.desired.load import load_config
 from reconciler.model.plan import Action, Change, Plan, PlanWarning, summarize
 
 ROOT = Path(__file__).resolve().parents[2]

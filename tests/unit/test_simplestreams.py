@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.adapters.remotes.simplestreams import build_catalog, parse_index
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog
-from reconciler.remotes.simplestreams import build_catalog, parse_index
 
 REMOTE = RemoteSpec(name="test", url="https://images.test", protocol="simplestreams")
 

@@ -43,7 +43,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Timeouts]]:
     found: list[Timeouts] = []
     config = Config(path="images.yaml", digest="0" * 64,
                     targets={"local": TargetSpec(name="local", url="unix:///s")})
-    load = types.ModuleType("reconciler.load")
+    load = types.ModuleType("reconciler.desired.load")
     load.load_config = lambda path, environ: config  # type: ignore[attr-defined]
     pipeline = types.ModuleType("reconciler.pipeline")
 
@@ -52,7 +52,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Timeouts]]:
         return Plan()
 
     pipeline.make_plan = make_plan  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reconciler.load", load)
+    monkeypatch.setitem(sys.modules, "reconciler.desired.load", load)
     monkeypatch.setitem(sys.modules, "reconciler.pipeline", pipeline)
     yield found
 
@@ -96,7 +96,7 @@ def test_help_teaches_the_options() -> None:
 
 def test_the_pipeline_builds_adapters_with_the_current_timeouts() -> None:
     from reconciler import pipeline
-    from reconciler.adapters.remotes import HttpRemoteReader
+    from reconciler.adapters.remotes.reader import HttpRemoteReader
 
     with timeouts.using(Timeouts(connect=1.5, read=4)):
         reader = pipeline.default_reader()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.desired.load import load_config
 from reconciler.errors import ValidationFailed
-from reconciler.load import load_config
 from tests.support.constants import HEAD, PEM_CERT, PEM_KEY
 from tests.support.constants import PIN_FP as FP
 

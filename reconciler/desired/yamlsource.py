@@ -49,7 +49,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
-from reconciler.shown import clip, shown
+from reconciler.desired.shown import clip, shown
 
 YPath = tuple[str | int, ...]
 Pos = tuple[int, int]

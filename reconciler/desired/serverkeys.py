@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from reconciler import arch
-from reconciler.shown import shown
+from reconciler.desired.shown import shown
+from reconciler.model import arch
 
 ServerValue = object
 _WHOLE = re.compile(r"^-?[0-9]{1,18}$")

@@ -4,7 +4,7 @@ Three passes, all of which always run so that one report lists everything:
 
 1. ``expires_at`` values are parsed (a date is 00:00 UTC; a time without a
    timezone is taken as UTC) and replaced by aware UTC datetimes;
-2. the shape is checked with the pydantic model (:mod:`reconciler.shapecheck`);
+2. the shape is checked with the pydantic model (:mod:`reconciler.desired.shapecheck`);
 3. the cross-references and value rules the model cannot express are checked
    on the raw data, defensively (any part may have the wrong shape), and
    certificate files are read.
@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler import arch
-from reconciler.build import Resolved, build_config
-from reconciler.errors import Diagnostic
-from reconciler.fieldvalues import (
+from reconciler.adapters.material import read_material
+from reconciler.desired.assemble import Resolved, build_config
+from reconciler.desired.fieldvalues import (
     alias_problem,
     days_problem,
     fingerprint_problem,
@@ -39,13 +38,14 @@ from reconciler.fieldvalues import (
     target_url_problem,
     text_problem,
 )
-from reconciler.material import read_material
+from reconciler.desired.serverkeys import server_key_problem, server_value_problem
+from reconciler.desired.shapecheck import check_shape, describe
+from reconciler.desired.shown import shown
+from reconciler.desired.stores import same_store_problems
+from reconciler.desired.yamlsource import Positions, YPath, render_path
+from reconciler.errors import Diagnostic
+from reconciler.model import arch
 from reconciler.model.config import Config
-from reconciler.serverkeys import server_key_problem, server_value_problem
-from reconciler.shapecheck import check_shape, describe
-from reconciler.shown import shown
-from reconciler.stores import same_store_problems
-from reconciler.yamlsource import Positions, YPath, render_path
 
 SECRET_FIELDS = ("client_cert", "client_key")
 _TARGET_MATERIAL = ("client_cert", "client_key", "server_cert")
@@ -171,7 +171,7 @@ class _Semantics:
 
     def names(self, base: YPath, mapping: dict[str, Any]) -> None:
         """``profiles`` and ``properties`` of ``defaults`` or an entry: what Incus would
-        refuse or not keep as written (see :mod:`reconciler.fieldvalues`)."""
+        refuse or not keep as written (see :mod:`reconciler.desired.fieldvalues`)."""
         profiles = mapping.get("profiles")
         if isinstance(profiles, list):
             for j, name in enumerate(profiles):

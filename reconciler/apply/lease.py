@@ -2,7 +2,7 @@
 
 The lease is a JSON value ``{"holder", "since", "expires", "token"}`` in the
 daemon's server config under :data:`LEASE_KEY` (``user.*`` keys are accepted
-there; ``reconciler.inventory.parse_config`` reads it as neither a setting nor an
+there; ``reconciler.core.inventory.parse_config`` reads it as neither a setting nor an
 inventory: it has no ``.<project>`` suffix).  ``holder`` is ``owner@host:pid``
 for people; ``token`` identifies one run.
 
@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from reconciler.core.builds import iso
 from reconciler.errors import (
     IncusImagesError,
     Interrupted,
@@ -56,7 +57,6 @@ from reconciler.errors import (
 )
 from reconciler.interrupts import deferred, start_thread
 from reconciler.ports import ImageStore
-from reconciler.resolve import iso
 
 LEASE_KEY = "user.incus-images.lease"
 MAX_ATTEMPTS = 10

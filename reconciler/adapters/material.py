@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.boundedread import FileRefused, read_regular, size_text
-from reconciler.shown import shown as show
+from reconciler.adapters.boundedread import FileRefused, read_regular, size_text
+from reconciler.desired.shown import shown as show
 
 PEM_MARK = "-----BEGIN"
 MAX_MATERIAL_BYTES = 64 * 1024

@@ -11,7 +11,7 @@ Every pydantic error is mapped back to a YAML path and a message:
 
 Union branches (an alias is a name *or* a mapping) are collapsed into one
 message about the value actually written.  A few fields are left to
-:mod:`reconciler.validate`, which says more than a pattern can:
+:mod:`reconciler.desired.validate`, which says more than a pattern can:
 ``source`` and ``fingerprint`` patterns, alias name lengths and characters,
 ``expires_at``.
 """
@@ -25,9 +25,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler.desired.shown import shown
+from reconciler.desired.yamlsource import YPath, render_path
 from reconciler.model.desired import DesiredStateFile
-from reconciler.shown import shown
-from reconciler.yamlsource import YPath, render_path
 
 Where = Literal["key", "value"]
 
@@ -129,7 +129,7 @@ def _has_child(node: Any, seg: str | int) -> bool:
 
 
 def _left_to_semantics(p: YPath, kind: str) -> bool:
-    """Errors that :mod:`reconciler.validate` reports in its own words."""
+    """Errors that :mod:`reconciler.desired.validate` reports in its own words."""
     if len(p) >= 3 and p[0] == "images" and p[2] == "expires_at":
         return True
     if len(p) == 3 and p[0] == "images" and p[2] in ("source", "fingerprint"):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.yamlsource import YPath
+from reconciler.desired.yamlsource import YPath
 
 _TOKEN = re.compile(
     r"\$\$\{"  # escaped: a literal "${"
@@ -72,7 +72,9 @@ def expand_string(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]
 
 
 def expand(data: Any, environ: Mapping[str, str]) -> Expansion:
-    """Expand every string value in ``data`` (a plain tree from :mod:`reconciler.yamlsource`)."""
+    """Expand every string value in ``data``.
+
+    ``data`` is a plain tree from :mod:`reconciler.desired.yamlsource`."""
     result = Expansion(data=None)
     result.data = _walk(data, (), environ, result)
     return result

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from reconciler.desired.shown import shown
+from reconciler.desired.urlcheck import network_url_problem, split
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN
 from reconciler.redact import redact_url
-from reconciler.shown import shown
-from reconciler.urlcheck import network_url_problem, split
 
 ALIAS_MAX = 64
 ALIAS_FORBIDDEN = "$?&+\"'`*"

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
-from reconciler import arch
-from reconciler.fieldvalues import parse_days, server_value, target_url
+from reconciler.desired.fieldvalues import parse_days, server_value, target_url
+from reconciler.desired.yamlsource import YPath
+from reconciler.model import arch
 from reconciler.model.config import (
     AliasDecl,
     CachedPolicy,
@@ -42,7 +43,6 @@ from reconciler.model.desired import (
     ImageFile,
     PolicyFile,
 )
-from reconciler.yamlsource import YPath
 
 LOCAL_TARGET = "local"
 _T = TypeVar("_T")

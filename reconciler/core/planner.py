@@ -2,8 +2,8 @@
 
 Pure: no I/O, no clock (``now`` is passed in), no environment.  The same inputs
 always give the same plan, with changes in apply order.  Which build each entry
-wants is decided in :mod:`reconciler.resolve`, who owns what in
-:mod:`reconciler.ownership`.  Rules are the contract's "Semantics" section; each
+wants is decided in :mod:`reconciler.core.builds`, who owns what in
+:mod:`reconciler.core.ownership`.  Rules are the contract's "Semantics" section; each
 function below states the ones it holds.
 """
 
@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from reconciler import requirements
+from reconciler.core import requirements
+from reconciler.core.builds import expiry_of, iso, pull_alias, resolve_entry, same_time, short
+from reconciler.core.ownership import Attribution, attribute
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
 from reconciler.model.config import Config, EntrySpec
 from reconciler.model.lock import LockedBuild, LockKey
@@ -31,8 +33,6 @@ from reconciler.model.plan import (
     summarize,
 )
 from reconciler.model.remote import RemoteCatalog, RemoteImage
-from reconciler.ownership import Attribution, attribute
-from reconciler.resolve import expiry_of, iso, pull_alias, resolve_entry, same_time, short
 
 SERVER_DEFAULTS: dict[str, str] = {
     "images.auto_update_interval": "6",

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from reconciler.arch import canonical
+from reconciler.adapters.remotes.simplestreams import size_problem
 from reconciler.errors import RemoteError
+from reconciler.model.arch import canonical
 from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
 from reconciler.model.remote import RemoteCatalog, RemoteImage
 from reconciler.redact import without_userinfo
-from reconciler.remotes.simplestreams import size_problem
 
 LISTING_PATH = "1.0/images?recursion=1"
 

@@ -61,11 +61,11 @@ from urllib3.util.retry import Retry
 
 from reconciler.adapters.http import exception_chain, timeout_kind
 from reconciler.adapters.private_files import PrivateFiles
+from reconciler.adapters.remotes import incus, simplestreams
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 from reconciler.redact import redact_url
-from reconciler.remotes import incus, simplestreams
 from reconciler.timeouts import (
     CONNECT_OPTION,
     DEFAULT_CONNECT,

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from reconciler.arch import canonical
 from reconciler.errors import RemoteError
+from reconciler.model.arch import canonical
 from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
 from reconciler.model.remote import RemoteCatalog, RemoteFile, RemoteImage

@@ -5,7 +5,7 @@ lowercase, the default port 8443 written out, a trailing ``/`` dropped; no URL
 means the local socket) and the same project reach one store: each would prune
 what only the other declares.  Stores that only the daemon can show to be one
 (two URLs of one daemon, a project with ``features.images=false``) are checked
-at plan time by :func:`reconciler.planner.check_distinct_stores`.
+at plan time by :func:`reconciler.core.planner.check_distinct_stores`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.shown import shown
-from reconciler.urlcheck import split
-from reconciler.yamlsource import YPath
+from reconciler.desired.shown import shown
+from reconciler.desired.urlcheck import split
+from reconciler.desired.yamlsource import YPath
 
 INCUS_PORT = 8443
 

@@ -13,8 +13,8 @@ import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
+from reconciler.desired.shown import shown
 from reconciler.redact import redact_url
-from reconciler.shown import shown
 
 MAX_HOST = 253
 MAX_LABEL = 63

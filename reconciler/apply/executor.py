@@ -44,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Protocol
 
+from reconciler.core.inventory import update_inventory
 from reconciler.errors import (
     ApplyError,
     IncusImagesError,
@@ -54,7 +55,6 @@ from reconciler.errors import (
     PreconditionFailed,
 )
 from reconciler.interrupts import threads_without_signals
-from reconciler.inventory import update_inventory
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
     Inventory,
@@ -66,8 +66,8 @@ from reconciler.model.observed import (
 from reconciler.model.plan import Action, Change, Plan, Writable
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
-from reconciler.progress import Reporter, SilentReporter, change_label
 from reconciler.redact import without_userinfo
+from reconciler.render.progress import Reporter, SilentReporter, change_label
 
 INTERRUPTED = "not attempted: interrupted"
 

@@ -6,7 +6,7 @@ Reads the file once, never touches the network, and raises
 the file's bytes; ``Config.path`` is ``str(path)``.
 
 Bounded: only a regular file of at most :data:`MAX_FILE_BYTES` is read (a FIFO
-or device is refused without blocking), and :mod:`reconciler.yamlsource` caps
+or device is refused without blocking), and :mod:`reconciler.desired.yamlsource` caps
 nesting and the number of values, so any input is answered quickly, in little
 memory, with exit status 0 or 1.
 """
@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.boundedread import FileRefused, read_regular, size_text
-from reconciler.envexpand import expand
+from reconciler.adapters.boundedread import FileRefused, read_regular, size_text
+from reconciler.desired.envexpand import expand
+from reconciler.desired.shown import clip
+from reconciler.desired.validate import Context, Reporter, validate
+from reconciler.desired.yamlsource import YamlSyntaxError, YPath, parse, render_path
 from reconciler.errors import Diagnostic, ValidationFailed
 from reconciler.model.config import Config
-from reconciler.shown import clip
-from reconciler.validate import Context, Reporter, validate
-from reconciler.yamlsource import YamlSyntaxError, YPath, parse, render_path
 
 MAX_FILE_BYTES = 256 * 1024
 """Largest desired-state file read (a 1000-entry file is about 100 KiB)."""

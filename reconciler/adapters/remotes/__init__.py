@@ -1,0 +1,1 @@
+"""Reading image remotes: the HTTP reader and the pure index decoders."""

@@ -1,0 +1,1 @@
+"""Carrying out a plan: the executor and the per-daemon lease."""

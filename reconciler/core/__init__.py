@@ -1,0 +1,1 @@
+"""The pure core: builds, ownership, requirements and the planner; no I/O."""

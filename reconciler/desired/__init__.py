@@ -1,0 +1,1 @@
+"""Loading and checking the desired-state file: YAML positions, ${VAR}, shape, rules."""
