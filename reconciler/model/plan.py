@@ -157,8 +157,7 @@ class Untouched(_Frozen):
 class Plan(_Frozen):
     """A whole plan.  ``ownership`` is each touched target's inventory after apply.
 
-    The last fields make a plan a self-checking saved file (``reconciler.core.seal``,
-    ``reconciler.adapters.planfile``):
+    The last fields make a plan a self-checking saved file (``reconciler.planfile``):
     ``desired_digest`` is the SHA-256 of the desired-state file it was made from;
     ``provenance`` that file's git commit (None outside git); ``observed`` what it
     saw on every target it changes (``apply PLAN`` refuses when any of it moved);
