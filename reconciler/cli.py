@@ -81,29 +81,37 @@ def exit_status(fn: Callable[[], int], *, debug: bool) -> int:
         return _interrupted(exc, debug=debug)
     except KeyboardInterrupt:  # SIGINT while our handler was not installed
         return _interrupted(Interrupted(signal.SIGINT), debug=debug)
-    except ValidationFailed as exc:
-        if debug:
-            traceback.print_exc()
+    except IncusImagesError as exc:  # ValidationFailed included
+        return _failed(exc, debug=debug)
+    except Exception as exc:
+        return _internal(exc, debug=debug)
+
+
+def _failed(exc: IncusImagesError, *, debug: bool) -> int:
+    """An expected error: its lines (a validation failure's diagnostics); its exit code."""
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, ValidationFailed):
         for diagnostic in exc.diagnostics:
             _err(str(diagnostic))
         if not exc.diagnostics:
             _err(f"{PROG}: error: the file is invalid")
         return exc.exit_code
-    except IncusImagesError as exc:
-        if debug:
-            traceback.print_exc()
-        lines = exc.lines if isinstance(exc, ChangesFailed) else str(exc).splitlines()
-        for line in lines or [type(exc).__name__]:
-            _err(f"{PROG}: error: {line}")
-        return exc.exit_code
-    except Exception as exc:
-        what = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if debug:
-            traceback.print_exc()
-            _err(f"{PROG}: internal error: {what}")
-        else:
-            _err(f"{PROG}: internal error: {what} (run with --debug for a traceback)")
-        return EXIT_INTERNAL
+    lines = exc.lines if isinstance(exc, ChangesFailed) else str(exc).splitlines()
+    for line in lines or [type(exc).__name__]:
+        _err(f"{PROG}: error: {line}")
+    return exc.exit_code
+
+
+def _internal(exc: Exception, *, debug: bool) -> int:
+    """Any other exception is a bug: one line (a traceback with ``--debug``); exit 3."""
+    what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if debug:
+        traceback.print_exc()
+        _err(f"{PROG}: internal error: {what}")
+    else:
+        _err(f"{PROG}: internal error: {what} (run with --debug for a traceback)")
+    return EXIT_INTERNAL
 
 
 def run(ctx: click.Context, fn: Callable[[], int]) -> NoReturn:

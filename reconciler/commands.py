@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import planfile
+from reconciler.adapters import planfile
+from reconciler.core.freshness import check_matches, touched
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
@@ -29,7 +30,9 @@ from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
 from reconciler.render import json as json_render
 from reconciler.render import text as text_render
-from reconciler.render.progress import Reporter, change_label, make_reporter
+from reconciler.render.labels import change_label
+from reconciler.render.progress import Reporter, make_reporter
+from reconciler.render.saved import describe
 from reconciler.render.units import plural
 
 if TYPE_CHECKING:
@@ -220,12 +223,12 @@ def _apply_saved(
     plan = planfile.load(plan_file)
     config = _load(file)
     name = str(plan_file)
-    planfile.check_matches(plan, config, name)
+    check_matches(plan, config, name)
     if not plan.has_changes:
         click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
         return EXIT_OK
     with _until_applied() as stage, \
-            _leases(config, planfile.touched(plan), timeout=lock_timeout, ttl=lease_ttl):
+            _leases(config, touched(plan), timeout=lock_timeout, ttl=lease_ttl):
         _check_fresh(config, plan, name)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
@@ -255,14 +258,14 @@ def show_command(*, plan_file: Path, fmt: PlanFormat) -> int:
         click.echo(render_plan(plan, "json"), nl=False)
         return EXIT_OK
     made_from = plan.provenance.path if plan.provenance else "its desired-state file"
-    click.echo(terminal_safe(planfile.describe(plan)) + "\n")
+    click.echo(terminal_safe(describe(plan)) + "\n")
     click.echo(render_plan(plan, fmt, file_name=made_from), nl=False)
     return EXIT_OK
 
 
 def _step_summary(markdown: Callable[[], str]) -> None:
     """Append ``markdown()`` to ``$GITHUB_STEP_SUMMARY`` when it is set (a failure is a note)."""
-    from reconciler import stepsummary
+    from reconciler.adapters import stepsummary
 
     env = _environ()
     if env.get(stepsummary.VARIABLE):
@@ -272,20 +275,19 @@ def _step_summary(markdown: Callable[[], str]) -> None:
 
 
 def lock_command(*, file: Path, upgrade: bool, sources: Sequence[str]) -> int:
-    from reconciler import lockfile
-    from reconciler.pipeline import default_connect, default_reader
+    from reconciler.pipeline import default_connect, default_reader, run_lock
+    from reconciler.render.lock import render_outcome
 
     config = _load(file)
-    outcome = lockfile.run_lock(config, upgrade=upgrade, sources=sources,
-                                reader=default_reader(), connect=default_connect)
-    click.echo(lockfile.render_outcome(outcome), nl=False)
+    outcome = run_lock(config, upgrade=upgrade, sources=sources,
+                       reader=default_reader(), connect=default_connect)
+    click.echo(render_outcome(outcome), nl=False)
     return EXIT_OK
 
 
 def diff_command(*, file: Path, base: str, head: str | None, fmt: str,
                  detailed_exitcode: bool) -> int:
-    from reconciler.gitdiff import run_diff
-    from reconciler.pipeline import make_plan
+    from reconciler.pipeline import make_plan, run_diff
     from reconciler.render import diff as diff_render
 
     def plan_head(config: Config, locks: Locks | None) -> Plan:
@@ -302,14 +304,13 @@ def diff_command(*, file: Path, base: str, head: str | None, fmt: str,
 
 
 def status_command(*, file: Path, fmt: str, offline: bool) -> int:
-    from reconciler.lockfile import read_locks
-    from reconciler.pipeline import default_connect, default_reader
+    from reconciler.adapters.lockfile import read_locks
+    from reconciler.pipeline import default_connect, default_reader, gather_status
     from reconciler.render import status as status_render
-    from reconciler.status import gather
 
     config = _load(file)
-    found = gather(config, offline=offline, reader=default_reader(), connect=default_connect,
-                   locks=read_locks(config.path))
+    found = gather_status(config, offline=offline, reader=default_reader(),
+                          connect=default_connect, locks=read_locks(config.path))
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text

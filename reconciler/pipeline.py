@@ -1,4 +1,5 @@
-"""The composition root: resolve remotes, observe stores, plan, apply.
+"""The composition root: resolve remotes, observe stores, plan, apply; and the flows of
+``lock``, ``status`` and ``diff`` (adapters read, ``reconciler.core`` decides).
 
 The only module that builds adapters.  ``reader`` and ``connect`` can be passed
 in (tests pass in-memory ones); by default they are the HTTP remote reader and
@@ -8,7 +9,7 @@ set by the CLI's ``--connect-timeout``/``--read-timeout``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -17,11 +18,15 @@ from typing import Literal
 from reconciler import timeouts
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
+from reconciler.core.diff import DiffReport, EntryDiff
+from reconciler.core.lock import LockOutcome
 from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
+from reconciler.core.status import StatusRun
+from reconciler.errors import IncusImagesError, RemoteError, ValidationFailed
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.config import Config, TargetSpec
-from reconciler.model.lock import Locks
+from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
@@ -96,7 +101,7 @@ def make_plan(
     no locks); ``diff`` passes the locks of the revision it plans.
     """
     if isinstance(locks, str):
-        from reconciler.lockfile import read_locks
+        from reconciler.adapters.lockfile import read_locks
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
@@ -140,13 +145,16 @@ def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> P
 
     It records the file's digest, the file's git provenance (stamped on every
     record apply writes), what it relies on in each target it changes, and is
-    sealed with its own digest (``reconciler.planfile``).
+    sealed with its own digest (``reconciler.core.seal``).
     """
-    from reconciler import planfile, provenance
+    from reconciler.adapters.git import discover
+    from reconciler.core.freshness import select, touched
+    from reconciler.core.provenance import stamp
+    from reconciler.core.seal import seal
 
-    observed = {t: planfile.select(states[t], plan, config) for t in planfile.touched(plan)}
-    stamped = provenance.stamp(plan, provenance.discover(Path(config.path)))
-    return planfile.seal(stamped.model_copy(
+    observed = {t: select(states[t], plan, config) for t in touched(plan)}
+    stamped = stamp(plan, discover(Path(config.path)))
+    return seal(stamped.model_copy(
         update={"desired_digest": config.digest, "observed": observed}))
 
 
@@ -178,11 +186,182 @@ def check_fresh(config: Config, plan: Plan, name: str, *, connect: Connect | Non
                 ) -> None:
     """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
 
-    ``plan`` has passed ``planfile.check_matches`` against ``config``; ``name``
+    ``plan`` has passed ``freshness.check_matches`` against ``config``; ``name``
     words the message (the saved plan's file name).
     """
-    from reconciler import planfile
+    from reconciler.core import freshness
 
     conn = connect or default_connect
-    stores = {t: conn(config.targets[t]) for t in planfile.touched(plan)}
-    planfile.check_fresh(plan, observe(stores), name)
+    stores = {t: conn(config.targets[t]) for t in freshness.touched(plan)}
+    freshness.check_fresh(plan, observe(stores), name)
+
+
+# -- lock, status, diff: the reading commands' flows ------------------------------------------
+
+def run_lock(
+    config: Config,
+    *,
+    upgrade: bool,
+    sources: Collection[str],
+    reader: RemoteReader,
+    connect: Connect,
+) -> LockOutcome:
+    """``incus-images lock``: resolve, then write the lock file only if its bytes change.
+
+    A target is contacted only when one of its tracked entries has no
+    ``architecture`` (to learn the host's), a remote only when an entry needs
+    resolving (:func:`reconciler.core.lock.hosts_needed`, ``remotes_needed``).
+    """
+    from reconciler.adapters import lockfile
+    from reconciler.core import lock
+
+    select = lock.upgrade_selector(config, upgrade, sources)
+    path = lockfile.lock_path(config.path)
+    current = lockfile.read(path)
+    existing = current.locks() if current is not None else {}
+    hosts = {t: _host_architecture(connect(config.targets[t]))
+             for t in lock.hosts_needed(config)}
+    catalogs = {name: reader.fetch_catalog(config.remotes[name])
+                for name in lock.remotes_needed(config, hosts, existing, select)}
+    new = lock.resolve(config, catalogs, hosts, existing, select)
+    locked = LockFile.of(new)
+    written = lockfile.write(path, locked)
+    return LockOutcome(path=path, written=written, lock=locked,
+                       changes=lock.changes(existing, new))
+
+
+def _host_architecture(store: ImageStore) -> str:
+    arch = store.observe().host_architecture
+    if not arch:
+        raise IncusImagesError(f"target {store.target!r} does not report its architecture; "
+                               "declare `architecture` on its entries")
+    return arch
+
+
+def gather_status(
+    config: Config,
+    *,
+    offline: bool,
+    reader: RemoteReader,
+    connect: Connect,
+    locks: Locks | None,
+) -> StatusRun:
+    """Observe every target; unless ``offline``, read the remotes the images come from.
+
+    A remote that cannot be read leaves ``update_available`` unknown (null) for its
+    images and adds a note; an unreachable target is an error, as for ``plan``.
+    """
+    from reconciler.core.status import remote_for_server, shape
+
+    stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
+    states = observe(stores)
+    if offline:
+        return StatusRun(shape(config, states, None, locks))
+    wanted = {e.remote for e in config.entries}
+    for state in states.values():
+        for img in state.images:
+            if img.update_source is not None:
+                remote = remote_for_server(config, img.update_source.server)
+                if remote is not None:
+                    wanted.add(remote.name)
+    catalogs: dict[str, RemoteCatalog] = {}
+    notes: list[str] = []
+    for name in sorted(wanted):
+        try:
+            catalogs[name] = reader.fetch_catalog(config.remotes[name])
+        except RemoteError as exc:
+            notes.append(f"{exc}; updates from it are shown as unknown")
+    return StatusRun(shape(config, states, catalogs, locks), notes)
+
+
+PlanFn = Callable[[Config, Locks | None], Plan]
+
+
+def run_diff(
+    file: Path,
+    *,
+    base: str,
+    head: str | None,
+    environ: Mapping[str, str],
+    plan: PlanFn,
+    load: Callable[[bytes, str, Path], Config] | None = None,
+) -> DiffReport:
+    """Compare ``file`` (and its lock file) at ``base`` and ``head``; plan the head.
+
+    The head defaults to the working tree; a file or lock file missing at a
+    revision reads as absent (everything added, or removed), never as an error.
+    A file read from a revision is validated like the working tree file, with its
+    relative paths resolved against the working tree's directory of the file; the
+    head must validate (it is planned), a base that does not is reported as a note.
+
+    ``plan(config, locks)`` plans against the live stores (the CLI passes
+    :func:`make_plan`); ``load(raw, label, base_dir)`` validates bytes (default:
+    :func:`reconciler.desired.load.load_config_bytes` with ``environ``).
+    """
+    from reconciler.adapters.git import read_at
+    from reconciler.adapters.lockfile import lock_path
+    from reconciler.core.diff import WORKING_TREE, diff_entries, diff_locks, diff_settings
+    from reconciler.desired.load import load_config_bytes
+
+    def default_load(raw: bytes, label: str, base_dir: Path) -> Config:
+        return load_config_bytes(raw, file=label, base_dir=base_dir, environ=environ)
+
+    validate = load or default_load
+    lpath = lock_path(file)
+    notes: list[str] = []
+    head_label = head or WORKING_TREE
+    if head is None:
+        head_config = validate(_read(file), str(file), file.parent)
+        head_lock_bytes = _read(lpath) if lpath.exists() else None
+    else:
+        raw = read_at(file, head)
+        if raw is None:
+            raise IncusImagesError(f"{file} does not exist at revision {head!r}")
+        head_config = validate(raw, f"{file}@{head}", file.parent)
+        head_lock_bytes = read_at(lpath, head)
+    head_lock = _lock_text(head_lock_bytes, f"{lpath.name}@{head_label}", notes)
+    if head_lock_bytes is not None and head_lock is None:
+        raise IncusImagesError(notes.pop())
+
+    base_raw = read_at(file, base)
+    base_config: Config | None = None
+    entries: list[EntryDiff] | None
+    if base_raw is None:
+        notes.append(f"{file.name} does not exist at {base}: every entry is new")
+        entries = diff_entries(None, head_config)
+    else:
+        try:
+            base_config = validate(base_raw, f"{file}@{base}", file.parent)
+            entries = diff_entries(base_config, head_config)
+        except ValidationFailed as exc:
+            entries = None
+            notes.append(f"{file.name} at {base} does not validate "
+                         f"({len(exc.diagnostics)} problem(s), first: "
+                         f"{exc.diagnostics[0] if exc.diagnostics else '?'}); "
+                         "entry changes are not shown")
+    base_lock = _lock_text(read_at(lpath, base), f"{lpath.name}@{base}", notes)
+    the_plan = plan(head_config, head_lock.locks() if head_lock else None)
+    return DiffReport(
+        file_name=file.name, lock_name=lpath.name, base=base, head=head_label,
+        entries=entries, settings=diff_settings(base_config, head_config),
+        locks=diff_locks(base_lock, head_lock), plan=the_plan, notes=notes)
+
+
+def _lock_text(data: bytes | None, name: str, notes: list[str]) -> LockFile | None:
+    """The lock file in ``data`` (None: absent); a bad one is a note and None."""
+    from reconciler.adapters.lockfile import LockFileError, parse
+
+    if data is None:
+        return None
+    try:
+        return parse(data.decode("utf-8", errors="replace"), name=name)
+    except LockFileError as exc:
+        notes.append(str(exc))
+        return None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise IncusImagesError(f"cannot read {path}: {exc.strerror or exc}") from None

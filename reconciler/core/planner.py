@@ -147,7 +147,7 @@ def check_distinct_stores(
         raise PlanError("\n".join(problems))
 
 
-def _plan_target(
+def _plan_target(  # noqa: C901
     config: Config, state: TargetState, catalogs: Mapping[str, RemoteCatalog], now: datetime,
     locks: Mapping[LockKey, LockedBuild] | None = None,
 ) -> _TargetPlan:
@@ -371,7 +371,7 @@ class _ChangeFactory(Protocol):
     def __call__(self, action: Action, reason: str, **kw: object) -> Change: ...
 
 
-def _update(
+def _update(  # noqa: C901
     entry: EntrySpec, img: ObservedImage, prior: RecordedImage | None,
     expiry: datetime | None, change: _ChangeFactory, record: RecordedImage,
 ) -> Change | None:

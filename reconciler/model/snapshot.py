@@ -1,6 +1,6 @@
 """What a saved plan observed on one target, so ``apply PLAN`` can tell it still holds.
 
-A snapshot holds only what the plan relies on (see ``reconciler.planfile.select``):
+A snapshot holds only what the plan relies on (see ``reconciler.core.freshness.select``):
 the writable fields of the images this owner manages or the plan touches, the
 target of the aliases it declares or touches, this owner's inventory, and the
 daemon's ``images.*`` settings.  Last-use times, other owners' images, other

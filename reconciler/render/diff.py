@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import html
 
-from reconciler.gitdiff import DiffReport, EntryDiff, FieldDiff
-from reconciler.lockfile import LockChange
+from reconciler.core.diff import DiffReport, EntryDiff, FieldDiff
+from reconciler.core.lock import LockChange
 from reconciler.model.lock import LockedBuild
 from reconciler.render import text
 from reconciler.render.budget import COMMENT_BUDGET, fit

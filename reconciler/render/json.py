@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reconciler.core.seal import document
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.result import ApplyResult
 
 
 def render_plan(plan: Plan) -> str:
-    """The plan's contract JSON, one document, newline-terminated."""
-    return json.dumps(plan.to_json_dict(), indent=2, sort_keys=False) + "\n"
+    """The plan's contract JSON, one document, newline-terminated (a saved plan's text)."""
+    return document(plan)
 
 
 def result_dict(result: ApplyResult) -> dict[str, Any]:

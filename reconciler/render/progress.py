@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from reconciler.model.plan import Change
-from reconciler.model.result import Outcome, Status
+from reconciler.model.result import Outcome
 from reconciler.redact import scrub
+from reconciler.render.labels import change_label as change_label
+from reconciler.render.labels import outcome_label
+from reconciler.render.safe import terminal_safe
 
 THROTTLE_SECONDS = 5.0
 MILESTONES = (25, 50, 75, 100)
@@ -63,24 +66,6 @@ def change_key(target: str, change: Change) -> ChangeKey:
     return target, change.sort_key()
 
 
-def change_label(change: Change) -> str:
-    """``image.download images:debian/12 4f3a2b1c9d8e``: action, subject, short fingerprint."""
-    subject = change.alias or change.source or ", ".join(change.fields or {})
-    fp = change.to if change.action.value.startswith("alias.") else change.fingerprint
-    fp = fp or change.fingerprint or change.from_
-    parts = [change.action.value, subject, fp[:12] if fp else ""]
-    return " ".join(p for p in parts if p)
-
-
-def outcome_label(outcome: Outcome) -> str:
-    """``done``, ``done (via upload)``, ``FAILED: message``, ``skipped``."""
-    if outcome.status is Status.DONE:
-        return "done" + (f" (via {outcome.via})" if outcome.via else "")
-    if outcome.status is Status.FAILED:
-        return "FAILED" + (f": {outcome.message}" if outcome.message else "")
-    return "skipped" + (f" ({outcome.message})" if outcome.message else "")
-
-
 def percent_in(text: str) -> float | None:
     """The first ``NN%`` or ``NN.N%`` in ``text``, else None."""
     match = _PERCENT.search(text)
@@ -93,9 +78,6 @@ def _one_line(text: str) -> str:
 
 
 def _safe(text: str) -> str:
-    # Imported here: the render package imports this module (outcome_label).
-    from reconciler.render.safe import terminal_safe
-
     return terminal_safe(scrub(text))
 
 

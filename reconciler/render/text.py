@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from reconciler.model.plan import Action, Change, FieldChange, Plan, Untouched, summarize
 from reconciler.model.result import ApplyResult, Status
-from reconciler.render.progress import outcome_label
+from reconciler.render.labels import outcome_label
 from reconciler.render.units import human_bytes, short, value
 
 MARKERS: dict[Action, str] = {

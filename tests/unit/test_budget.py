@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reconciler.gitdiff import DiffReport, EntryDiff, FieldDiff
+from reconciler.core.diff import DiffReport, EntryDiff, FieldDiff
 from reconciler.model.plan import Action, Change, Plan, PlanWarning, Untouched, summarize
 from reconciler.render import markdown
 from reconciler.render.budget import COMMENT_BUDGET, GITHUB_COMMENT_LIMIT, fit, size

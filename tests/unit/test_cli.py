@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from reconciler import planfile
+from reconciler.adapters import planfile
 from reconciler.cli import cli, main
+from reconciler.core import seal as sealing
 from reconciler.errors import Diagnostic, StalePlan, StoreError, ValidationFailed
 from reconciler.model.config import Config, EntrySpec, TargetSpec
 from reconciler.model.observed import Inventory
@@ -444,8 +445,8 @@ def test_plan_out_writes_a_sealed_plan_and_prints_as_usual(fakes: Fakes, run: Ru
     assert code == 0
     doc = json.loads(out.read_text())
     assert doc == json.loads(stdout)
-    assert doc["digest"] == planfile.digest_of(doc)
-    assert planfile.load(out) == planfile.seal(SAVEABLE)
+    assert doc["digest"] == sealing.digest_of(doc)
+    assert planfile.load(out) == sealing.seal(SAVEABLE)
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
@@ -490,7 +491,7 @@ def test_apply_plan_applies_exactly_it_without_asking(fakes: Fakes, run: Run,
     code, stdout, _ = run("apply", str(out))  # off a terminal, without --yes
     assert code == 0
     assert "Plan: 1 to download" in stdout and stdout.endswith("Apply complete: 1 done.\n")
-    assert [p for p, _ in fakes.applied] == [planfile.seal(SAVEABLE)]
+    assert [p for p, _ in fakes.applied] == [sealing.seal(SAVEABLE)]
     assert len(fakes.planned) == 1 and fakes.checked == [str(out)]
     assert fakes.leased[-1] == ["local"]
 

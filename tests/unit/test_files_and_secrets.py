@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from reconciler import lockfile, planfile
+from reconciler.adapters import lockfile, planfile
 from reconciler.adapters.files import write_atomic
 from reconciler.adapters.remotes import incus as incus_remote
 from reconciler.adapters.remotes import simplestreams
 from reconciler.apply.executor import apply_plan
 from reconciler.cli import cli, exit_status
+from reconciler.core.diff import diff_settings
 from reconciler.core.planner import make_plan
 from reconciler.desired.fieldvalues import remote_url_problem
 from reconciler.errors import PlanError, RemoteError, StoreError
-from reconciler.gitdiff import diff_settings
 from reconciler.model.config import Config, RemoteSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey
 from reconciler.model.plan import Plan
@@ -313,9 +313,9 @@ def test_a_huge_plan_file_is_refused_unread(tmp_path: Path) -> None:
 def test_status_never_shows_credentials_the_daemon_recorded() -> None:
     """An image pulled (by hand, or by an older version) from a URL with credentials: the
     daemon shows them as its source; status names the declared remote, or redacts."""
+    from reconciler.core.status import shape
     from reconciler.model.observed import ObservedImage, TargetState, UpdateSource
     from reconciler.render.status import render_json, render_text
-    from reconciler.status import shape
 
     ours = ObservedImage(fingerprint="a" * 64, update_source=UpdateSource(
         server=SECRET_URL, protocol="simplestreams", alias="deb/1"))

@@ -8,18 +8,14 @@ from pathlib import Path
 import git
 import pytest
 
+from reconciler.adapters.git import read_at
+from reconciler.adapters.lockfile import render
+from reconciler.core.diff import diff_entries, diff_locks, diff_settings
 from reconciler.errors import IncusImagesError, ValidationFailed
-from reconciler.gitdiff import (
-    diff_entries,
-    diff_locks,
-    diff_settings,
-    read_at,
-    run_diff,
-)
-from reconciler.lockfile import render
 from reconciler.model.config import AliasDecl, Config, RemoteSpec, TargetSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
 from reconciler.model.plan import Action, Change, Plan, summarize
+from reconciler.pipeline import run_diff
 from reconciler.render.diff import MARKER, render_markdown, render_text
 from tests.support.builders import config, entry
 

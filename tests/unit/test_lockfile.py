@@ -9,13 +9,18 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler import lockfile, schemas
+from reconciler.adapters import lockfile
+from reconciler.adapters.lockfile import LockFileError, lock_path, parse, render
+from reconciler.core import lock
+from reconciler.core.lock import resolve
 from reconciler.errors import IncusImagesError, PlanError
-from reconciler.lockfile import LockFileError, lock_path, parse, render, resolve, run_lock
+from reconciler.model import schemas
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
 from reconciler.model.remote import RemoteImage
+from reconciler.pipeline import run_lock
 from reconciler.ports import ImageStore
+from reconciler.render.lock import render_outcome
 from tests.support.builders import build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
 
@@ -112,12 +117,12 @@ def test_resolve_unknown_alias_is_a_plan_error() -> None:
 def test_upgrade_selector_checks_the_named_sources() -> None:
     cfg = config(entry("r:deb/1"), entry("r:pin/1", fingerprint="f" * 64))
     with pytest.raises(IncusImagesError, match="only with --upgrade"):
-        lockfile.upgrade_selector(cfg, False, ["r:deb/1"])
+        lock.upgrade_selector(cfg, False, ["r:deb/1"])
     with pytest.raises(IncusImagesError, match="r:pin/1: is pinned by fingerprint"):
-        lockfile.upgrade_selector(cfg, True, ["r:pin/1"])
+        lock.upgrade_selector(cfg, True, ["r:pin/1"])
     with pytest.raises(IncusImagesError, match=r"r:x/1: is not a tracked source .*r:deb/1"):
-        lockfile.upgrade_selector(cfg, True, ["r:x/1"])
-    assert lockfile.upgrade_selector(cfg, True, ["r:deb/1"])(cfg.entries[0])
+        lock.upgrade_selector(cfg, True, ["r:x/1"])
+    assert lock.upgrade_selector(cfg, True, ["r:deb/1"])(cfg.entries[0])
 
 
 # -- run_lock against in-memory ports --------------------------------------------------------
@@ -149,7 +154,7 @@ def test_run_lock_contacts_targets_only_for_entries_without_architecture(
     assert outcome.written and outcome.path == tmp_path / "images.lock.yaml"
     assert {(k.target, k.architecture): v.fingerprint for k, v in outcome.lock.locks().items()} \
         == {("local", "aarch64"): a1.fingerprint, ("prod", "x86_64"): b1.fingerprint}
-    assert "Wrote" in lockfile.render_outcome(outcome)
+    assert "Wrote" in render_outcome(outcome)
 
 
 def test_run_lock_twice_rewrites_nothing_and_reads_no_remote(tmp_path: Path) -> None:
@@ -166,12 +171,12 @@ def test_run_lock_twice_rewrites_nothing_and_reads_no_remote(tmp_path: Path) -> 
     again = run_lock(cfg, upgrade=False, sources=(), reader=reader, connect=conn)
     assert not again.written and again.changes == [] and reader.fetches == []
     assert path.read_bytes() == before and path.stat().st_mtime == 1_000_000
-    assert "is up to date (1 entry)" in lockfile.render_outcome(again)
+    assert "is up to date (1 entry)" in render_outcome(again)
     upgraded = run_lock(cfg, upgrade=True, sources=("r:deb/1",), reader=reader, connect=conn)
     assert upgraded.written
     assert [(c.before, c.after) for c in upgraded.changes] == [(lb(b1), lb(b2))]
     assert f"{b1.fingerprint[:12]} ({b1.version}) -> {b2.fingerprint[:12]}" in \
-        lockfile.render_outcome(upgraded)
+        render_outcome(upgraded)
 
 
 def test_run_lock_upgrade_named_source_moves_only_that_one(tmp_path: Path) -> None:
@@ -192,7 +197,7 @@ def test_run_lock_upgrade_named_source_moves_only_that_one(tmp_path: Path) -> No
 
 def test_a_hostile_lock_file_is_a_lock_file_error(tmp_path: Path) -> None:
     """Aliases, deep nesting and a FIFO beside the file: an error, never a hang or a blow-up."""
-    from reconciler.lockfile import read
+    from reconciler.adapters.lockfile import read
 
     laughs = "version: 1\na: &a [x, x]\nb: [*a, *a]\n"
     with pytest.raises(LockFileError, match=r"line 2: YAML anchors \(&a\) are not supported"):

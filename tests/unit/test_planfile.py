@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from reconciler import planfile
+from reconciler.adapters import planfile
+from reconciler.core import freshness
+from reconciler.core import seal as sealing
 from reconciler.core.inventory import encode
 from reconciler.core.planner import make_plan
 from reconciler.errors import PlanFileError, StalePlan
@@ -18,6 +20,7 @@ from reconciler.model.observed import Inventory, RecordedImage, inventory_key
 from reconciler.model.plan import Plan
 from reconciler.model.remote import RemoteCatalog
 from reconciler.render import json as json_render
+from reconciler.render.saved import describe
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeStore
 
@@ -28,8 +31,8 @@ def saveable(cfg: Config, store: FakeStore, cat: RemoteCatalog) -> Plan:
     """What ``pipeline.saveable`` makes, without git: observed, file digest, sealed."""
     state = store.observe()
     plan = make_plan(cfg, {"r": cat}, {store.target: state}, now=NOW)
-    observed = {t: planfile.select(state, plan, cfg) for t in planfile.touched(plan)}
-    return planfile.seal(plan.model_copy(update={
+    observed = {t: freshness.select(state, plan, cfg) for t in freshness.touched(plan)}
+    return sealing.seal(plan.model_copy(update={
         "created_at": NOW, "desired_digest": cfg.digest, "observed": observed}))
 
 
@@ -61,12 +64,12 @@ World = tuple[Config, FakeStore, RemoteCatalog]
 
 def test_digest_covers_everything_but_itself(world: World) -> None:
     plan = saveable(*world)
-    assert plan.digest == planfile.digest_of(plan.to_json_dict())
-    assert planfile.seal(plan) == plan
+    assert plan.digest == sealing.digest_of(plan.to_json_dict())
+    assert sealing.seal(plan) == plan
     data = plan.to_json_dict()
-    assert planfile.canonical(data) == planfile.canonical({**data, "digest": "x"})
+    assert sealing.canonical(data) == sealing.canonical({**data, "digest": "x"})
     for key, value in (("owner", "someone"), ("changes", []), ("observed", {})):
-        assert planfile.digest_of({**data, key: value}) != plan.digest
+        assert sealing.digest_of({**data, key: value}) != plan.digest
 
 
 def test_what_a_plan_records(world: World) -> None:
@@ -106,7 +109,7 @@ def test_save_into_a_missing_directory_is_an_expected_error(world: World,
 
 
 def resealed(data: dict[str, Any]) -> bytes:
-    return json.dumps({**data, "digest": planfile.digest_of(data)}).encode()
+    return json.dumps({**data, "digest": sealing.digest_of(data)}).encode()
 
 
 def good(world: World) -> dict[str, Any]:
@@ -154,7 +157,7 @@ def test_a_missing_file_is_an_expected_error(tmp_path: Path) -> None:
 
 def test_describe_names_owner_time_and_source(world: World) -> None:
     plan = saveable(*world)
-    assert planfile.describe(plan) == ("Saved plan of owner 'incus-images', made "
+    assert describe(plan) == ("Saved plan of owner 'incus-images', made "
                                        "2026-11-27T12:00:00Z, from a file with sha256 "
                                        "000000000000.")
 
@@ -164,8 +167,8 @@ def test_describe_names_owner_time_and_source(world: World) -> None:
 def fresh(plan: Plan, store: FakeStore) -> list[str]:
     assert plan.observed is not None
     before = plan.observed[store.target]
-    after = planfile.take(store.observe(), plan.owner, before.images, before.aliases)
-    return planfile.differences(before, after)
+    after = freshness.take(store.observe(), plan.owner, before.images, before.aliases)
+    return freshness.differences(before, after)
 
 
 def test_unrelated_changes_do_not_make_a_plan_stale(world: World) -> None:
@@ -183,7 +186,7 @@ def test_unrelated_changes_do_not_make_a_plan_stale(world: World) -> None:
     store.config["core.https_address"] = "[::]:8443"
     store.config["user.incus-images.lease"] = "{}"
     assert fresh(plan, store) == []
-    planfile.check_fresh(plan, {"local": store.observe()}, "p.json")
+    freshness.check_fresh(plan, {"local": store.observe()}, "p.json")
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
@@ -214,7 +217,7 @@ def test_what_makes_a_plan_stale(world: World, edit: Any, expected: str) -> None
     edit(store)
     assert expected in fresh(plan, store)
     with pytest.raises(StalePlan) as caught:
-        planfile.check_fresh(plan, {"local": store.observe()}, "p.json")
+        freshness.check_fresh(plan, {"local": store.observe()}, "p.json")
     lines = str(caught.value).splitlines()
     assert lines[0] == ("the saved plan p.json is stale: the stores changed since it was made; "
                         "nothing was changed; make a new plan")
@@ -224,24 +227,24 @@ def test_what_makes_a_plan_stale(world: World, edit: Any, expected: str) -> None
 def test_plan_must_fit_the_file(world: World) -> None:
     cfg, store, cat = world
     plan = saveable(cfg, store, cat)
-    planfile.check_matches(plan, cfg, "p.json")
+    freshness.check_matches(plan, cfg, "p.json")
     with pytest.raises(PlanFileError, match=r"made for owner 'incus-images', but images\.yaml "
                                             r"declares owner 'web'"):
-        planfile.check_matches(plan, cfg.model_copy(update={"owner": "web"}), "p.json")
+        freshness.check_matches(plan, cfg.model_copy(update={"owner": "web"}), "p.json")
     with pytest.raises(StalePlan, match=r"^the saved plan p.json is stale: images.yaml has "
                                         r"changed since the plan was made"):
-        planfile.check_matches(plan, cfg.model_copy(update={"digest": "1" * 64}), "p.json")
+        freshness.check_matches(plan, cfg.model_copy(update={"digest": "1" * 64}), "p.json")
     with pytest.raises(PlanFileError, match=r"changes target 'local', which images\.yaml does "
                                             r"not declare"):
-        planfile.check_matches(plan, cfg.model_copy(update={"targets": {}}), "p.json")
+        freshness.check_matches(plan, cfg.model_copy(update={"targets": {}}), "p.json")
     with pytest.raises(PlanFileError, match="records neither"):
-        planfile.check_matches(plan.model_copy(update={"observed": None}), cfg, "p.json")
+        freshness.check_matches(plan.model_copy(update={"observed": None}), cfg, "p.json")
     with pytest.raises(PlanFileError, match="records nothing it observed on target 'local'"):
-        planfile.check_matches(plan.model_copy(update={"observed": {}}), cfg, "p.json")
+        freshness.check_matches(plan.model_copy(update={"observed": {}}), cfg, "p.json")
 
 
 def test_a_plan_without_changes_records_nothing() -> None:
     plan = saveable(config(), FakeStore(), catalog())
     assert (plan.changes, plan.observed) == ((), {})
-    assert planfile.touched(plan) == []
-    planfile.check_fresh(plan, {}, "p.json")
+    assert freshness.touched(plan) == []
+    freshness.check_fresh(plan, {}, "p.json")

@@ -7,11 +7,12 @@ from pathlib import Path
 import git
 import pytest
 
+from reconciler.adapters.git import discover, strip_credentials
 from reconciler.apply.executor import apply_plan
 from reconciler.core.inventory import decode
 from reconciler.core.planner import make_plan
+from reconciler.core.provenance import stamp
 from reconciler.model.observed import Provenance, inventory_key
-from reconciler.provenance import discover, stamp, strip_credentials
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.fakes import FakeReader, FakeStore
 

@@ -11,8 +11,9 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler import schemas
+from reconciler.adapters import schemas as schema_files
 from reconciler.desired.load import load_config
+from reconciler.model import schemas
 from reconciler.model.plan import Action, Change, Plan, PlanWarning, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +34,8 @@ FP_NEW = "b" * 64
 @pytest.mark.parametrize("name", sorted(schemas.GENERATORS))
 def test_committed_schema_is_generated(name: str) -> None:
     committed = (ROOT / "schemas" / name).read_text(encoding="utf-8")
-    assert committed == schemas.render(schemas.generated()[name]), (
-        f"schemas/{name} is stale: run `python -m reconciler.schemas`"
+    assert committed == schema_files.render(schemas.generated()[name]), (
+        f"schemas/{name} is stale: run `python -m reconciler.adapters.schemas`"
     )
 
 
@@ -46,7 +47,7 @@ def test_schema_is_valid_json_schema(name: str) -> None:
 
 
 def test_write_renders_every_file(tmp_path: Path) -> None:
-    written = schemas.write(tmp_path)
+    written = schema_files.write(tmp_path)
     assert sorted(p.name for p in written) == sorted(schemas.GENERATORS)
     for path in written:
         assert path.read_text(encoding="utf-8").endswith("}\n")

@@ -9,7 +9,8 @@ from typing import Any
 
 import jsonschema
 
-from reconciler import schemas
+from reconciler.core.status import shape
+from reconciler.model import schemas
 from reconciler.model.lock import LockedBuild, LockKey, Locks
 from reconciler.model.observed import (
     Inventory,
@@ -20,7 +21,6 @@ from reconciler.model.observed import (
     UpdateSource,
 )
 from reconciler.render.status import render_json, render_text
-from reconciler.status import shape
 from tests.support.builders import REMOTE_URL, build, catalog, config, entry
 
 B1, B2 = build("deb/1", 1), build("deb/1", 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import stepsummary
+from reconciler.adapters import stepsummary
 from reconciler.render.budget import STEP_SUMMARY_BUDGET, size
 
 

@@ -1,7 +1,7 @@
-"""``incus-images status``: every image of every target, who manages it, and what waits upstream.
+"""The rows of ``incus-images status``: every image of every target, who manages it, and what
+waits upstream (pure: observed states, catalogs and locks in, a :class:`StatusReport` out).
 
-:func:`shape` is pure (observed states, catalogs and locks in, a
-:class:`StatusReport` out); :func:`gather` does the reading.  Invariants:
+Reading the stores and remotes is ``reconciler.pipeline.gather_status``.  Invariants:
 
 * Every image of every observed target appears once, whoever manages it; nothing
   is changed anywhere (status only reads).
@@ -16,18 +16,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.builds import resolve_entry
 from reconciler.core.ownership import Attribution, attribute
-from reconciler.errors import RemoteError
-from reconciler.model.config import Config, EntrySpec, RemoteSpec, TargetSpec
+from reconciler.model.config import Config, EntrySpec, RemoteSpec
 from reconciler.model.lock import Locks
 from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
-from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import redact_url, without_userinfo
 
 
@@ -147,47 +145,9 @@ def _newer_upstream(config: Config, img: ObservedImage, a: Attribution, managed:
     return newest.fingerprint != img.fingerprint
 
 
-# -- reading -----------------------------------------------------------------------------------
-
 @dataclass
 class StatusRun:
-    """What :func:`gather` found: the report, and remotes that could not be read."""
+    """What ``pipeline.gather_status`` found: the report, and remotes that could not be read."""
 
     report: StatusReport
     notes: list[str] = field(default_factory=list)
-
-
-def gather(
-    config: Config,
-    *,
-    offline: bool,
-    reader: RemoteReader,
-    connect: Callable[[TargetSpec], ImageStore],
-    locks: Locks | None,
-) -> StatusRun:
-    """Observe every target; unless ``offline``, read the remotes the images come from.
-
-    A remote that cannot be read leaves ``update_available`` unknown (null) for its
-    images and adds a note; an unreachable target is an error, as for ``plan``.
-    """
-    from reconciler.pipeline import observe
-
-    stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
-    states = observe(stores)
-    if offline:
-        return StatusRun(shape(config, states, None, locks))
-    wanted = {e.remote for e in config.entries}
-    for state in states.values():
-        for img in state.images:
-            if img.update_source is not None:
-                remote = remote_for_server(config, img.update_source.server)
-                if remote is not None:
-                    wanted.add(remote.name)
-    catalogs: dict[str, RemoteCatalog] = {}
-    notes: list[str] = []
-    for name in sorted(wanted):
-        try:
-            catalogs[name] = reader.fetch_catalog(config.remotes[name])
-        except RemoteError as exc:
-            notes.append(f"{exc}; updates from it are shown as unknown")
-    return StatusRun(shape(config, states, catalogs, locks), notes)

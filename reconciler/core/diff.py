@@ -1,34 +1,24 @@
-"""``incus-images diff``: what a change to the desired-state file means, for pull requests.
-
-Reads the desired-state file and its lock file at two revisions with gitpython
-(``repo.commit(rev).tree / path``: no checkout, the working tree is not
-touched), then compares them and plans the head against the live stores.
+"""What changed in the desired-state file and its lock file between two revisions (pure).
 
 Invariants:
 
-* The head defaults to the working tree; a file or lock file missing at a
-  revision reads as absent (everything added, or removed), never as an error.
 * Entries are compared per (target, source, type, architecture): the identity the
   planner uses, with a missing architecture meaning the target's host's.  Each
   change lists the fields that differ; key material is never compared by value
   or shown (only "changed").
-* A file read from a revision is validated like the working tree file, with its
-  relative paths resolved against the working tree's directory of the file; the
-  head must validate (it is planned), a base that does not is reported as a note.
-* :func:`diff_entries`, :func:`diff_settings` and :func:`diff_locks` are pure.
+* :func:`diff_entries`, :func:`diff_settings` and :func:`diff_locks` are pure;
+  reading the revisions is ``reconciler.adapters.git`` and the flow that joins
+  them is ``reconciler.pipeline.run_diff``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from reconciler.errors import IncusImagesError, ValidationFailed
-from reconciler.lockfile import LockChange, LockFileError, changes, lock_path, parse
+from reconciler.core.lock import LockChange, changes
 from reconciler.model.config import Config, EntrySpec
-from reconciler.model.lock import LockFile, Locks
+from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
 from reconciler.redact import redact_url
 
@@ -82,8 +72,6 @@ class DiffReport:
     def file_changed(self) -> bool:
         return bool(self.entries or self.settings)
 
-
-# -- pure comparison ---------------------------------------------------------------------------
 
 def _entry_fields(e: EntrySpec) -> dict[str, Any]:
     return {
@@ -194,112 +182,3 @@ def diff_settings(base: Config | None, head: Config | None) -> list[FieldDiff]:
 def diff_locks(base: LockFile | None, head: LockFile | None) -> list[LockChange]:
     """Lock entries added, removed and moved to another build."""
     return changes(base.locks() if base else {}, head.locks() if head else {})
-
-
-# -- reading revisions -------------------------------------------------------------------------
-
-def read_at(path: Path, rev: str) -> bytes | None:
-    """``path``'s bytes at revision ``rev`` of the repository holding it; None if absent there."""
-    import git
-
-    try:
-        repo = git.Repo(path.resolve().parent, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise IncusImagesError(f"{path} is not in a git repository") from None
-    try:
-        root = Path(str(repo.working_tree_dir)).resolve()
-        rel = path.resolve().relative_to(root).as_posix()
-        try:
-            commit = repo.commit(rev)
-        except (git.BadName, ValueError, git.GitCommandError):
-            raise IncusImagesError(f"unknown git revision {rev!r}") from None
-        try:
-            blob = commit.tree / rel
-        except KeyError:
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
-    finally:
-        repo.close()
-
-
-def _lock_text(data: bytes | None, name: str, notes: list[str]) -> LockFile | None:
-    if data is None:
-        return None
-    try:
-        return parse(data.decode("utf-8", errors="replace"), name=name)
-    except LockFileError as exc:
-        notes.append(str(exc))
-        return None
-
-
-PlanFn = Callable[[Config, Locks | None], Plan]
-
-
-def run_diff(
-    file: Path,
-    *,
-    base: str,
-    head: str | None,
-    environ: Mapping[str, str],
-    plan: PlanFn,
-    load: Callable[[bytes, str, Path], Config] | None = None,
-) -> DiffReport:
-    """Compare ``file`` (and its lock file) at ``base`` and ``head``; plan the head.
-
-    ``plan(config, locks)`` plans against the live stores (the CLI passes the
-    pipeline's); ``load(raw, label, base_dir)`` validates bytes (default:
-    :func:`reconciler.desired.load.load_config_bytes` with ``environ``).
-    """
-    from reconciler.desired.load import load_config_bytes
-
-    def default_load(raw: bytes, label: str, base_dir: Path) -> Config:
-        return load_config_bytes(raw, file=label, base_dir=base_dir, environ=environ)
-
-    validate = load or default_load
-    lpath = lock_path(file)
-    notes: list[str] = []
-    head_label = head or WORKING_TREE
-    if head is None:
-        head_config = validate(_read(file), str(file), file.parent)
-        head_lock_bytes = _read(lpath) if lpath.exists() else None
-    else:
-        raw = read_at(file, head)
-        if raw is None:
-            raise IncusImagesError(f"{file} does not exist at revision {head!r}")
-        head_config = validate(raw, f"{file}@{head}", file.parent)
-        head_lock_bytes = read_at(lpath, head)
-    head_lock = _lock_text(head_lock_bytes, f"{lpath.name}@{head_label}", notes)
-    if head_lock_bytes is not None and head_lock is None:
-        raise IncusImagesError(notes.pop())
-
-    base_raw = read_at(file, base)
-    base_config: Config | None = None
-    entries: list[EntryDiff] | None
-    if base_raw is None:
-        notes.append(f"{file.name} does not exist at {base}: every entry is new")
-        entries = diff_entries(None, head_config)
-    else:
-        try:
-            base_config = validate(base_raw, f"{file}@{base}", file.parent)
-            entries = diff_entries(base_config, head_config)
-        except ValidationFailed as exc:
-            entries = None
-            notes.append(f"{file.name} at {base} does not validate "
-                         f"({len(exc.diagnostics)} problem(s), first: "
-                         f"{exc.diagnostics[0] if exc.diagnostics else '?'}); "
-                         "entry changes are not shown")
-    base_lock = _lock_text(read_at(lpath, base), f"{lpath.name}@{base}", notes)
-    the_plan = plan(head_config, head_lock.locks() if head_lock else None)
-    return DiffReport(
-        file_name=file.name, lock_name=lpath.name, base=base, head=head_label,
-        entries=entries, settings=diff_settings(base_config, head_config),
-        locks=diff_locks(base_lock, head_lock), plan=the_plan, notes=notes)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise IncusImagesError(f"cannot read {path}: {exc.strerror or exc}") from None
-

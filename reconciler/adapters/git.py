@@ -1,15 +1,14 @@
-"""Which git commit declared a plan: discover it, and stamp it on the records apply writes.
+"""Everything this tool asks of git (gitpython): a file at a revision, and its provenance.
 
 Invariants:
 
-* Discovery never fails a run: outside a git repository, in one without a
+* :func:`read_at` reads ``repo.commit(rev).tree / path``: no checkout, the working
+  tree is not touched; a file missing at a revision is None, never an error.
+* :func:`discover` never fails a run: outside a git repository, in one without a
   commit, or without a usable ``git`` executable, there is no provenance (None).
 * A repository URL never carries credentials: ``https://user:token@host/x`` is
   recorded as ``https://host/x`` (query and fragment dropped too).  A scp-like
   ``git@host:org/x.git`` names a login, not a secret, and is kept.
-* Provenance is information for people (``status``).  It is stamped on the plan's
-  records after planning; the planner never sees or compares it, so a new commit
-  that changes nothing else never makes a plan show changes.
 """
 
 from __future__ import annotations
@@ -17,8 +16,33 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from reconciler.model.observed import Inventory, Provenance
-from reconciler.model.plan import Plan
+from reconciler.errors import IncusImagesError
+from reconciler.model.observed import Provenance
+
+
+def read_at(path: Path, rev: str) -> bytes | None:
+    """``path``'s bytes at revision ``rev`` of the repository holding it; None if absent there."""
+    import git
+
+    try:
+        repo = git.Repo(path.resolve().parent, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise IncusImagesError(f"{path} is not in a git repository") from None
+    try:
+        root = Path(str(repo.working_tree_dir)).resolve()
+        rel = path.resolve().relative_to(root).as_posix()
+        try:
+            commit = repo.commit(rev)
+        except (git.BadName, ValueError, git.GitCommandError):
+            raise IncusImagesError(f"unknown git revision {rev!r}") from None
+        try:
+            blob = commit.tree / rel
+        except KeyError:
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+    finally:
+        repo.close()
 
 
 def strip_credentials(url: str) -> str:
@@ -57,27 +81,3 @@ def discover(file: Path) -> Provenance | None:
     finally:
         repo.close()
     return Provenance(commit=commit, repository=repository, path=rel, dirty=dirty)
-
-
-def stamp(plan: Plan, provenance: Provenance | None) -> Plan:
-    """``plan`` recording ``provenance``, on itself and on every record apply will write.
-
-    Records in ``image.download``/``image.adopt``/``image.update`` changes and in the
-    final ``ownership`` inventories carry it; nothing else changes.
-    """
-    if provenance is None:
-        return plan.model_copy(update={"provenance": None})
-    changes = tuple(
-        c.model_copy(update={"record": c.record.model_copy(update={"provenance": provenance})})
-        if c.record is not None else c
-        for c in plan.changes
-    )
-    ownership = {t: _stamped(inv, provenance) for t, inv in plan.ownership.items()}
-    return plan.model_copy(update={"changes": changes, "ownership": ownership,
-                                   "provenance": provenance})
-
-
-def _stamped(inventory: Inventory, provenance: Provenance) -> Inventory:
-    images = {fp: rec.model_copy(update={"provenance": provenance})
-              for fp, rec in inventory.images.items()}
-    return inventory.model_copy(update={"images": images})

@@ -1,27 +1,20 @@
-"""Generate the committed JSON Schemas from the models: ``python -m reconciler.schemas``.
+"""The JSON Schemas of what users write and what this tool prints, generated from the models.
 
-The files under ``schemas/`` are generated, never edited by hand: the pydantic
-models are the single source.  Output is ``json.dumps(indent=2, sort_keys=True)``
-plus a trailing newline, so regenerating an unchanged model changes no byte.
-``tests/unit/test_schemas.py`` fails when a committed file is stale.
+The pydantic models are the single source; ``reconciler.adapters.schemas`` writes
+these to the committed files under ``schemas/`` (``python -m reconciler.adapters.schemas``).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.files import write_atomic
 from reconciler.model.desired import DesiredStateFile
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
 from reconciler.model.status import StatusReport
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def desired_state_schema() -> dict[str, Any]:
@@ -63,31 +56,3 @@ GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
 def generated() -> dict[str, dict[str, Any]]:
     """File name under ``schemas/`` -> the schema it must hold."""
     return {name: make() for name, make in GENERATORS.items()}
-
-
-def render(schema: dict[str, Any]) -> str:
-    """The exact text of a schema file."""
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
-
-
-def write(directory: Path = SCHEMA_DIR) -> list[Path]:
-    """Rewrite every generated schema file; the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, schema in generated().items():
-        target = directory / name
-        write_atomic(target, render(schema).encode("utf-8"), mode=None)
-        written.append(target)
-    return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    directory = Path(args[0]) if args else SCHEMA_DIR
-    for path in write(directory):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
