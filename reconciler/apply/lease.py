@@ -47,19 +47,18 @@ from types import TracebackType
 from typing import Protocol
 
 from reconciler.core.builds import iso
+from reconciler.core.inventory import MAX_ATTEMPTS, Edit, compare_and_swap
 from reconciler.errors import (
     IncusImagesError,
     Interrupted,
     LeaseHeld,
     LeaseLost,
-    PreconditionFailed,
     StoreError,
 )
 from reconciler.interrupts import deferred, start_thread
 from reconciler.ports import ImageStore
 
 LEASE_KEY = "user.incus-images.lease"
-MAX_ATTEMPTS = 10
 DEFAULT_TTL = 60.0
 DEFAULT_TIMEOUT = 300.0
 POLL_SECONDS = 1.0
@@ -227,8 +226,8 @@ class Lease:
 
     def take(self) -> LeaseRecord | None:
         """Take, or extend, the lease.  None when it is ours now; else the one in the way."""
-        for _ in range(MAX_ATTEMPTS):
-            config, etag = self.store.get_server_config()
+
+        def edit(config: dict[str, str]) -> Edit[LeaseRecord | None]:
             current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
             now = self.clock.now()
             verdict = decide(current, token=self.me.token, now=now)
@@ -236,32 +235,29 @@ class Lease:
                 verdict = decide(current, token=self.me.token, now=now,
                                  holder_gone=self.gone(current))
             if not verdict.takeable:
-                return current
+                return Edit(None, current)
             new = claim(current, me=self.me, now=now, ttl=self.ttl)
-            try:
-                self.store.patch_server_config({LEASE_KEY: new.encode()}, etag)
-            except PreconditionFailed:
-                continue
-            return None
-        raise StoreError(self.target, f"could not write the lease {LEASE_KEY}: the server "
-                         f"config kept changing ({MAX_ATTEMPTS} attempts)")
+            return Edit({LEASE_KEY: new.encode()}, None)
+
+        def gave_up() -> LeaseRecord | None:
+            raise StoreError(self.target, f"could not write the lease {LEASE_KEY}: the server "
+                             f"config kept changing ({MAX_ATTEMPTS} attempts)")
+
+        return compare_and_swap(self.store, edit, gave_up=gave_up)
 
     def release(self) -> bool:
         """Remove the lease if it is still ours; leave anybody else's alone.
 
         True when this call removed it (False: it was not ours, or kept changing).
         """
-        for _ in range(MAX_ATTEMPTS):
-            config, etag = self.store.get_server_config()
+
+        def edit(config: dict[str, str]) -> Edit[bool]:
             current = LeaseRecord.decode(config.get(LEASE_KEY, ""))
             if decide(current, token=self.me.token, now=self.clock.now()) is not Verdict.OURS:
-                return False
-            try:
-                self.store.patch_server_config({LEASE_KEY: ""}, etag)
-            except PreconditionFailed:
-                continue
-            return True
-        return False
+                return Edit(None, False)
+            return Edit({LEASE_KEY: ""}, True)
+
+        return compare_and_swap(self.store, edit, gave_up=lambda: False)
 
     def acquire(self, *, timeout: float, on_wait: Callable[[str, LeaseRecord], None],
                 poll: float = POLL_SECONDS) -> None:

@@ -4,18 +4,63 @@ An owner's inventory lives in the daemon's server config (``user.*`` keys are
 accepted there; the default project's config rejects them).  Every write goes
 through :func:`update_inventory`, which re-reads ``GET /1.0``, applies a pure
 change and writes with ``If-Match``, retrying when another writer got there first.
+
+:func:`compare_and_swap` is the one such loop on the server config: the
+inventory, the lease (``reconciler.apply.lease``) and the server settings an
+apply writes all go through it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from reconciler.errors import PreconditionFailed, StoreError
 from reconciler.model.observed import INVENTORY_PREFIX, Inventory, inventory_key
 from reconciler.ports import ImageStore
 
 MAX_ATTEMPTS = 10
+"""How many times a compare-and-swap re-reads the server config before giving up."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Edit(Generic[T]):
+    """What one look at the server config decided: the keys to write (None: write
+    nothing, the config is already as wanted) and what the caller gets back."""
+
+    changes: dict[str, str] | None
+    result: T
+
+
+def compare_and_swap(
+    store: ImageStore,
+    edit: Callable[[dict[str, str]], Edit[T]],
+    *,
+    gave_up: Callable[[], T],
+    attempts: int = MAX_ATTEMPTS,
+) -> T:
+    """Read ``GET /1.0``, let ``edit`` decide, and ``PATCH`` with its ETag (``If-Match``).
+
+    ``edit`` is called afresh with each read, so a decision never rests on a config
+    another writer has changed since.  When the write loses the race (412), the loop
+    starts over; after ``attempts`` lost races it returns ``gave_up()`` (which raises,
+    for callers that must not carry on).  Any other error propagates.
+    """
+    for _ in range(attempts):
+        config, etag = store.get_server_config()
+        step = edit(config)
+        if step.changes is None:
+            return step.result
+        try:
+            store.patch_server_config(step.changes, etag)
+        except PreconditionFailed:
+            continue
+        return step.result
+    return gave_up()
 
 
 def decode(owner: str, project: str, text: str) -> Inventory:
@@ -62,19 +107,19 @@ def update_inventory(
 ) -> Inventory:
     """Apply ``change`` to ``owner``'s stored inventory with compare-and-swap; return the result."""
     key = inventory_key(owner, project)
-    for _ in range(MAX_ATTEMPTS):
-        config, etag = store.get_server_config()
+
+    def edit(config: dict[str, str]) -> Edit[Inventory]:
         current = decode(owner, project, config[key]) if key in config else Inventory(
             owner=owner, project=project
         )
         new = change(current)
         if new == current:
-            return current
+            return Edit(None, current)
         value = "" if not (new.images or new.server or new.pending) else encode(new)
-        try:
-            store.patch_server_config({key: value}, etag)
-        except PreconditionFailed:
-            continue
-        return new
-    raise StoreError(store.target, f"could not update the ownership record {key}: "
-                     f"the server config kept changing ({MAX_ATTEMPTS} attempts)")
+        return Edit({key: value}, new)
+
+    def gave_up() -> Inventory:
+        raise StoreError(store.target, f"could not update the ownership record {key}: "
+                         f"the server config kept changing ({MAX_ATTEMPTS} attempts)")
+
+    return compare_and_swap(store, edit, gave_up=gave_up)

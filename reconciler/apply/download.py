@@ -1,0 +1,186 @@
+"""Land one planned build in a store: the daemon pulls it, else the tool uploads it.
+
+Invariants:
+- A download lands exactly the planned fingerprint or fails: when the daemon
+  lands another build (its simplestreams cache is up to an hour old) or cannot
+  find the planned one, the files are fetched from the remote, checked against
+  its index, and uploaded (``via="upload"``); so it is, without asking the
+  daemon, when the remote's URL carries credentials (``RemoteSpec.daemon_can_pull``):
+  credentials are never handed to the daemon.
+- A pull leaves no image the store did not hold before but the planned one.
+- A pull that resolved to an image already in the store has overwritten that
+  image's writable fields with the request's (the daemon does so even when the
+  operation fails): they are put back (:func:`undo_upsert`).
+- A pull by alias is marked in flight (``PendingPull``) before it starts; the
+  marker is cleared only once the pull's outcome is settled: the pull returned,
+  failed, or was cancelled as the daemon confirmed.  A pull the tool gave up on
+  without that confirmation (``OperationAbandoned``), or one cut short by an
+  error, keeps its marker, so what the daemon lands later is this owner's and
+  the next plan adopts or deletes it.  A pull that merely takes long is waited
+  for: only a pull the daemon failed falls back to an upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, suppress
+
+from reconciler.apply.records import Records
+from reconciler.errors import ApplyError, NotFound, OperationAbandoned, OperationFailed
+from reconciler.model.config import RemoteSpec
+from reconciler.model.observed import ObservedImage
+from reconciler.model.plan import Change, Writable
+from reconciler.model.result import Outcome, Status
+from reconciler.ports import ImageStore, RemoteReader
+from reconciler.render.progress import Reporter
+
+CREDENTIALS_NOT_FOR_DAEMON = (
+    "the remote's URL carries credentials (user:password@), which the daemon would store "
+    "in the image's source and show to anyone who can list images, so the daemon is not "
+    "asked to pull")
+
+
+class Download:
+    """Carries out ``image.download`` changes on one target."""
+
+    def __init__(self, target: str, store: ImageStore, reader: RemoteReader,
+                 remotes: Mapping[str, RemoteSpec], reporter: Reporter,
+                 records: Records) -> None:
+        self.target = target
+        self.store = store
+        self.reader = reader
+        self.remotes = remotes
+        self.reporter = reporter
+        self.records = records
+
+    def __call__(self, c: Change) -> Outcome:
+        """Land ``c.fingerprint``, give it the planned fields, and record it."""
+        assert c.pull is not None and c.writable is not None and c.fingerprint is not None
+        fp = c.fingerprint
+        if c.replace_cached:
+            with suppress(NotFound):
+                self.store.delete_image(fp)
+        remote = self.remotes.get(c.pull.remote)
+        landed, why = self._by_daemon(c, remote)
+        via = "pull"
+        if landed != fp:
+            self._upload(c, remote)
+            via = "upload"
+        self.store.update_image(fp, c.writable)
+        self.records.remember(c)
+        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
+                       message="" if via == "pull" else why)
+
+    def _by_daemon(self, c: Change, remote: RemoteSpec | None) -> tuple[str | None, str]:
+        """Ask the daemon to pull, unless that would hand it credentials: the fingerprint
+        it landed (None: none) and, when that is not the planned one, why."""
+        if remote is not None and not remote.daemon_can_pull:
+            self.reporter.note(self.target, f"{c.source}: {CREDENTIALS_NOT_FOR_DAEMON}; "
+                               "fetching the files, checked against the remote's index, "
+                               "and uploading them")
+            return None, CREDENTIALS_NOT_FOR_DAEMON
+        landed, why = self._pull(c, remote.certificate if remote else None)
+        if landed != c.fingerprint:
+            self.reporter.note(self.target, f"{c.source}: the daemon did not pull "
+                               f"{(c.fingerprint or '')[:12]} ({why}); uploading the files, "
+                               "checked against the remote's index, instead")
+        return landed, why
+
+    def _pull(self, c: Change, certificate: str | None) -> tuple[str | None, str]:
+        """Ask the daemon to pull ``c``: the fingerprint it landed (None: none) and, when
+        that is not the planned one, why.  The in-flight marker is cleared only once
+        the outcome is settled (see the module's invariants)."""
+        assert c.pull is not None and c.writable is not None
+        landed: str | None = None
+        why = ""
+        present = {img.fingerprint: img for img in self.store.observe().images}
+        marker = self.records.mark_pull(c, present.values())
+        settled = False  # whether nothing can land any more that the marker must claim
+        try:
+            try:
+                landed = self.store.pull_image(
+                    c.pull, certificate=certificate, writable=c.writable,
+                    progress=lambda text: self.reporter.progress(self.target, c, text))
+            except OperationFailed as exc:
+                why = str(exc)
+            except OperationAbandoned as exc:
+                settled = exc.cancelled
+                raise
+            why = self._check_landed(c, present, landed) or why
+            settled = True
+        finally:
+            if marker is not None and settled:
+                self.records.clear_pull(marker)
+        return landed, why
+
+    def _check_landed(
+        self, c: Change, present: Mapping[str, ObservedImage], landed: str | None
+    ) -> str:
+        """Did the daemon land the planned build?  If so, record it (""); if not, undo
+        what the pull did to the store and say why when it landed another build."""
+        assert c.writable is not None and c.fingerprint is not None
+        if landed == c.fingerprint:
+            self.records.remember(c)
+            return ""
+        undo_upsert(self.store, present, c.writable, c.fingerprint)
+        if landed is None:
+            return ""
+        if landed not in present:
+            self.store.delete_image(landed)
+        return f"the daemon landed {landed[:12]} (its index of the remote is older)"
+
+    def _upload(self, c: Change, remote: RemoteSpec | None) -> None:
+        """Fetch ``c``'s files from the remote (checked against its index by the reader)
+        and upload them; the store must land exactly ``c.fingerprint``."""
+        assert c.pull is not None and c.fingerprint is not None
+        if remote is None or not c.pull.files:
+            raise ApplyError(f"target {self.target!r}: cannot land {c.fingerprint[:12]} of "
+                             f"{c.source}: the daemon did not, and the remote offers no files")
+        with ExitStack() as stack:
+            parts: list[tuple[str, Iterator[bytes]]] = [
+                (f.ftype, stack.enter_context(self.reader.open_file(remote, f)))
+                for f in c.pull.files
+            ]
+            got = self.store.upload_image(
+                parts, fingerprint=c.fingerprint, type_=c.pull.image_type,
+                progress=lambda text: self.reporter.progress(self.target, c, text))
+        if got != c.fingerprint:
+            raise ApplyError(f"target {self.target!r}: upload of {c.source} landed "
+                             f"{got[:12]}, not {c.fingerprint[:12]}")
+
+
+def undo_upsert(
+    store: ImageStore, before: Mapping[str, ObservedImage], sent: Writable, planned: str
+) -> None:
+    """Give back the writable fields the daemon overwrote on an image it already had.
+
+    A pull by alias that resolves (through the daemon's older index) to an image
+    already in the store writes the request's ``public``, ``auto_update``,
+    ``profiles`` and properties onto that image, even when the operation then
+    fails.  That image may be nobody's or another owner's, whose fields the
+    tool never changes: every image that was present before the pull and now
+    carries exactly what the request sent gets its previous fields back.
+    """
+    for img in store.observe().images:
+        old = before.get(img.fingerprint)
+        if old is None or img.fingerprint == planned or not _upserted(old, img, sent):
+            continue
+        keys = set(old.properties) | set(img.properties)
+        store.update_image(img.fingerprint, Writable(
+            auto_update=old.auto_update, public=old.public, profiles=old.profiles,
+            properties={k: old.properties.get(k) for k in sorted(keys)},
+            expires_at=old.expires_at))
+
+
+def _writable_fields(img: ObservedImage) -> tuple[object, ...]:
+    return (img.auto_update, img.public, tuple(img.profiles), img.properties)
+
+
+def _upserted(before: ObservedImage, after: ObservedImage, sent: Writable) -> bool:
+    """Whether ``after`` differs from ``before`` by exactly a pull request's fields."""
+    if _writable_fields(before) == _writable_fields(after):
+        return False
+    props = {**before.properties,
+             **{k: v for k, v in sent.properties.items() if v not in (None, "")}}
+    return (after.auto_update == sent.auto_update and after.public == sent.public
+            and tuple(after.profiles) == tuple(sent.profiles) and after.properties == props)
