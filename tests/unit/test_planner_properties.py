@@ -11,7 +11,7 @@ from reconciler.core.inventory import encode
 from reconciler.core.ownership import attribute
 from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError, PlanError
-from reconciler.model.observed import Inventory, RecordedImage, inventory_key
+from reconciler.model.observed import Inventory, Profile, RecordedImage, inventory_key
 from tests.support.builders import NOW, build, catalog, config, entry, image
 from tests.support.fakes import FakeReader, FakeStore
 
@@ -44,6 +44,7 @@ def entries(draw: st.DrawFn) -> list[object]:
 @st.composite
 def stores(draw: st.DrawFn) -> FakeStore:
     store = FakeStore(universe={"r": CATALOG})
+    store.profiles["x"] = Profile(name="x")  # the daemon refuses a profile it does not have
     mine: dict[str, RecordedImage] = {}
     theirs: dict[str, RecordedImage] = {}
     free = list(ALIASES)
