@@ -179,7 +179,7 @@ def scenarios(draw: st.DrawFn, *, for_conflicts: bool = False,
 
 def _plan(scenario: Scenario, desired: list[EntrySpec] | None = None) -> object:
     cfg = config(*(scenario.desired if desired is None else desired),
-                 alias_conflicts="take" if scenario.take else "fail")  # type: ignore[arg-type]
+                 alias_conflicts="take" if scenario.take else "fail")
     return make_plan(cfg, {"r": CATALOG}, {"local": scenario.store.observe()}, now=NOW,
                      allow_empty=True)
 
@@ -188,7 +188,7 @@ def _plan(scenario: Scenario, desired: list[EntrySpec] | None = None) -> object:
 @given(scenario=scenarios())
 def test_apply_converges_and_spares_others(scenario: Scenario) -> None:
     store, take = scenario.store, scenario.take
-    cfg = config(*scenario.desired, alias_conflicts="take" if take else "fail")  # type: ignore[arg-type]
+    cfg = config(*scenario.desired, alias_conflicts="take" if take else "fail")
     before = store.observe()
     attrs = attribute(before)
     plan = make_plan(cfg, {"r": CATALOG}, {"local": before}, now=NOW, allow_empty=True)
