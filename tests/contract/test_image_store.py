@@ -8,6 +8,7 @@ No value here depends on today's date: expiries are fixed instants.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -288,24 +289,31 @@ def test_alias_create_move_update_delete(backend: Backend, remote: Remote) -> No
     assert store.observe().alias_targets() == {}
 
 
+def expect(error: type[StoreError], call: Callable[[], object]) -> None:
+    """``call`` raises exactly ``error``, with the HTTP status the daemon answers it with."""
+    with pytest.raises(StoreError) as err:
+        call()
+    assert type(err.value) is error
+    assert err.value.status == STATUS[error]
+
+
+STATUS: dict[type[StoreError], int] = {NotFound: 404, AlreadyExists: 409, PreconditionFailed: 412}
+
+
 def test_alias_errors_have_the_same_types(backend: Backend, remote: Remote) -> None:
     fp = pull(backend, by_fingerprint(remote, remote.old.fingerprint))
     store = backend.store
     store.create_alias("taken", fp, "")
-    with pytest.raises(AlreadyExists):
-        store.create_alias("taken", fp, "")
-    with pytest.raises(AlreadyExists):  # the name is checked before the target
-        store.create_alias("taken", MISSING, "")
-    with pytest.raises(NotFound):
-        store.create_alias("fresh", MISSING, "")
-    with pytest.raises(NotFound):
-        store.move_alias("taken", MISSING)
-    with pytest.raises(NotFound):
-        store.move_alias("nope", fp)
-    with pytest.raises(NotFound):
-        store.update_alias("nope", "x")
-    with pytest.raises(NotFound):
-        store.delete_alias("nope")
+    expect(AlreadyExists, lambda: store.create_alias("taken", fp, ""))
+    # the name is checked before the target
+    expect(AlreadyExists, lambda: store.create_alias("taken", MISSING, ""))
+    expect(NotFound, lambda: store.create_alias("fresh", MISSING, ""))
+    expect(NotFound, lambda: store.move_alias("taken", MISSING))
+    expect(NotFound, lambda: store.move_alias("nope", fp))
+    expect(NotFound, lambda: store.update_alias("nope", "x"))
+    expect(NotFound, lambda: store.delete_alias("nope"))
+    expect(NotFound, lambda: store.delete_image(MISSING))
+    expect(NotFound, lambda: store.update_image(MISSING, writable()))
     assert {n: a.target for n, a in store.observe().alias_targets().items()} == {"taken": fp}
 
 
@@ -319,8 +327,8 @@ def test_server_config_compare_and_swap(backend: Backend) -> None:
     assert config["user.one"] == "1"
     assert etag2 != etag
 
-    with pytest.raises(PreconditionFailed):  # a stale ETag is refused
-        store.patch_server_config({"user.one": "2"}, etag)
+    # a stale ETag is refused
+    expect(PreconditionFailed, lambda: store.patch_server_config({"user.one": "2"}, etag))
     assert store.get_server_config() == (config, etag2)
 
     store.patch_server_config({"user.one": ""}, etag2)  # an empty value unsets the key
