@@ -5,17 +5,38 @@ alias record an update source, pulls of a present fingerprint only rewrite
 fields, deleting an image deletes its aliases, the server config has an ETag,
 and ``stale`` makes pulls by alias land an older build (the daemon's hour-old
 index cache).
+
+``tests/contract/`` holds it to the same assertions as a real ``IncusStore`` on a
+real incusd; what that contract found the fake doing differently, and now does as
+the daemon does: a pull by fingerprint keeps the ``auto_update`` asked for (no
+source needed); ``get_image`` shows the image's aliases; an empty property value
+removes the key; a profile that does not exist fails ``update_image`` (StoreError)
+and a pull (OperationFailed, after the daemon landed the download with the default
+profile); a present image is not uploaded again and a wrong fingerprint fails the
+upload; a patch without an ETag is unconditional and one that changes nothing
+keeps the ETag.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import lzma
+import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from ruamel.yaml import YAML
+
 from reconciler.core.inventory import parse_config
-from reconciler.errors import AlreadyExists, NotFound, OperationFailed, PreconditionFailed
+from reconciler.errors import (
+    AlreadyExists,
+    NotFound,
+    OperationFailed,
+    PreconditionFailed,
+    StoreError,
+)
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
     ObservedAlias,
@@ -88,10 +109,8 @@ class FakeStore:
         self.calls.append("observe")
         plain, inventories = parse_config(self.config, self.project)
         images = []
-        for fp, img in sorted(self.images.items()):
-            al = tuple(ObservedAlias(name=n, description=d, target=fp)
-                       for n, (t, d) in sorted(self.aliases.items()) if t == fp)
-            images.append(img.model_copy(update={"aliases": al}))
+        for _, img in sorted(self.images.items()):
+            images.append(self._with_aliases(img))
         return TargetState(target=self.target, project=self.project,
                            effective_project=self.project,
                            host_architecture=self.host_architecture, server_config=plain,
@@ -102,7 +121,9 @@ class FakeStore:
                            kernel_cgroup=self.kernel_cgroup)
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
-        return self.images.get(fingerprint)
+        """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
+        img = self.images.get(fingerprint)
+        return None if img is None else self._with_aliases(img)
 
     def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
                    progress: object) -> str:
@@ -127,17 +148,33 @@ class FakeStore:
                 raise OperationFailed(self.target, f"image {pull.fingerprint} not found")
         fp = build.fingerprint
         props = {k: v for k, v in writable.properties.items() if v is not None}
+        unknown = [p for p in writable.profiles if p not in self.profiles]
+        if unknown and fp in self.images:
+            raise OperationFailed(self.target, f"Profile {unknown[0]!r} doesn't exist",
+                                  status=500)
+        source = (UpdateSource(server=pull.server, protocol=pull.protocol, alias=pull.alias)
+                  if pull.alias else None)
+        if unknown:
+            # The daemon lands the download (public as asked, the project's default
+            # profile, the remote's properties; a pull by alias with its source and
+            # auto_update), then fails to apply the rest.
+            self.images[fp] = ObservedImage(
+                fingerprint=fp, type=build.type, architecture=build.architecture,
+                public=writable.public, properties=dict(build.properties),
+                auto_update=writable.auto_update and source is not None,
+                expires_at=build.expires_at, created_at=build.created_at, uploaded_at=EPOCH,
+                size=build.size, update_source=source)
+            raise OperationFailed(self.target, f"Profile {unknown[0]!r} doesn't exist",
+                                  status=500)
         if fp in self.images:
             old = self.images[fp]
             self.images[fp] = old.model_copy(update={
                 "public": writable.public, "auto_update": writable.auto_update,
                 "profiles": writable.profiles, "properties": {**old.properties, **props}})
             return fp
-        source = (UpdateSource(server=pull.server, protocol=pull.protocol, alias=pull.alias)
-                  if pull.alias else None)
         self.images[fp] = ObservedImage(
             fingerprint=fp, type=build.type, architecture=build.architecture,
-            auto_update=writable.auto_update and source is not None, public=writable.public,
+            auto_update=writable.auto_update, public=writable.public,
             profiles=writable.profiles, properties={**build.properties, **props},
             expires_at=build.expires_at, created_at=build.created_at, uploaded_at=EPOCH,
             size=build.size, update_source=source)
@@ -145,27 +182,35 @@ class FakeStore:
 
     def upload_image(self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str,
                      type_: str, progress: object) -> str:
+        """Like ``IncusStore``: a present image is not uploaded again; a fingerprint that
+        the bytes do not hash to fails.  ``FakeReader`` serves stand-in bytes, so the
+        fake checks the hash only against real image files (a tarball first part), and
+        otherwise requires a build of its universe; real files also give the image the
+        properties of their ``metadata.yaml``, as the daemon does."""
         self.calls.append(f"upload {fingerprint}")
-        data = b"".join(b"".join(chunks) for _, chunks in parts)
-        hashlib.sha256(data)
         if fingerprint in self.images:
-            raise OperationFailed(self.target, "Image with same fingerprint already exists")
+            return fingerprint
+        blobs = [b"".join(chunks) for _, chunks in parts]
+        data = b"".join(blobs)
+        meta = _metadata_properties(blobs[0]) if blobs else None
         build = None
         for catalog in self.universe.values():
             build = build or catalog.by_fingerprint(fingerprint)
-        assert build is not None
+        if build is None or (meta is not None and hashlib.sha256(data).hexdigest() != fingerprint):
+            raise OperationFailed(self.target, "Fingerprints don't match", status=400)
         self.images[fingerprint] = ObservedImage(
             fingerprint=fingerprint, type=build.type, architecture=build.architecture,
-            properties=dict(build.properties), created_at=build.created_at, uploaded_at=EPOCH,
-            size=build.size)
+            properties=dict(build.properties if meta is None else meta),
+            created_at=build.created_at, uploaded_at=EPOCH, size=build.size)
         return fingerprint
 
     def update_image(self, fingerprint: str, writable: Writable) -> None:
         self.calls.append(f"update {fingerprint}")
         img = self._image(fingerprint)
+        self._check_profiles(writable.profiles)
         props = dict(img.properties)
         for k, v in writable.properties.items():
-            if v is None:
+            if v in (None, ""):
                 props.pop(k, None)
             else:
                 props[k] = v
@@ -214,14 +259,29 @@ class FakeStore:
         return dict(self.config), str(self.etag)
 
     def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
-        if etag != str(self.etag):
+        """With an empty ``etag`` no ``If-Match`` is sent: the patch is unconditional.
+        The ETag is the config's, so a patch that changes nothing keeps it."""
+        if etag and etag != str(self.etag):
             raise PreconditionFailed(self.target, "ETag doesn't match", status=412)
+        before = dict(self.config)
         for k, v in changes.items():
             if v == "":
                 self.config.pop(k, None)
             else:
                 self.config[k] = v
-        self.etag += 1
+        if self.config != before:
+            self.etag += 1
+
+    def _with_aliases(self, img: ObservedImage) -> ObservedImage:
+        fp = img.fingerprint
+        al = tuple(ObservedAlias(name=n, description=d, target=fp)
+                   for n, (t, d) in sorted(self.aliases.items()) if t == fp)
+        return img.model_copy(update={"aliases": al})
+
+    def _check_profiles(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name not in self.profiles:
+                raise StoreError(self.target, f"Profile {name!r} doesn't exist", status=500)
 
     def _image(self, fp: str) -> ObservedImage:
         if fp not in self.images:
@@ -232,3 +292,17 @@ class FakeStore:
         if name not in self.aliases:
             raise NotFound(self.target, f"Alias {name!r} not found", status=404)
         return self.aliases[name]
+
+
+def _metadata_properties(first: bytes) -> dict[str, str] | None:
+    """The ``properties`` of ``metadata.yaml`` in an image's first file, or None when it
+    is not a tarball holding one (the stand-in bytes of ``FakeReader``)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+            member = tar.extractfile("metadata.yaml")
+            text = member.read().decode() if member is not None else ""
+    except (tarfile.TarError, KeyError, OSError, EOFError, lzma.LZMAError):
+        return None
+    doc = YAML(typ="safe").load(text) or {}
+    props = doc.get("properties") if isinstance(doc, dict) else None
+    return {str(k): str(v) for k, v in (props or {}).items() if v not in (None, "")}
