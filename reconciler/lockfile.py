@@ -31,6 +31,7 @@ from reconciler.desired.yamlsource import YamlSyntaxError
 from reconciler.desired.yamlsource import parse as parse_yaml
 from reconciler.errors import IncusImagesError, PlanError
 from reconciler.model.config import Config, EntrySpec, TargetSpec
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
 from reconciler.model.remote import RemoteCatalog
 from reconciler.ports import ImageStore, RemoteReader
@@ -283,4 +284,4 @@ def render_outcome(outcome: LockOutcome) -> str:
 
 
 def _build(b: LockedBuild) -> str:
-    return f"{b.fingerprint[:12]}" + (f" ({b.version})" if b.version else "")
+    return short_fingerprint(b.fingerprint) + (f" ({b.version})" if b.version else "")

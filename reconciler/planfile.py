@@ -37,15 +37,15 @@ import jsonschema
 from pydantic import ValidationError
 
 from reconciler.adapters.files import write_atomic
-from reconciler.core.builds import iso
 from reconciler.core.ownership import attribute
 from reconciler.errors import PlanFileError, StalePlan
 from reconciler.model.config import Config
+from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.snapshot import ImageFields, ObservedSnapshot
+from reconciler.model.times import rfc3339_seconds
 from reconciler.render import json as json_render
-from reconciler.render.units import short
 
 _MESSAGE_LIMIT = 200
 MAX_PLAN_BYTES = 16 << 20
@@ -191,13 +191,14 @@ def describe(plan: Plan) -> str:
     """One line saying where a saved plan came from (no trailing newline)."""
     parts = [f"Saved plan of owner {plan.owner!r}"]
     if plan.created_at is not None:
-        parts.append(f"made {iso(plan.created_at)}")
+        parts.append(f"made {rfc3339_seconds(plan.created_at)}")
     prov = plan.provenance
     if prov is not None:
         dirty = ", with uncommitted changes" if prov.dirty else ""
-        parts.append(f"from {prov.path} at commit {prov.commit[:12]}{dirty} of {prov.repository}")
+        parts.append(f"from {prov.path} at commit {short_hex(prov.commit)}{dirty} "
+                     f"of {prov.repository}")
     elif plan.desired_digest:
-        parts.append(f"from a file with sha256 {plan.desired_digest[:12]}")
+        parts.append(f"from a file with sha256 {short_hex(plan.desired_digest)}")
     return ", ".join(parts) + "."
 
 
@@ -255,23 +256,24 @@ def differences(before: ObservedSnapshot, after: ObservedSnapshot) -> list[str]:
     for fp, was in before.images.items():
         now = after.images.get(fp)
         if was is None and now is not None:
-            out.append(f"image {short(fp)} has appeared")
+            out.append(f"image {short_fingerprint(fp)} has appeared")
         elif was is not None and now is None:
-            out.append(f"image {short(fp)} is gone")
+            out.append(f"image {short_fingerprint(fp)} is gone")
         elif was is not None and now is not None and was != now:
             fields = [name for name in ImageFields.model_fields
                       if getattr(was, name) != getattr(now, name)]
-            out.append(f"image {short(fp)}: {', '.join(fields)} changed")
+            out.append(f"image {short_fingerprint(fp)}: {', '.join(fields)} changed")
     for name, was_at in before.aliases.items():
         now_at = after.aliases.get(name)
         if was_at == now_at:
             continue
         if was_at is None:
-            out.append(f"alias {name!r} was created (on {short(now_at)})")
+            out.append(f"alias {name!r} was created (on {short_fingerprint(now_at)})")
         elif now_at is None:
-            out.append(f"alias {name!r} was deleted (was on {short(was_at)})")
+            out.append(f"alias {name!r} was deleted (was on {short_fingerprint(was_at)})")
         else:
-            out.append(f"alias {name!r} moved from {short(was_at)} to {short(now_at)}")
+            out.append(f"alias {name!r} moved from {short_fingerprint(was_at)} "
+                       f"to {short_fingerprint(now_at)}")
     if before.inventory != after.inventory:
         out.append(f"the ownership record of owner {before.inventory.owner!r} changed "
                    "(another apply ran?)")
@@ -300,8 +302,8 @@ def check_matches(plan: Plan, config: Config, name: str) -> None:
                             "observed, so it cannot be checked; make a new plan with --out")
     if plan.desired_digest != config.digest:
         raise StalePlan(f"the saved plan {name} is stale: {config.path} has changed since the "
-                        f"plan was made (sha256 {plan.desired_digest[:12]}, now "
-                        f"{config.digest[:12]}); make a new plan")
+                        f"plan was made (sha256 {short_hex(plan.desired_digest)}, now "
+                        f"{short_hex(config.digest)}); make a new plan")
     for target in touched(plan):
         if target not in config.targets:
             declared = ", ".join(sorted(config.targets)) or "none"

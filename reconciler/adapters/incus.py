@@ -68,6 +68,7 @@ from reconciler.model.observed import (
     UpdateSource,
 )
 from reconciler.model.plan import PullSource, Writable
+from reconciler.model.times import parse_rfc3339, rfc3339
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
@@ -137,11 +138,9 @@ def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_rfc3339(text)
     except ValueError:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if value.year <= 1:
         return None
     if expiry and value == datetime(1970, 1, 1, tzinfo=UTC):
@@ -151,11 +150,7 @@ def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
 
 def format_time(value: datetime | None) -> str:
     """RFC 3339 in UTC; None is the epoch, which clears an expiry."""
-    if value is None:
-        return CLEAR_EXPIRY
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return CLEAR_EXPIRY if value is None else rfc3339(value)
 
 
 def image_from_api(data: Mapping[str, Any]) -> ObservedImage:

@@ -18,6 +18,7 @@ from reconciler.model.desired import ImageType
 from reconciler.model.observed import Inventory, Provenance, RecordedImage
 from reconciler.model.remote import RemoteFile
 from reconciler.model.snapshot import ObservedSnapshot
+from reconciler.model.times import rfc3339
 
 FORMAT_VERSION = "1"
 
@@ -64,7 +65,7 @@ class FieldChange(_Frozen):
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if isinstance(value, tuple):
         return list(value)
     return value
