@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from reconciler.model.base import Frozen
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN, ImageType
 
 LOCK_VERSION: Literal[1] = 1
@@ -38,11 +39,7 @@ class LockKey(NamedTuple):
         return f"{self.source} ({self.type}, {self.architecture}) on {self.target}"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LockedBuild(_Frozen):
+class LockedBuild(Frozen):
     """The locked build of one entry on one target."""
 
     fingerprint: str = Field(pattern=FINGERPRINT_PATTERN)
@@ -72,7 +69,7 @@ Locks = dict[LockKey, LockedBuild]
 """What the planner reads: the locked build per entry identity."""
 
 
-class LockFile(_Frozen):
+class LockFile(Frozen):
     """The whole lock file (version 1)."""
 
     version: Literal[1] = LOCK_VERSION
