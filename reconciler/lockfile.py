@@ -32,7 +32,8 @@ from reconciler.desired.yamlsource import parse as parse_yaml
 from reconciler.errors import IncusImagesError, PlanError
 from reconciler.model.config import Config, EntrySpec, TargetSpec
 from reconciler.model.fingerprint import short_fingerprint
-from reconciler.model.lock import LockedBuild, LockFile, LockKey, Locks
+from reconciler.model.keys import EntryKey
+from reconciler.model.lock import LockedBuild, LockFile, Locks
 from reconciler.model.remote import RemoteCatalog
 from reconciler.ports import ImageStore, RemoteReader
 
@@ -150,9 +151,9 @@ def tracked(config: Config) -> tuple[EntrySpec, ...]:
     return tuple(e for e in config.entries if not e.pinned)
 
 
-def key_of(entry: EntrySpec, host_architectures: Mapping[str, str]) -> LockKey:
+def key_of(entry: EntrySpec, host_architectures: Mapping[str, str]) -> EntryKey:
     arch = entry.architecture or host_architectures[entry.target]
-    return LockKey(entry.target, entry.source, entry.type, arch)
+    return EntryKey(entry.target, entry.source, entry.type, arch)
 
 
 def resolve(
@@ -188,7 +189,7 @@ def resolve(
 class LockChange:
     """One line of what ``lock`` changed; ``before``/``after`` None for added/removed."""
 
-    key: LockKey
+    key: EntryKey
     before: LockedBuild | None
     after: LockedBuild | None
 

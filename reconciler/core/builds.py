@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 from reconciler.model.config import EntrySpec
 from reconciler.model.fingerprint import short_fingerprint
-from reconciler.model.lock import LockedBuild, LockKey
+from reconciler.model.keys import EntryKey
+from reconciler.model.lock import LockedBuild
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import PlanWarning
 from reconciler.model.remote import RemoteCatalog, RemoteImage
@@ -53,7 +54,7 @@ class Resolved:
 
 def resolve_entry(
     entry: EntrySpec, arch: str, catalog: RemoteCatalog | None,
-    locks: Mapping[LockKey, LockedBuild] | None, state: TargetState, managed: list[str],
+    locks: Mapping[EntryKey, LockedBuild] | None, state: TargetState, managed: list[str],
 ) -> Resolved:
     """Resolve an entry: its pin; else, with a lock file, its locked build; else the newest.
 
@@ -67,7 +68,7 @@ def resolve_entry(
         build = resolve_build(entry, arch, catalog)
         return Resolved(build, entry.fingerprint or (build.fingerprint if build else None))
     newest = catalog.resolve(entry.remote_alias, entry.type, arch) if catalog else None
-    locked = locks.get(LockKey(state.target, entry.source, entry.type, arch))
+    locked = locks.get(EntryKey(state.target, entry.source, entry.type, arch))
     if locked is None:
         return Resolved(newest, newest.fingerprint if newest else None, warnings=[PlanWarning(
             code="lock.missing", target=state.target, image=entry.source,

@@ -1,0 +1,53 @@
+"""One identity for an entry on a target (reconciler.model.keys.EntryKey)."""
+
+from __future__ import annotations
+
+from reconciler.model.keys import EntryKey
+from reconciler.model.lock import LockedBuild, LockedImage, LockFile, LockKey
+
+FP = "a" * 64
+
+
+def test_the_lock_key_is_the_entry_key() -> None:
+    assert LockKey is EntryKey
+    line = LockedImage(fingerprint=FP, source="r:deb/12", type="container",
+                       architecture="x86_64", target="local")
+    assert line.key == EntryKey(target="local", source="r:deb/12", type="container",
+                                architecture="x86_64")
+
+
+def test_equal_exactly_when_all_four_parts_are() -> None:
+    key = EntryKey("local", "r:deb/12", "container", "x86_64")
+    assert key == EntryKey("local", "r:deb/12", "container", "x86_64")
+    assert len({key, key._replace(target="prod"), key._replace(source="r:deb/13"),
+                key._replace(type="virtual-machine"), key._replace(architecture="aarch64")}) == 5
+
+
+def test_sort_key_orders_by_source_type_architecture_then_target() -> None:
+    keys = [EntryKey("a", "r:z/1", "container", "x86_64"),
+            EntryKey("z", "r:a/1", "virtual-machine", "x86_64"),
+            EntryKey("b", "r:a/1", "container", "x86_64"),
+            EntryKey("a", "r:a/1", "container", "x86_64"),
+            EntryKey("a", "r:a/1", "container", "aarch64")]
+    assert [k.sort_key() for k in sorted(keys, key=EntryKey.sort_key)] == [
+        ("r:a/1", "container", "aarch64", "a"),
+        ("r:a/1", "container", "x86_64", "a"),
+        ("r:a/1", "container", "x86_64", "b"),
+        ("r:a/1", "virtual-machine", "x86_64", "z"),
+        ("r:z/1", "container", "x86_64", "a"),
+    ]
+
+
+def test_label() -> None:
+    key = EntryKey("local", "test:tiny/1.0", "container", "x86_64")
+    assert key.label() == "test:tiny/1.0 (container, x86_64) on local"
+
+
+def test_lock_file_lines_are_in_entry_key_order_and_unique() -> None:
+    b = LockedBuild(fingerprint=FP)
+    locks = {EntryKey("prod", "r:deb/1", "container", "x86_64"): b,
+             EntryKey("local", "r:deb/1", "container", "x86_64"): b,
+             EntryKey("local", "r:alp/3", "container", "aarch64"): b}
+    lock = LockFile.of(locks)
+    assert [i.key for i in lock.images] == sorted(locks, key=EntryKey.sort_key)
+    assert lock.locks() == locks
