@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.keys import EntryKey
 from reconciler.model.lock import LockedBuild, LockedImage, LockFile, LockKey
+from reconciler.render.units import short
 
 FP = "a" * 64
 
@@ -51,3 +53,12 @@ def test_lock_file_lines_are_in_entry_key_order_and_unique() -> None:
     lock = LockFile.of(locks)
     assert [i.key for i in lock.images] == sorted(locks, key=EntryKey.sort_key)
     assert lock.locks() == locks
+
+
+def test_short_fingerprint_says_what_a_missing_one_reads_as() -> None:
+    fp = "0123456789abcdef" * 4
+    assert short_fingerprint(fp) == "0123456789ab"
+    assert short_fingerprint(None) == short_fingerprint("") == "?"
+    assert short_fingerprint(None, missing="") == ""
+    assert short is short_fingerprint
+    assert short_hex("f" * 40) == "f" * 12

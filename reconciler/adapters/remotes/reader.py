@@ -2,7 +2,9 @@
 
 :class:`HttpRemoteReader` fetches a remote's catalog once per reader (one CLI run)
 and streams image files for the upload fallback.  Parsing is pure and lives in
-:mod:`reconciler.remotes`; this module only moves bytes and translates failures.
+:mod:`reconciler.adapters.remotes.simplestreams` and :mod:`reconciler.adapters.remotes.incus`;
+this module only moves bytes and translates failures (in the words of
+:mod:`reconciler.adapters.http`).
 
 Invariants:
 
