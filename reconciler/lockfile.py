@@ -152,8 +152,8 @@ def tracked(config: Config) -> tuple[EntrySpec, ...]:
 
 
 def key_of(entry: EntrySpec, host_architectures: Mapping[str, str]) -> EntryKey:
-    arch = entry.architecture or host_architectures[entry.target]
-    return EntryKey(entry.target, entry.source, entry.type, arch)
+    # The host architecture is looked up only for entries that name none.
+    return entry.key(entry.architecture or host_architectures[entry.target])
 
 
 def resolve(

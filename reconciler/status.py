@@ -82,8 +82,7 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     attrs = attribute(state)
     entries: dict[EntryKey, EntrySpec] = {}
     for e in config.entries_for(state.target):
-        arch = e.architecture or state.host_architecture
-        entries.setdefault(EntryKey(state.target, e.source, e.type, arch), e)
+        entries.setdefault(e.key(state.host_architecture), e)
     managed_by_identity: dict[EntryKey, list[str]] = {}
     for fp, a in sorted(attrs.items()):
         if a.owner == config.owner and a.record is not None:

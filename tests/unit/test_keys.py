@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.model.config import EntrySpec
 from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.keys import EntryKey
 from reconciler.model.lock import LockedBuild, LockedImage, LockFile, LockKey
@@ -62,3 +63,10 @@ def test_short_fingerprint_says_what_a_missing_one_reads_as() -> None:
     assert short_fingerprint(None, missing="") == ""
     assert short is short_fingerprint
     assert short_hex("f" * 40) == "f" * 12
+
+
+def test_an_entry_without_an_architecture_is_keyed_by_its_targets_host() -> None:
+    entry = EntrySpec(target="local", source="r:deb/12", remote="r", remote_alias="deb/12")
+    assert entry.key("x86_64") == EntryKey("local", "r:deb/12", "container", "x86_64")
+    arm = entry.model_copy(update={"architecture": "aarch64"})
+    assert arm.key("x86_64") == EntryKey("local", "r:deb/12", "container", "aarch64")
