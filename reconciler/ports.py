@@ -1,8 +1,8 @@
 """The narrow interfaces between the pure core and the outside world.
 
-``reconciler.observe`` and ``reconciler.apply.executor`` talk only to these; the CLI
-builds the real adapters (``reconciler.adapters``), tests pass in-memory ones
-(``tests/support/fakes.py``).  Methods use Incus's own verbs and names.
+``reconciler.pipeline`` (which observes the stores) and ``reconciler.apply.executor``
+talk only to these; the CLI builds the real adapters (``reconciler.adapters``), tests
+pass in-memory ones (``tests/support/fakes.py``).  Methods use Incus's own verbs and names.
 """
 
 from __future__ import annotations

@@ -23,11 +23,18 @@ Invariants:
   handshake and a read timeout apart, however ``requests``/``urllib3`` wrapped them
   (a read timeout can surface as a ``ConnectionError`` when retries are configured
   or when it strikes while the body is read).
+* :func:`failure_kind` is the one translation of a ``requests`` failure into what
+  went wrong (a timeout of each kind, TLS, no connection, anything else), and
+  :func:`failure_reason` the one short human reason for it; :func:`connect_timed_out`
+  words the two waits that end before any answer the same for daemons and remotes.
+  Each adapter adds only what it knows: whom it was talking to and what to try.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
+import ssl
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +48,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from reconciler.adapters.private_files import PrivateFiles
+from reconciler.timeouts import CONNECT_OPTION, seconds
 
 UNIX_BASE = "http://incus.socket"
 """The base URL of a unix-socket transport; the host part is never resolved."""
@@ -82,6 +90,65 @@ def timeout_kind(exc: BaseException) -> TimeoutKind | None:
            for e in chain):
         return "read"
     return None
+
+
+FailureKind = Literal["connect_timeout", "handshake_timeout", "read_timeout", "tls", "connect",
+                      "other"]
+ConnectTimeoutKind = Literal["connect_timeout", "handshake_timeout"]
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """What went wrong in ``exc``, a failure of ``requests``.
+
+    A timeout is reported as such whatever wraps it (see :func:`timeout_kind`);
+    otherwise a TLS failure (``SSLError``) comes before the ``ConnectionError`` it
+    subclasses; everything else is ``other``.
+    """
+    kind = timeout_kind(exc)
+    if kind == "connect":
+        return "connect_timeout"
+    if kind == "handshake":
+        return "handshake_timeout"
+    if kind == "read":
+        return "read_timeout"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connect"
+    return "other"
+
+
+def find_in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in ``exc``'s chain, or None."""
+    return next((e for e in exception_chain(exc) if isinstance(e, kind)), None)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short human reason: "connection refused", "certificate has expired", ..."""
+    chain = list(exception_chain(exc))
+    for inner in chain:
+        if isinstance(inner, ssl.SSLCertVerificationError) and inner.verify_message:
+            return str(inner.verify_message)
+    for inner in chain:
+        if isinstance(inner, ssl.SSLError) and inner.reason:
+            return str(inner.reason).lower().replace("_", " ")
+    for inner in chain:
+        if isinstance(inner, OSError) and inner.errno is not None and inner.strerror:
+            if inner.errno == errno.ECONNREFUSED:
+                return "connection refused"
+            return inner.strerror[:1].lower() + inner.strerror[1:]
+    return str(chain[-1]) or type(chain[-1]).__name__
+
+
+def connect_timed_out(kind: ConnectTimeoutKind, where: str, connect_timeout: float,
+                      hint: str | None = None) -> str:
+    """``cannot connect to W: timed out after N s (--connect-timeout[; hint])``.
+
+    The same words for a daemon and a remote; ``hint`` is what the caller suggests.
+    """
+    waited = "the TLS handshake timed out" if kind == "handshake_timeout" else "timed out"
+    note = CONNECT_OPTION + (f"; {hint}" if hint else "")
+    return f"cannot connect to {where}: {waited} after {seconds(connect_timeout)} ({note})"
 
 
 class UnixHTTPConnection(HTTPConnection):

@@ -48,7 +48,13 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from reconciler.adapters.http import Transport, exception_chain, open_transport, timeout_kind
+from reconciler.adapters.http import (
+    Transport,
+    connect_timed_out,
+    exception_chain,
+    failure_kind,
+    open_transport,
+)
 from reconciler.core.inventory import parse_config
 from reconciler.errors import (
     AlreadyExists,
@@ -68,10 +74,10 @@ from reconciler.model.observed import (
     UpdateSource,
 )
 from reconciler.model.plan import PullSource, Writable
+from reconciler.model.times import parse_rfc3339, rfc3339
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
-    CONNECT_OPTION,
     DEFAULT_CONNECT,
     DEFAULT_READ,
     READ_OPTION,
@@ -137,11 +143,9 @@ def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_rfc3339(text)
     except ValueError:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if value.year <= 1:
         return None
     if expiry and value == datetime(1970, 1, 1, tzinfo=UTC):
@@ -151,11 +155,7 @@ def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
 
 def format_time(value: datetime | None) -> str:
     """RFC 3339 in UTC; None is the epoch, which clears an expiry."""
-    if value is None:
-        return CLEAR_EXPIRY
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return CLEAR_EXPIRY if value is None else rfc3339(value)
 
 
 def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
@@ -276,33 +276,31 @@ class IncusStore:
                 headers=dict(headers or {}), timeout=(self.timeouts.connect, read),
             )
         except requests.exceptions.RequestException as exc:
-            if timeout_kind(exc) is None:
-                raise StoreError(self.target, self._failure_message(method, path, exc)) from exc
-            raise StoreError(self.target, self._timeout_message(method, path, exc, read)) \
+            raise StoreError(self.target, self._failure_message(method, path, exc, read)) \
                 from exc
 
-    def _timeout_message(self, method: str, path: str, exc: BaseException, read: float) -> str:
-        where = self.transport.display
-        kind = timeout_kind(exc)
+    def _failure_message(self, method: str, path: str, exc: BaseException, read: float) -> str:
+        """The words for a request that got no answer (see adapters.http.failure_kind)."""
+        kind = failure_kind(exc)
+        if kind == "connect_timeout" or kind == "handshake_timeout":
+            return connect_timed_out(kind, self.transport.display, self.timeouts.connect,
+                                     STALLED)
+        if kind == "read_timeout":
+            return self._read_timeout_message(method, path, read)
+        if kind == "tls":
+            return self._tls_message(exc)
         if kind == "connect":
-            return (f"cannot connect to {where}: timed out after "
-                    f"{seconds(self.timeouts.connect)} ({CONNECT_OPTION}; {STALLED})")
-        if kind == "handshake":
-            return (f"cannot connect to {where}: the TLS handshake timed out after "
-                    f"{seconds(self.timeouts.connect)} ({CONNECT_OPTION}; {STALLED})")
+            return self._connect_message(exc)
+        return f"{method} {path}: {exc}"
+
+    def _read_timeout_message(self, method: str, path: str, read: float) -> str:
+        where = self.transport.display
         option = READ_OPTION
         if read != self.timeouts.read:
             option += (f" {seconds(self.timeouts.read)}, plus the "
                        f"{seconds(read - self.timeouts.read)} the daemon was asked to wait")
         return f"timed out after {seconds(read)} waiting for {method} {path} from {where} " \
                f"({option}; {STALLED})"
-
-    def _failure_message(self, method: str, path: str, exc: BaseException) -> str:
-        if isinstance(exc, requests.exceptions.SSLError):
-            return self._tls_message(exc)
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return self._connect_message(exc)
-        return f"{method} {path}: {exc}"
 
     def _connect_message(self, exc: BaseException) -> str:
         where = self.transport.display

@@ -46,7 +46,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from reconciler.core.builds import iso
 from reconciler.core.inventory import MAX_ATTEMPTS, Edit, compare_and_swap
 from reconciler.errors import (
     IncusImagesError,
@@ -56,17 +55,13 @@ from reconciler.errors import (
     StoreError,
 )
 from reconciler.interrupts import deferred, start_thread
+from reconciler.model.times import parse_rfc3339, rfc3339_milliseconds, rfc3339_seconds
 from reconciler.ports import ImageStore
 
 LEASE_KEY = "user.incus-images.lease"
 DEFAULT_TTL = 60.0
 DEFAULT_TIMEOUT = 300.0
 POLL_SECONDS = 1.0
-
-
-def _stamp(value: datetime) -> str:
-    """RFC 3339 UTC to the millisecond, as stored (short lifetimes in tests need it)."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -86,8 +81,8 @@ class LeaseRecord:
     pid: int = 0
 
     def encode(self) -> str:
-        return json.dumps({"holder": self.holder, "since": _stamp(self.since),
-                           "expires": _stamp(self.expires), "token": self.token,
+        return json.dumps({"holder": self.holder, "since": rfc3339_milliseconds(self.since),
+                           "expires": rfc3339_milliseconds(self.expires), "token": self.token,
                            "host": self.host, "pid": self.pid},
                           sort_keys=True, separators=(",", ":"))
 
@@ -98,18 +93,17 @@ class LeaseRecord:
             return None
         try:
             data = json.loads(text)
-            since = datetime.fromisoformat(str(data["since"]).replace("Z", "+00:00"))
-            expires = datetime.fromisoformat(str(data["expires"]).replace("Z", "+00:00"))
             return cls(holder=str(data["holder"]), token=str(data.get("token", "")),
-                       since=since if since.tzinfo else since.replace(tzinfo=UTC),
-                       expires=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+                       since=parse_rfc3339(str(data["since"])),
+                       expires=parse_rfc3339(str(data["expires"])),
                        host=str(data.get("host", "")), pid=int(data.get("pid", 0)))
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
     def describe(self) -> str:
         """``holder since T (lease expires T)``, times to the second, for people."""
-        return f"{self.holder} since {iso(self.since)} (lease expires {iso(self.expires)})"
+        since, expires = rfc3339_seconds(self.since), rfc3339_seconds(self.expires)
+        return f"{self.holder} since {since} (lease expires {expires})"
 
 
 @dataclass(frozen=True)

@@ -7,27 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from reconciler.model.config import EntrySpec
-from reconciler.model.lock import LockedBuild, LockKey
+from reconciler.model.fingerprint import short_fingerprint
+from reconciler.model.keys import EntryKey
+from reconciler.model.lock import LockedBuild
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import PlanWarning
 from reconciler.model.remote import RemoteCatalog, RemoteImage
+from reconciler.model.times import rfc3339_seconds, same_second
 
-
-def short(fp: str | None) -> str:
-    return (fp or "")[:12]
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def same_time(a: datetime | None, b: datetime | None) -> bool:
-    return iso(a) == iso(b)
+# core/planner.py (rewritten in parallel) imports these three names from here;
+# they are the model's now (reconciler.model.fingerprint, reconciler.model.times).
+short = short_fingerprint
+iso = rfc3339_seconds
+same_time = same_second
 
 
 def resolve_build(entry: EntrySpec, arch: str, catalog: RemoteCatalog | None) -> RemoteImage | None:
@@ -59,7 +54,7 @@ class Resolved:
 
 def resolve_entry(
     entry: EntrySpec, arch: str, catalog: RemoteCatalog | None,
-    locks: Mapping[LockKey, LockedBuild] | None, state: TargetState, managed: list[str],
+    locks: Mapping[EntryKey, LockedBuild] | None, state: TargetState, managed: list[str],
 ) -> Resolved:
     """Resolve an entry: its pin; else, with a lock file, its locked build; else the newest.
 
@@ -73,7 +68,7 @@ def resolve_entry(
         build = resolve_build(entry, arch, catalog)
         return Resolved(build, entry.fingerprint or (build.fingerprint if build else None))
     newest = catalog.resolve(entry.remote_alias, entry.type, arch) if catalog else None
-    locked = locks.get(LockKey(state.target, entry.source, entry.type, arch))
+    locked = locks.get(EntryKey(state.target, entry.source, entry.type, arch))
     if locked is None:
         return Resolved(newest, newest.fingerprint if newest else None, warnings=[PlanWarning(
             code="lock.missing", target=state.target, image=entry.source,
@@ -97,7 +92,8 @@ def resolve_entry(
             current is None or current.cached):
         res.warnings.append(PlanWarning(
             code="auto_update.no_source", target=state.target, image=entry.source,
-            message=f"the locked build {short(locked.fingerprint)} is not the remote's newest, "
+            message=f"the locked build {short_fingerprint(locked.fingerprint)} is not the "
+            "remote's newest, "
             "so it is pulled by fingerprint and the daemon records no source to auto-update "
             f"it from; `incus-images lock --upgrade {entry.source}` moves the lock"))
     return res

@@ -18,14 +18,13 @@ from typing import Any, Literal
 
 from reconciler.core.lock import LockChange, changes
 from reconciler.model.config import Config, EntrySpec
+from reconciler.model.keys import EntryKey
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import Plan
 from reconciler.redact import redact_url
 
 WORKING_TREE = "working tree"
 
-EntryKey = tuple[str, str, str, str | None]
-"""(target, source, type, architecture or None for the host's)."""
 
 _ENTRY_FIELDS = ("fingerprint", "aliases", "auto_update", "public", "profiles", "properties",
                  "expires_at", "expires_after_days")
@@ -90,7 +89,7 @@ def _entry_fields(e: EntrySpec) -> dict[str, Any]:
 def _entries(config: Config | None) -> dict[EntryKey, EntrySpec]:
     out: dict[EntryKey, EntrySpec] = {}
     for e in config.entries if config else ():
-        out.setdefault((e.target, e.source, e.type, e.architecture), e)
+        out.setdefault(EntryKey(e.target, e.source, e.type, e.architecture or ""), e)
     return out
 
 
@@ -98,9 +97,9 @@ def diff_entries(base: Config | None, head: Config | None) -> list[EntryDiff]:
     """Entries added, removed and changed (field by field), sorted by source then target."""
     before, after = _entries(base), _entries(head)
     out: list[EntryDiff] = []
-    for key in sorted(set(before) | set(after),
-                      key=lambda k: (k[1], k[2], k[3] or "", k[0])):
-        target, source, type_, arch = key
+    for key in sorted(set(before) | set(after), key=EntryKey.sort_key):
+        target, source, type_ = key.target, key.source, key.type
+        arch = key.architecture or None  # "" in the key: the host's, shown as none
         b, a = before.get(key), after.get(key)
         if b is None and a is not None:
             shown = tuple(FieldDiff(n, None, v) for n, v in _entry_fields(a).items()

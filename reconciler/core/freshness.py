@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from reconciler.core.builds import short
 from reconciler.core.ownership import attribute
 from reconciler.errors import PlanFileError, StalePlan
 from reconciler.model.config import Config
+from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.snapshot import ImageFields, ObservedSnapshot
@@ -92,13 +92,13 @@ def _image_differences(before: ObservedSnapshot, after: ObservedSnapshot) -> lis
     for fp, was in before.images.items():
         now = after.images.get(fp)
         if was is None and now is not None:
-            out.append(f"image {short(fp)} has appeared")
+            out.append(f"image {short_fingerprint(fp)} has appeared")
         elif was is not None and now is None:
-            out.append(f"image {short(fp)} is gone")
+            out.append(f"image {short_fingerprint(fp)} is gone")
         elif was is not None and now is not None and was != now:
             fields = [name for name in ImageFields.model_fields
                       if getattr(was, name) != getattr(now, name)]
-            out.append(f"image {short(fp)}: {', '.join(fields)} changed")
+            out.append(f"image {short_fingerprint(fp)}: {', '.join(fields)} changed")
     return out
 
 
@@ -110,11 +110,12 @@ def _alias_differences(before: ObservedSnapshot, after: ObservedSnapshot) -> lis
         if was_at == now_at:
             continue
         if was_at is None:
-            out.append(f"alias {name!r} was created (on {short(now_at)})")
+            out.append(f"alias {name!r} was created (on {short_fingerprint(now_at)})")
         elif now_at is None:
-            out.append(f"alias {name!r} was deleted (was on {short(was_at)})")
+            out.append(f"alias {name!r} was deleted (was on {short_fingerprint(was_at)})")
         else:
-            out.append(f"alias {name!r} moved from {short(was_at)} to {short(now_at)}")
+            out.append(f"alias {name!r} moved from {short_fingerprint(was_at)} "
+                       f"to {short_fingerprint(now_at)}")
     return out
 
 
@@ -136,8 +137,8 @@ def check_matches(plan: Plan, config: Config, name: str) -> None:
                             "observed, so it cannot be checked; make a new plan with --out")
     if plan.desired_digest != config.digest:
         raise StalePlan(f"the saved plan {name} is stale: {config.path} has changed since the "
-                        f"plan was made (sha256 {plan.desired_digest[:12]}, now "
-                        f"{config.digest[:12]}); make a new plan")
+                        f"plan was made (sha256 {short_hex(plan.desired_digest)}, now "
+                        f"{short_hex(config.digest)}); make a new plan")
     for target in touched(plan):
         if target not in config.targets:
             declared = ", ".join(sorted(config.targets)) or "none"

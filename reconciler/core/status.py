@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from reconciler.core.builds import resolve_entry
 from reconciler.core.ownership import Attribution, attribute
 from reconciler.model.config import Config, EntrySpec, RemoteSpec
+from reconciler.model.keys import EntryKey
 from reconciler.model.lock import Locks
 from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
@@ -77,13 +78,14 @@ def shape(
 def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCatalog] | None,
             locks: Locks | None) -> TargetStatus:
     attrs = attribute(state)
-    entries: dict[tuple[str, str, str], EntrySpec] = {}
+    entries: dict[EntryKey, EntrySpec] = {}
     for e in config.entries_for(state.target):
-        entries.setdefault((e.source, e.type, e.architecture or state.host_architecture), e)
-    managed_by_identity: dict[tuple[str, str, str], list[str]] = {}
+        entries.setdefault(e.key(state.host_architecture), e)
+    managed_by_identity: dict[EntryKey, list[str]] = {}
     for fp, a in sorted(attrs.items()):
         if a.owner == config.owner and a.record is not None:
-            ident = (a.record.source, a.record.type, a.record.architecture)
+            ident = EntryKey(state.target, a.record.source, a.record.type,
+                             a.record.architecture)
             managed_by_identity.setdefault(ident, []).append(fp)
     images = [
         _image(config, state, img, attrs[img.fingerprint], entries, managed_by_identity,
@@ -97,15 +99,15 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
 
 def _image(
     config: Config, state: TargetState, img: ObservedImage, a: Attribution,
-    entries: Mapping[tuple[str, str, str], EntrySpec],
-    managed_by_identity: Mapping[tuple[str, str, str], list[str]],
+    entries: Mapping[EntryKey, EntrySpec],
+    managed_by_identity: Mapping[EntryKey, list[str]],
     catalogs: Mapping[str, RemoteCatalog] | None, locks: Locks | None,
 ) -> ImageStatus:
     managed = a.owner == config.owner
     entry = None
     ident = None
     if managed and a.record is not None:
-        ident = (a.record.source, a.record.type, a.record.architecture)
+        ident = EntryKey(state.target, a.record.source, a.record.type, a.record.architecture)
         entry = entries.get(ident)
     source = a.record.source if managed and a.record is not None else recorded_source(config, img)
     update: bool | None = None
@@ -113,7 +115,7 @@ def _image(
         if entry is not None and ident is not None:
             catalog = catalogs.get(entry.remote)
             if catalog is not None:
-                res = resolve_entry(entry, ident[2], catalog, locks, state,
+                res = resolve_entry(entry, ident.architecture, catalog, locks, state,
                                     managed_by_identity.get(ident, []))
                 update = None if res.wanted is None else res.wanted != img.fingerprint
         else:

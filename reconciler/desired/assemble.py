@@ -2,7 +2,7 @@
 
 Only called once every check passed, so nothing here reports problems: an
 architecture is known, a duration matches ``Nd``, every certificate was read
-into :class:`Resolved`.
+into :class:`Materials`.
 
 Merging, entry by entry: the entry's value, else ``defaults``, else the
 built-in value (type container, auto_update false, public false, profiles
@@ -49,21 +49,21 @@ _T = TypeVar("_T")
 
 
 @dataclass
-class Resolved:
+class Materials:
     """Values the checks computed and the builder reuses: PEM text by value path."""
 
-    materials: dict[YPath, str] = field(default_factory=dict)
+    pem: dict[YPath, str] = field(default_factory=dict)
 
 
 def build_config(
     model: DesiredStateFile,
-    resolved: Resolved,
+    materials: Materials,
     environ: Mapping[str, str],
     *,
     path: str,
     digest: str,
 ) -> Config:
-    targets = _targets(model, resolved, environ)
+    targets = _targets(model, materials, environ)
     entries: list[EntrySpec] = []
     for image in model.images or []:
         names = list(targets) if image.targets is None else list(dict.fromkeys(image.targets))
@@ -77,7 +77,7 @@ def build_config(
                 name=name,
                 url=remote.url,
                 protocol=remote.protocol,
-                certificate=resolved.materials.get(("remotes", name, "certificate")),
+                certificate=materials.pem.get(("remotes", name, "certificate")),
             )
             for name, remote in model.remotes.items()
         },
@@ -89,7 +89,7 @@ def build_config(
 
 
 def _targets(
-    model: DesiredStateFile, resolved: Resolved, environ: Mapping[str, str]
+    model: DesiredStateFile, materials: Materials, environ: Mapping[str, str]
 ) -> dict[str, TargetSpec]:
     if not model.targets:
         return {LOCAL_TARGET: TargetSpec(name=LOCAL_TARGET, url=target_url(None, environ))}
@@ -100,9 +100,9 @@ def _targets(
             name=name,
             url=target_url(target.url, environ),
             project=target.project,
-            client_cert=resolved.materials.get((*base, "client_cert")),
-            client_key=resolved.materials.get((*base, "client_key")),
-            server_cert=resolved.materials.get((*base, "server_cert")),
+            client_cert=materials.pem.get((*base, "client_cert")),
+            client_key=materials.pem.get((*base, "client_key")),
+            server_cert=materials.pem.get((*base, "server_cert")),
         )
     return out
 

@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.desired.shown import shown
 from reconciler.desired.urlcheck import network_url_problem, split
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN
+from reconciler.model.times import parse_rfc3339
 from reconciler.redact import redact_url
 
 ALIAS_MAX = 64
@@ -50,7 +51,7 @@ def parse_expiry(value: Any) -> datetime | None:
         moment = datetime(day.year, day.month, day.day)
     elif isinstance(value, str) and _RFC3339.match(value.strip()):
         try:
-            moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+            moment = parse_rfc3339(value.strip())
         except ValueError:
             return None
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 from reconciler.adapters.boundedread import FileRefused, read_regular, size_text
 from reconciler.desired.envexpand import expand
 from reconciler.desired.shown import clip
-from reconciler.desired.validate import Context, Reporter, validate
+from reconciler.desired.validate import Context, Diagnostics, validate
 from reconciler.desired.yamlsource import YamlSyntaxError, YPath, parse, render_path
 from reconciler.errors import Diagnostic, ValidationFailed
 from reconciler.model.config import Config
@@ -77,27 +77,27 @@ def load_config_bytes(
         raise ValidationFailed(
             [Diagnostic(file, 1, 1, "file is empty: a desired-state file starts with 'version: 1'")]
         )
-    reporter = Reporter(file, doc.positions)
+    diags = Diagnostics(file, doc.positions)
     for problem in doc.problems:
         line, column = problem.pos
-        reporter.diagnostics.append(Diagnostic(file, line, column, problem.message))
-        reporter.taken.add((line, column))
+        diags.diagnostics.append(Diagnostic(file, line, column, problem.message))
+        diags.taken.add((line, column))
     # A value the reader refused (an alias, a bad date) was read as null: say nothing more.
-    reporter.silenced.update(p.path for p in doc.problems if p.path is not None)
+    diags.silenced.update(p.path for p in doc.problems if p.path is not None)
     expansion = expand(doc.data, environ)
     for where, message in expansion.problems:
-        reporter.at_value(where, f"{_name(where)}{message}")
+        diags.at_value(where, f"{_name(where)}{message}")
     # A value whose variable is missing was expanded to "": say nothing more about it.
-    reporter.silenced.update(where for where, _ in expansion.problems)
+    diags.silenced.update(where for where, _ in expansion.problems)
     ctx = Context(
-        reporter=reporter,
+        diagnostics=diags,
         base_dir=base_dir,
         environ=environ,
         from_environment=expansion.from_environment,
     )
     config = validate(expansion.data, ctx, path=file, digest=digest)
-    if config is None or reporter.diagnostics:
-        raise ValidationFailed(bounded(reporter.diagnostics))
+    if config is None or diags.diagnostics:
+        raise ValidationFailed(bounded(diags.diagnostics))
     return config
 
 

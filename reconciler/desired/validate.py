@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.material import read_material
-from reconciler.desired.assemble import Resolved, build_config
+from reconciler.desired.assemble import Materials, build_config
 from reconciler.desired.fieldvalues import (
     alias_problem,
     days_problem,
@@ -52,7 +52,7 @@ _TARGET_MATERIAL = ("client_cert", "client_key", "server_cert")
 
 
 @dataclass
-class Reporter:
+class Diagnostics:
     """Collects diagnostics for one file, placing each at a key or value."""
 
     file: str
@@ -83,7 +83,7 @@ class Reporter:
 class Context:
     """What validation needs besides the data."""
 
-    reporter: Reporter
+    diagnostics: Diagnostics
     base_dir: Path
     environ: Mapping[str, str]
     from_environment: Mapping[YPath, tuple[str, ...]] = field(default_factory=dict)
@@ -91,7 +91,7 @@ class Context:
 
 def validate(data: Any, ctx: Context, *, path: str, digest: str) -> Config | None:
     """Check ``data`` (expanded plain YAML data); the Config when no problem was found."""
-    rep = ctx.reporter
+    rep = ctx.diagnostics
     if not isinstance(data, dict):
         rep.at_value((), f"the file must be a mapping with keys such as version and images, "
                          f"not {describe(data)}")
@@ -100,14 +100,14 @@ def validate(data: Any, ctx: Context, *, path: str, digest: str) -> Config | Non
     model, shape_problems = check_shape(data)
     for problem in shape_problems:
         (rep.at_key if problem.where == "key" else rep.at_value)(problem.path, problem.message)
-    resolved = Resolved()
-    _Semantics(data, ctx, resolved).run()
+    materials = Materials()
+    _Semantics(data, ctx, materials).run()
     if model is None or rep.diagnostics:
         return None
-    return build_config(model, resolved, ctx.environ, path=path, digest=digest)
+    return build_config(model, materials, ctx.environ, path=path, digest=digest)
 
 
-def _normalize_expiries(data: dict[str, Any], rep: Reporter) -> dict[str, Any]:
+def _normalize_expiries(data: dict[str, Any], rep: Diagnostics) -> dict[str, Any]:
     images = data.get("images")
     if not isinstance(images, list):
         return data
@@ -141,11 +141,11 @@ def _names(names: list[str]) -> str:
 class _Semantics:
     """The rules beyond the schema; reads raw data and tolerates any wrong shape."""
 
-    def __init__(self, data: dict[str, Any], ctx: Context, resolved: Resolved) -> None:
+    def __init__(self, data: dict[str, Any], ctx: Context, materials: Materials) -> None:
         self.data = data
         self.ctx = ctx
-        self.rep = ctx.reporter
-        self.resolved = resolved
+        self.rep = ctx.diagnostics
+        self.materials = materials
         remotes = data.get("remotes", {})
         self.remotes: list[str] | None = list(remotes) if isinstance(remotes, dict) else None
         targets = data.get("targets")
@@ -195,7 +195,7 @@ class _Semantics:
         hidden = self.ctx.from_environment.get(path, ()) if path[-1] in SECRET_FIELDS else ()
         found = read_material(value, self.ctx.base_dir, hidden_by=hidden)
         if found.text is not None:
-            self.resolved.materials[path] = found.text
+            self.materials.pem[path] = found.text
         else:
             self.rep.at_value(path, f"{render_path(path)}: {found.problem}")
 

@@ -16,6 +16,7 @@ from pydantic import Field
 from reconciler.errors import IncusImagesError
 from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
+from reconciler.model.keys import EntryKey
 from reconciler.redact import has_userinfo
 
 DEFAULT_OWNER = "incus-images"
@@ -65,8 +66,9 @@ class AliasDecl(Frozen):
 class EntrySpec(Frozen):
     """One image entry for one target, with defaults applied.
 
-    Identity is ``(target, source, type, architecture)``; ``architecture`` is the
-    canonical Incus name or None, meaning the target's host architecture.
+    Identity is :meth:`key`, an :class:`~reconciler.model.keys.EntryKey`;
+    ``architecture`` is the canonical Incus name or None, meaning the target's host
+    architecture.
     """
 
     target: str
@@ -87,6 +89,11 @@ class EntrySpec(Frozen):
     @property
     def pinned(self) -> bool:
         return self.fingerprint is not None
+
+    def key(self, host_architecture: str) -> EntryKey:
+        """The entry's identity on its target, whose host architecture is given."""
+        return EntryKey(self.target, self.source, self.type,
+                        self.architecture or host_architecture)
 
 
 class CachedPolicy(Frozen):

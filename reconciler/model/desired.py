@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from reconciler.model.base import Frozen
 
 OWNER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*:[^\s:][^\s]*$"
@@ -22,11 +24,7 @@ DURATION_PATTERN = r"^[1-9][0-9]*d$"
 ImageType = Literal["container", "virtual-machine"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RemoteFile(_Strict):
+class RemoteFile(Frozen):
     """A remote image server."""
 
     url: str = Field(description="http:// or https:// URL of the image server.")
@@ -38,7 +36,7 @@ class RemoteFile(_Strict):
     )
 
 
-class TargetFile(_Strict):
+class TargetFile(Frozen):
     """An image store: an Incus daemon and one of its projects."""
 
     url: str | None = Field(
@@ -51,7 +49,7 @@ class TargetFile(_Strict):
     server_cert: str | None = Field(default=None, description="PEM text or a path.")
 
 
-class AliasFile(_Strict):
+class AliasFile(Frozen):
     """A local alias with a description."""
 
     name: str = Field(min_length=1, max_length=64)
@@ -61,13 +59,13 @@ class AliasFile(_Strict):
 AliasItem = Annotated[str, Field(min_length=1, max_length=64)] | AliasFile
 
 
-class CachedPolicyFile(_Strict):
+class CachedPolicyFile(Frozen):
     """Delete daemon-cached images unused for this long (for example ``30d``)."""
 
     delete_unused_after: str = Field(pattern=DURATION_PATTERN)
 
 
-class PolicyFile(_Strict):
+class PolicyFile(Frozen):
     """What the tool may delete and how it treats conflicts."""
 
     prune: bool = True
@@ -75,7 +73,7 @@ class PolicyFile(_Strict):
     cached: Literal["keep"] | CachedPolicyFile = "keep"
 
 
-class DefaultsFile(_Strict):
+class DefaultsFile(Frozen):
     """Values applied to every image entry that does not say otherwise."""
 
     type: ImageType | None = None
@@ -87,7 +85,7 @@ class DefaultsFile(_Strict):
     expires_after: str | None = Field(default=None, pattern=DURATION_PATTERN)
 
 
-class ImageFile(_Strict):
+class ImageFile(Frozen):
     """One image to keep: a remote alias, tracked or pinned, with its local aliases."""
 
     source: str = Field(pattern=SOURCE_PATTERN, description="<remote>:<alias on that remote>")
@@ -104,7 +102,7 @@ class ImageFile(_Strict):
     targets: list[str] | None = None
 
 
-class DesiredStateFile(_Strict):
+class DesiredStateFile(Frozen):
     """The whole desired-state file (version 1)."""
 
     version: Literal[1]

@@ -3,46 +3,33 @@
 ``schemas/lock.schema.json`` is generated from :class:`LockFile`.  Invariants:
 
 * One :class:`LockedImage` per tracked (non-pinned) entry and target, keyed by
-  :class:`LockKey` = (target, source, type, canonical architecture); no two
+  :class:`~reconciler.model.keys.EntryKey` = (target, source, type, canonical
+  architecture); no two
   share a key.
 * No timestamps and no run-dependent values: the file is a pure function of the
   resolved builds, so locking again without upstream changes yields the same bytes.
-* ``images`` is sorted by :meth:`LockKey.sort_key` (source, type, architecture,
+* ``images`` is sorted by :meth:`EntryKey.sort_key` (source, type, architecture,
   target), whatever order the entries were resolved in.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from reconciler.model.base import Frozen
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN, ImageType
+from reconciler.model.keys import EntryKey
 
 LOCK_VERSION: Literal[1] = 1
 
 
-class LockKey(NamedTuple):
-    """An entry's identity on one target; ``architecture`` is the canonical Incus name."""
-
-    target: str
-    source: str
-    type: str
-    architecture: str
-
-    def sort_key(self) -> tuple[str, str, str, str]:
-        return (self.source, self.type, self.architecture, self.target)
-
-    def label(self) -> str:
-        """``test:tiny/1.0 (container, x86_64) on local``."""
-        return f"{self.source} ({self.type}, {self.architecture}) on {self.target}"
+LockKey = EntryKey
+"""The lock file keys entries by their :class:`EntryKey` (the older name, kept)."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LockedBuild(_Frozen):
+class LockedBuild(Frozen):
     """The locked build of one entry on one target."""
 
     fingerprint: str = Field(pattern=FINGERPRINT_PATTERN)
@@ -60,19 +47,19 @@ class LockedImage(LockedBuild):
     target: str = Field(min_length=1)
 
     @property
-    def key(self) -> LockKey:
-        return LockKey(self.target, self.source, self.type, self.architecture)
+    def key(self) -> EntryKey:
+        return EntryKey(self.target, self.source, self.type, self.architecture)
 
     @property
     def build(self) -> LockedBuild:
         return LockedBuild(fingerprint=self.fingerprint, version=self.version, size=self.size)
 
 
-Locks = dict[LockKey, LockedBuild]
+Locks = dict[EntryKey, LockedBuild]
 """What the planner reads: the locked build per entry identity."""
 
 
-class LockFile(_Frozen):
+class LockFile(Frozen):
     """The whole lock file (version 1)."""
 
     version: Literal[1] = LOCK_VERSION

@@ -12,12 +12,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field, model_serializer
 
+from reconciler.model.base import Frozen
 from reconciler.model.desired import ImageType
 from reconciler.model.observed import Inventory, Provenance, RecordedImage
 from reconciler.model.remote import RemoteFile
 from reconciler.model.snapshot import ObservedSnapshot
+from reconciler.model.times import rfc3339
 
 FORMAT_VERSION = "1"
 
@@ -46,12 +48,10 @@ class Action(StrEnum):
 ACTION_ORDER: tuple[Action, ...] = tuple(Action)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class FieldChange(_Frozen):
+class FieldChange(Frozen):
     """One writable field (or server key) going from ``from`` to ``to``."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
     from_: Any = Field(default=None, alias="from")
     to: Any = None
@@ -64,13 +64,13 @@ class FieldChange(_Frozen):
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if isinstance(value, tuple):
         return list(value)
     return value
 
 
-class Writable(_Frozen):
+class Writable(Frozen):
     """The writable fields to land on an image (Incus ``ImagePut``).
 
     ``properties`` are merged over the image's own; a None value removes the key.
@@ -84,7 +84,7 @@ class Writable(_Frozen):
     expires_at: datetime | None = None
 
 
-class PullSource(_Frozen):
+class PullSource(Frozen):
     """How to ask the daemon to pull a build.  Exactly one of alias/fingerprint is set.
 
     The remote's certificate is not stored here: apply takes it from the file.
@@ -101,8 +101,10 @@ class PullSource(_Frozen):
     files: tuple[RemoteFile, ...] = ()
 
 
-class Change(_Frozen):
+class Change(Frozen):
     """One step of a plan."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
     action: Action
     target: str
@@ -130,7 +132,7 @@ class Change(_Frozen):
         return (self.action.rank, self.target, self.alias or "", self.fingerprint or "")
 
 
-class PlanWarning(_Frozen):
+class PlanWarning(Frozen):
     """A plan warning.  ``code`` is stable; CI scripts match on it."""
 
     code: str
@@ -139,12 +141,12 @@ class PlanWarning(_Frozen):
     message: str
 
 
-class Summary(_Frozen):
+class Summary(Frozen):
     actions: dict[str, int] = Field(default_factory=dict)
     download_bytes: int = 0
 
 
-class Untouched(_Frozen):
+class Untouched(Frozen):
     """An image the plan leaves alone because this owner does not manage it."""
 
     target: str
@@ -154,7 +156,7 @@ class Untouched(_Frozen):
     aliases: tuple[str, ...] = ()
 
 
-class Plan(_Frozen):
+class Plan(Frozen):
     """A whole plan.  ``ownership`` is each touched target's inventory after apply.
 
     The last fields make a plan a self-checking saved file (``reconciler.planfile``):

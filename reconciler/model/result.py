@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
-
+from reconciler.model.base import Frozen
 from reconciler.model.plan import Change
 
 
@@ -16,9 +15,7 @@ class Status(StrEnum):
     """Not attempted because an earlier change of the same target failed."""
 
 
-class Outcome(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Outcome(Frozen):
     change: Change
     status: Status
     message: str = ""
@@ -28,9 +25,7 @@ class Outcome(BaseModel):
     """The fingerprint that really landed, for downloads."""
 
 
-class ApplyResult(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ApplyResult(Frozen):
     outcomes: tuple[Outcome, ...] = ()
 
     @property

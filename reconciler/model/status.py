@@ -11,14 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from reconciler.model.base import Frozen
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Provenance(_Frozen):
+class Provenance(Frozen):
     """Which commit of which file declared the image, when the owner's inventory says."""
 
     commit: str | None = None
@@ -27,7 +25,7 @@ class Provenance(_Frozen):
     dirty: bool | None = None
 
 
-class ImageStatus(_Frozen):
+class ImageStatus(Frozen):
     """One image of one target."""
 
     fingerprint: str
@@ -48,12 +46,12 @@ class ImageStatus(_Frozen):
     provenance: Provenance | None = None
 
 
-class TargetStatus(_Frozen):
+class TargetStatus(Frozen):
     project: str
     images: list[ImageStatus] = Field(default_factory=list)
 
 
-class StatusReport(_Frozen):
+class StatusReport(Frozen):
     targets: dict[str, TargetStatus] = Field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:

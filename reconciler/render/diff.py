@@ -17,11 +17,12 @@ import html
 
 from reconciler.core.diff import DiffReport, EntryDiff, FieldDiff
 from reconciler.core.lock import LockChange
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.lock import LockedBuild
 from reconciler.render import text
 from reconciler.render.budget import COMMENT_BUDGET, fit
 from reconciler.render.markdown import cell, change_row, code
-from reconciler.render.units import plural, short, value
+from reconciler.render.units import plural, value
 
 MARKER = "<!-- incus-images:diff -->"
 _MARKS = {"added": "+", "removed": "-", "changed": "~"}
@@ -65,7 +66,7 @@ def lock_phrase(report: DiffReport) -> str:
 def _build(b: LockedBuild | None) -> str:
     if b is None:
         return "(none)"
-    return short(b.fingerprint) + (f" ({b.version})" if b.version else "")
+    return short_fingerprint(b.fingerprint) + (f" ({b.version})" if b.version else "")
 
 
 def _field_text(f: FieldDiff, *, added: bool) -> str:

@@ -7,6 +7,7 @@ never depends on the progress machinery (threads, terminal size).
 
 from __future__ import annotations
 
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.plan import Change
 from reconciler.model.result import Outcome, Status
 
@@ -16,7 +17,7 @@ def change_label(change: Change) -> str:
     subject = change.alias or change.source or ", ".join(change.fields or {})
     fp = change.to if change.action.value.startswith("alias.") else change.fingerprint
     fp = fp or change.fingerprint or change.from_
-    parts = [change.action.value, subject, fp[:12] if fp else ""]
+    parts = [change.action.value, subject, short_fingerprint(fp, missing="")]
     return " ".join(p for p in parts if p)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.core.lock import LockOutcome
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.lock import LockedBuild
 
 
@@ -27,4 +28,4 @@ def render_outcome(outcome: LockOutcome) -> str:
 
 def build(b: LockedBuild) -> str:
     """``4f3a2b1c9d8e (20240101_0000)``: short fingerprint and version, if any."""
-    return f"{b.fingerprint[:12]}" + (f" ({b.version})" if b.version else "")
+    return short_fingerprint(b.fingerprint) + (f" ({b.version})" if b.version else "")

@@ -9,6 +9,7 @@ in apply order, followed by the images left alone.  Every cell is escaped so a
 
 from __future__ import annotations
 
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.plan import Change, Plan
 from reconciler.render.text import (
     MARKERS,
@@ -21,7 +22,6 @@ from reconciler.render.text import (
     targets_of,
     untouched_text,
 )
-from reconciler.render.units import short
 
 
 def code(text: str) -> str:
@@ -39,9 +39,9 @@ def cell(text: str) -> str:
 def _fingerprint_cell(change: Change) -> str:
     before, after = fingerprints(change)
     if before and after:
-        return f"{code(short(before))} → {code(short(after))}"
+        return f"{code(short_fingerprint(before))} → {code(short_fingerprint(after))}"
     fp = before or after
-    return code(short(fp)) if fp else ""
+    return code(short_fingerprint(fp)) if fp else ""
 
 
 def _reason_cell(change: Change) -> str:

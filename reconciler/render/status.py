@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.status import ImageStatus, StatusReport
-from reconciler.render.units import human_bytes, plural, short
+from reconciler.model.times import minutes_as_given
+from reconciler.render.units import human_bytes, plural
 
 _COLUMNS = ("FINGERPRINT", "OWNER", "SOURCE", "ALIASES", "AUTO", "SIZE", "EXPIRES",
             "LAST USED", "UPDATE")
@@ -32,7 +34,7 @@ def render_json(report: StatusReport) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+    return minutes_as_given(value) if value else "-"
 
 
 def _owner(img: ImageStatus) -> str:
@@ -48,7 +50,7 @@ def _update(img: ImageStatus) -> str:
 
 
 def row(img: ImageStatus) -> tuple[str, ...]:
-    return (short(img.fingerprint), _owner(img), img.source or "-",
+    return (short_fingerprint(img.fingerprint), _owner(img), img.source or "-",
             ", ".join(img.aliases) or "-", "yes" if img.auto_update else "no",
             human_bytes(img.size), _when(img.expires_at), _when(img.last_used_at), _update(img))
 
@@ -59,7 +61,7 @@ def _provenance(img: ImageStatus) -> str | None:
         return None
     parts = [p.repository or "?"]
     if p.commit:
-        parts.append("@ " + p.commit[:12] + (" (uncommitted changes)" if p.dirty else ""))
+        parts.append("@ " + short_hex(p.commit) + (" (uncommitted changes)" if p.dirty else ""))
     if p.path:
         parts.append(p.path)
     return "provenance: " + " ".join(parts)

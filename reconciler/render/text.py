@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.plan import Action, Change, FieldChange, Plan, Untouched, summarize
 from reconciler.model.result import ApplyResult, Status
 from reconciler.render.labels import outcome_label
-from reconciler.render.units import human_bytes, short, value
+from reconciler.render.units import human_bytes, value
 
 MARKERS: dict[Action, str] = {
     Action.SERVER_UPDATE: "~",
@@ -151,7 +152,7 @@ def project_of(plan: Plan, target: str) -> str | None:
 def untouched_text(u: Untouched) -> str:
     """``333333333333 (owner web, cached) aliases: a, b``."""
     who = f"owner {u.owner}" if u.owner else "nobody"
-    text = f"{short(u.fingerprint)} ({who}{', cached' if u.cached else ''})"
+    text = f"{short_fingerprint(u.fingerprint)} ({who}{', cached' if u.cached else ''})"
     if u.aliases:
         text += " aliases: " + ", ".join(u.aliases)
     return text
@@ -166,17 +167,17 @@ def change_line(change: Change) -> str:
     if a is Action.SERVER_UPDATE:
         subject = "; ".join(field_lines(change.fields)) or "server config"
     elif a is Action.ALIAS_CREATE:
-        subject = f"{name_of(change)} -> {short(after)}"
+        subject = f"{name_of(change)} -> {short_fingerprint(after)}"
     elif a is Action.ALIAS_MOVE:
-        subject = f"{name_of(change)}: {short(before)} -> {short(after)}"
+        subject = f"{name_of(change)}: {short_fingerprint(before)} -> {short_fingerprint(after)}"
     elif a is Action.ALIAS_UPDATE:
-        subject = f"{name_of(change)} on {short(after)}"
+        subject = f"{name_of(change)} on {short_fingerprint(after)}"
     elif a is Action.ALIAS_DELETE:
-        subject = f"{name_of(change)} (on {short(before)})"
+        subject = f"{name_of(change)} (on {short_fingerprint(before)})"
     elif a is Action.IMAGE_REFRESH:
-        subject = f"{name_of(change)} {short(before)} -> {short(after)}"
+        subject = f"{name_of(change)} {short_fingerprint(before)} -> {short_fingerprint(after)}"
     else:
-        subject = f"{name_of(change)} {short(after)}"
+        subject = f"{name_of(change)} {short_fingerprint(after)}"
     extra = notes(change)
     if extra:
         subject += " (" + ", ".join(extra) + ")"

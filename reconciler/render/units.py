@@ -7,12 +7,15 @@ raises.  Sizes use decimal (SI) units, as image servers and ``df -H`` do:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from reconciler.model.fingerprint import short_fingerprint
+from reconciler.model.times import rfc3339
+
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
-SHORT_FINGERPRINT = 12
-"""Hex digits shown for a fingerprint, as ``incus image list`` does."""
+# Kept importable from here for older callers; the model owns them now.
+short = short_fingerprint
 
 
 def human_bytes(size: int) -> str:
@@ -25,11 +28,6 @@ def human_bytes(size: int) -> str:
         value /= 1000
         unit += 1
     return f"{value:.1f} {_UNITS[unit]}"
-
-
-def short(fingerprint: str | None) -> str:
-    """The first 12 hex digits of a fingerprint; ``"?"`` when there is none."""
-    return fingerprint[:SHORT_FINGERPRINT] if fingerprint else "?"
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -49,8 +47,7 @@ def value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, datetime):
-        when = v.astimezone(UTC) if v.tzinfo else v
-        return when.isoformat().replace("+00:00", "Z")
+        return rfc3339(v)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(value(x) for x in v) + "]"
     if isinstance(v, dict):

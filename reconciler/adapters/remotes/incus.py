@@ -26,7 +26,9 @@ from reconciler.errors import RemoteError
 from reconciler.model.arch import canonical
 from reconciler.model.config import RemoteSpec
 from reconciler.model.desired import ImageType
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.remote import RemoteCatalog, RemoteImage
+from reconciler.model.times import parse_rfc3339
 from reconciler.redact import without_userinfo
 
 LISTING_PATH = "1.0/images?recursion=1"
@@ -77,7 +79,7 @@ def _image(remote: str, number: int, raw: object) -> tuple[RemoteImage, list[str
     fp = raw.get("fingerprint")
     if not isinstance(fp, str) or not _SHA256.match(fp):
         fail("'fingerprint' is not 64 lowercase hex digits")
-    where = f"image {fp[:12]}"
+    where = f"image {short_fingerprint(fp)}"
     raw_arch = raw.get("architecture")
     if not isinstance(raw_arch, str):
         fail("has no 'architecture'")
@@ -138,9 +140,7 @@ def _time(value: object, fail: _Fail) -> datetime | None:
     if not isinstance(value, str):
         fail(f"{value!r} is not a time")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = parse_rfc3339(value)
     except ValueError:
         fail(f"{value!r} is not an RFC 3339 time")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     return None if parsed <= _EPOCH else parsed.astimezone(UTC)

@@ -2,7 +2,9 @@
 
 :class:`HttpRemoteReader` fetches a remote's catalog once per reader (one CLI run)
 and streams image files for the upload fallback.  Parsing is pure and lives in
-:mod:`reconciler.remotes`; this module only moves bytes and translates failures.
+:mod:`reconciler.adapters.remotes.simplestreams` and :mod:`reconciler.adapters.remotes.incus`;
+this module only moves bytes and translates failures (in the words of
+:mod:`reconciler.adapters.http`).
 
 Invariants:
 
@@ -40,7 +42,6 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import ssl
@@ -59,7 +60,13 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from reconciler.adapters.http import exception_chain, timeout_kind
+from reconciler.adapters.http import (
+    connect_timed_out,
+    failure_kind,
+    failure_reason,
+    find_in_chain,
+    timeout_kind,
+)
 from reconciler.adapters.private_files import PrivateFiles
 from reconciler.adapters.remotes import incus, simplestreams
 from reconciler.errors import RemoteError
@@ -67,7 +74,6 @@ from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 from reconciler.redact import redact_url
 from reconciler.timeouts import (
-    CONNECT_OPTION,
     DEFAULT_CONNECT,
     DEFAULT_READ,
     INDEX_DEADLINE,
@@ -318,7 +324,7 @@ class HttpRemoteReader:
             if timeout_kind(exc) is not None:
                 _raise_transport(remote, url, exc, self._timeout, reading=True)
             raise RemoteError(remote.name, f"{redact_url(url)}: download interrupted: "
-                              f"{_reason(exc)}") from exc
+                              f"{failure_reason(exc)}") from exc
         if received != file.size:
             raise RemoteError(remote.name, f"{file.path}: got {received} of the {file.size} "
                               "bytes the index announces")
@@ -363,56 +369,28 @@ def _raise_transport(
     url = redact_url(url)
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
-    kind = timeout_kind(exc)
-    if kind == "connect":
-        message = (f"cannot connect to {base}: timed out after {seconds(timeout[0])} "
-                   f"({CONNECT_OPTION})")
-    elif kind == "handshake":
-        message = (f"cannot connect to {base}: the TLS handshake timed out after "
-                   f"{seconds(timeout[0])} ({CONNECT_OPTION})")
-    elif kind == "read":
+    kind = failure_kind(exc)
+    if kind == "connect_timeout" or kind == "handshake_timeout":
+        message = connect_timed_out(kind, base, timeout[0])
+    elif kind == "read_timeout":
         message = f"timed out after {seconds(timeout[1])} reading {url} ({READ_OPTION})"
     elif reading:
-        message = f"reading {url} failed: {_reason(exc)}"
-    elif isinstance(exc, requests.exceptions.SSLError):
-        reason = _reason(exc)
+        message = f"reading {url} failed: {failure_reason(exc)}"
+    elif kind == "tls":
+        reason = failure_reason(exc)
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(
-            _find(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
+            find_in_chain(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
         ):
             hint = ("the `certificate:` given does not match the server" if remote.certificate
                     else "set `certificate:` for a private CA")
             message = f"TLS certificate verification failed for {base}: {reason} ({hint})"
         else:
             message = f"TLS handshake with {base} failed: {reason}"
-    elif isinstance(exc, requests.exceptions.ConnectionError):
-        message = f"cannot connect to {base}: {_reason(exc)}"
+    elif kind == "connect":
+        message = f"cannot connect to {base}: {failure_reason(exc)}"
     else:
-        message = f"GET {url} failed: {_reason(exc)}"
+        message = f"GET {url} failed: {failure_reason(exc)}"
     raise RemoteError(remote.name, message) from exc
-
-
-_chain = exception_chain
-
-
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short human reason: "connection refused", "certificate has expired", ..."""
-    for inner in _chain(exc):
-        if isinstance(inner, ssl.SSLCertVerificationError) and inner.verify_message:
-            return str(inner.verify_message)
-    for inner in _chain(exc):
-        if isinstance(inner, ssl.SSLError) and inner.reason:
-            return str(inner.reason).lower().replace("_", " ")
-    for inner in _chain(exc):
-        if isinstance(inner, OSError) and inner.errno is not None and inner.strerror:
-            if inner.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return inner.strerror[:1].lower() + inner.strerror[1:]
-    last = list(_chain(exc))[-1]
-    return str(last) or type(last).__name__
 
 
 def _error_detail(response: requests.Response) -> str:
