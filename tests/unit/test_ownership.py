@@ -28,13 +28,13 @@ def _image(fp: str, *aliases: str, type_: str = "container",
            source_alias: str | None = None) -> ObservedImage:
     source = (UpdateSource(server=SERVER, protocol="simplestreams", alias=source_alias)
               if source_alias else None)
-    return ObservedImage(fingerprint=fp, type=type_,  # type: ignore[arg-type]
+    return ObservedImage(fingerprint=fp, type=type_,
                          aliases=tuple(ObservedAlias(name=a, target=fp) for a in aliases),
                          update_source=source)
 
 
 def _record(*aliases: str, type_: str = "container") -> RecordedImage:
-    return RecordedImage(source="r:deb/1", type=type_,  # type: ignore[arg-type]
+    return RecordedImage(source="r:deb/1", type=type_,
                          architecture="x86_64", aliases=aliases)
 
 
