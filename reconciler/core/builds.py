@@ -18,9 +18,14 @@ from reconciler.model.plan import PlanWarning
 from reconciler.model.remote import RemoteCatalog, RemoteImage
 from reconciler.model.times import rfc3339_seconds, same_second
 
-# core/planner.py (rewritten in parallel) imports these three names from here;
-# they are the model's now (reconciler.model.fingerprint, reconciler.model.times).
-short = short_fingerprint
+# The planner's names for the model's helpers (reconciler.model.fingerprint, .times).
+
+
+def short(fingerprint: str | None) -> str:
+    """The planner's short fingerprint: "" (not "?") when there is none."""
+    return short_fingerprint(fingerprint, missing="")
+
+
 iso = rfc3339_seconds
 same_time = same_second
 
