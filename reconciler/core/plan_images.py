@@ -16,9 +16,10 @@ from reconciler.core import requirements
 from reconciler.core.builds import Resolved, expiry_of, iso, pull_alias, resolve_entry, short
 from reconciler.core.plan_changes import Deletion, Stamp
 from reconciler.core.plan_fields import image_update
-from reconciler.core.plan_view import EntryKey, TargetView
+from reconciler.core.plan_view import TargetView, entry_key
 from reconciler.errors import PlanError
 from reconciler.model.config import EntrySpec, RemoteSpec
+from reconciler.model.keys import EntryKey
 from reconciler.model.lock import LockedBuild, LockKey
 from reconciler.model.observed import ObservedImage, RecordedImage
 from reconciler.model.plan import Change, PlanWarning, PullSource, Writable
@@ -73,7 +74,7 @@ def resolve_wanted(view: TargetView, entry: EntrySpec, catalog: RemoteCatalog | 
     from the build date: the store's copy's when present, else the remote's.
     """
     state = view.state
-    key = EntryKey.of_entry(entry, state.host_architecture)
+    key = entry_key(entry, state.host_architecture)
     res = resolve_entry(entry, key.architecture, catalog, locks, state,
                         list(view.managed.get(key, ())))
     if res.wanted is None:

@@ -1,6 +1,7 @@
 """What the planner reads from one target, indexed once: the inputs of every plan step.
 
-An entry is known by its :class:`EntryKey` (source, type, architecture) on a target,
+An entry is known by its :class:`~reconciler.model.keys.EntryKey` (target, source, type,
+architecture),
 never by a fingerprint (the contract's "Identity"); the desired entries and this
 owner's recorded images are paired by that one key.  Everything here is immutable:
 the plan steps in :mod:`reconciler.core.plan_images`, :mod:`reconciler.core.plan_aliases`
@@ -12,32 +13,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple
 
 from reconciler.core.ownership import Attribution, attribute
 from reconciler.model.config import EntrySpec
-from reconciler.model.desired import ImageType
+from reconciler.model.keys import EntryKey
 from reconciler.model.observed import ObservedAlias, RecordedImage, TargetState
 
 
-class EntryKey(NamedTuple):
-    """An entry's identity on one target: (source, type, canonical architecture).
+def entry_key(entry: EntrySpec, host_architecture: str) -> EntryKey:
+    """An entry's key; without an architecture it takes the target's host architecture,
+    so one entry and the record of the image it landed share one key."""
+    return entry.key(host_architecture)
 
-    An entry without an architecture takes the target's host architecture, so one
-    entry and the record of the image it landed share one key.
-    """
 
-    source: str
-    type: ImageType
-    architecture: str
-
-    @classmethod
-    def of_entry(cls, entry: EntrySpec, host_architecture: str) -> EntryKey:
-        return cls(entry.source, entry.type, entry.architecture or host_architecture)
-
-    @classmethod
-    def of_record(cls, record: RecordedImage) -> EntryKey:
-        return cls(record.source, record.type, record.architecture)
+def record_key(record: RecordedImage, target: str) -> EntryKey:
+    """The key of the entry whose image ``record`` describes, on ``target``."""
+    return EntryKey(target, record.source, record.type, record.architecture)
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ def view_of(state: TargetState, owner: str) -> TargetView:
     managed: dict[EntryKey, list[str]] = {}
     for fp, a in mine.items():
         if a.record is not None:
-            managed.setdefault(EntryKey.of_record(a.record), []).append(fp)
+            managed.setdefault(record_key(a.record, state.target), []).append(fp)
     listed_by: dict[str, set[str]] = {}
     for inv_owner, inv in state.inventories.items():
         for name in inv.aliases:

@@ -7,7 +7,7 @@ wants is decided in :mod:`reconciler.core.builds`, who owns what in
 composition of small pure steps, each in its own module and each returning values:
 
 - :mod:`reconciler.core.plan_view`: the target indexed once; desired entries and
-  recorded images are paired by one :class:`~reconciler.core.plan_view.EntryKey`;
+  recorded images are paired by one :class:`~reconciler.model.keys.EntryKey`;
 - :mod:`reconciler.core.plan_images`: one entry (download, adoption, replaced builds,
   expiry, conflicts with another owner's image, requirement warnings);
 - :mod:`reconciler.core.plan_fields`: ``image.update`` of the writable fields;

@@ -9,7 +9,8 @@ from reconciler.core.plan_aliases import alias_changes, alias_deletions
 from reconciler.core.plan_changes import Deletion, first_deletions
 from reconciler.core.plan_images import DeclaredAlias
 from reconciler.core.plan_store import prune, server_changes, stale_cached, untouched
-from reconciler.core.plan_view import EntryKey, view_of
+from reconciler.core.plan_view import entry_key, view_of
+from reconciler.model.keys import EntryKey
 from reconciler.model.observed import (
     Inventory,
     ObservedAlias,
@@ -49,10 +50,11 @@ def test_an_entry_and_its_recorded_images_share_one_key() -> None:
     """An entry without an architecture takes the host's, like the record of its image."""
     view = view_of(_state(_img(B), _img(A), mine={B: _rec(), A: _rec(),
                                                   C: _rec(arch="aarch64")}), ME)
-    key = EntryKey.of_entry(entry("r:deb/1"), "x86_64")
-    assert key == EntryKey("r:deb/1", "container", "x86_64")
+    key = entry_key(entry("r:deb/1"), "x86_64")
+    assert key == EntryKey("local", "r:deb/1", "container", "x86_64")
     assert view.managed[key] == (A, B), "sorted by fingerprint"
-    assert EntryKey("r:deb/1", "container", "aarch64") not in view.managed, "C is not present"
+    assert EntryKey("local", "r:deb/1", "container", "aarch64") not in view.managed, \
+        "C is not present"
 
 
 def test_the_first_reason_to_delete_an_image_wins() -> None:
