@@ -13,9 +13,11 @@ Invariants:
   Expected errors print one ``incus-images: error: ...`` line each (a validation
   failure prints its ``FILE:LINE:COLUMN: message`` lines) and no traceback unless
   ``--debug``.
-* Command bodies live in :mod:`reconciler.commands` as plain functions returning
-  an exit status; this module only parses.  A new command is one body there plus
-  one decorated wrapper here calling :func:`run`.
+* Command bodies live in :mod:`reconciler.commands` as plain functions taking the
+  run's :class:`~reconciler.services.Services` and returning an exit status; this
+  module only parses, and builds the services once per run (the real adapters,
+  unless :func:`main` is given others).  A new command is one body there plus one
+  decorated wrapper here calling :func:`run`.
 """
 
 from __future__ import annotations
