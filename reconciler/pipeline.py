@@ -45,21 +45,25 @@ class Stores(Mapping[str, ImageStore]):
     """The image stores of one config's targets, by target name, for one command.
 
     A target's store is connected on first use, once; :func:`opened_stores`
-    closes every store connected when its block ends.  Iterating lists the
-    declared targets (it connects nothing).
+    closes every store connected when its block ends, and a closed ``Stores``
+    connects nothing more.  Iterating lists the declared targets, and ``in``
+    checks one, without connecting.
     """
 
-    def __init__(self, config: Config, services: Services, stack: ExitStack, *,
+    def __init__(self, config: Config, services: Services, *,
                  operation_timeout: float | None = None) -> None:
         self._config = config
         self._services = services
-        self._stack = stack
+        self._stack = ExitStack()
         self._operation_timeout = operation_timeout
         self._open: dict[str, ImageStore] = {}
+        self._closed = False
 
     def __getitem__(self, name: str) -> ImageStore:
         store = self._open.get(name)
         if store is None:
+            if self._closed:
+                raise RuntimeError("the stores of this command are closed")
             spec = self._config.targets[name]  # KeyError: not a declared target
             store = self._stack.enter_context(
                 self._services.connect(spec, operation_timeout=self._operation_timeout))
@@ -76,6 +80,14 @@ class Stores(Mapping[str, ImageStore]):
         """The store of ``target`` (a declared target): for stages that take a connect."""
         return self[target.name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._config.targets  # (Mapping's default would connect)
+
+    def close(self) -> None:
+        """Close every store connected (the last connected first); none is used afterwards."""
+        self._closed = True
+        self._open.clear()
+        self._stack.close()
 
 
 @contextmanager
@@ -86,8 +98,11 @@ def opened_stores(config: Config, services: Services, *,
     ``operation_timeout`` (seconds, None: the adapter's default) bounds the wait for
     each daemon operation of every store opened.
     """
-    with ExitStack() as stack:
-        yield Stores(config, services, stack, operation_timeout=operation_timeout)
+    stores = Stores(config, services, operation_timeout=operation_timeout)
+    try:
+        yield stores
+    finally:
+        stores.close()
 
 
 def pick(stores: Mapping[str, ImageStore], names: Sequence[str]) -> dict[str, ImageStore]:

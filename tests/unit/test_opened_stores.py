@@ -111,3 +111,14 @@ def test_a_saved_plans_freshness_check_and_apply_share_the_connection() -> None:
         pipeline.check_fresh(cfg, plan, "plan.json", stores)
         assert pipeline.apply_plan(cfg, plan, stores, reader, reporter=SilentReporter()).ok
     assert later.connected == ["local"] and later.still_open == []
+
+
+def test_closed_stores_connect_nothing_more() -> None:
+    conns, reader = world("local")
+    with pipeline.opened_stores(config(entry()), services(conns, Readers(reader))) as stores:
+        assert "local" in stores and "elsewhere" not in stores
+        assert conns.connected == []  # `in` connects nothing
+        stores["local"]
+    with pytest.raises(RuntimeError):
+        stores["local"]
+    assert (conns.connected, conns.closed) == (["local"], ["local"])
