@@ -13,9 +13,11 @@ Invariants:
   Expected errors print one ``incus-images: error: ...`` line each (a validation
   failure prints its ``FILE:LINE:COLUMN: message`` lines) and no traceback unless
   ``--debug``.
-* Command bodies live in :mod:`reconciler.commands` as plain functions returning
-  an exit status; this module only parses.  A new command is one body there plus
-  one decorated wrapper here calling :func:`run`.
+* Command bodies live in :mod:`reconciler.commands` as plain functions taking the
+  run's :class:`~reconciler.services.Services` and returning an exit status; this
+  module only parses, and builds the services once per run (the real adapters,
+  unless :func:`main` is given others).  A new command is one body there plus one
+  decorated wrapper here calling :func:`run`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Vali
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, terminal_safe
+from reconciler.services import Services, system_services
 
 # -- the one error handler ------------------------------------------------------------------
 
@@ -114,19 +117,25 @@ def _internal(exc: Exception, *, debug: bool) -> int:
     return EXIT_INTERNAL
 
 
-def run(ctx: click.Context, fn: Callable[[], int]) -> NoReturn:
-    """Run a command body under :func:`exit_status`, with the run's network timeouts."""
-    found = ctx.find_object(_Globals) or _Globals()
+def run(ctx: click.Context, body: Callable[[Services], int]) -> NoReturn:
+    """Run a command body under :func:`exit_status`, with the run's network timeouts and
+    services (the real ones unless :func:`main` was given others)."""
+    found = ctx.find_object(Globals) or Globals()
+    services = found.services or system_services()
     with timeouts.using(found.timeouts()):
-        status = exit_status(fn, debug=_debug(ctx))
+        status = exit_status(lambda: body(services), debug=_debug(ctx))
     ctx.exit(status)
 
 
 @dataclass
-class _Globals:
+class Globals:
+    """The click context object: the group's options, and the services every command gets
+    (None: :func:`reconciler.services.system_services`)."""
+
     debug: bool = False
     connect_timeout: float | None = None
     read_timeout: float | None = None
+    services: Services | None = None
 
     def timeouts(self) -> timeouts.Timeouts:
         return timeouts.Timeouts(
@@ -135,7 +144,7 @@ class _Globals:
 
 
 def _debug(ctx: click.Context) -> bool:
-    found = ctx.find_object(_Globals)
+    found = ctx.find_object(Globals)
     return bool(found and found.debug)
 
 
@@ -187,7 +196,7 @@ def _file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     def enable(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
         if value:
-            ctx.ensure_object(_Globals).debug = True
+            ctx.ensure_object(Globals).debug = True
         return value
 
     return click.option(
@@ -202,7 +211,7 @@ def _timeout_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     def keep(name: str) -> Callable[[click.Context, click.Parameter, float | None], None]:
         def store(ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
             if value is not None:
-                setattr(ctx.ensure_object(_Globals), name, value)
+                setattr(ctx.ensure_object(Globals), name, value)
         return store
 
     positive = click.FloatRange(min=0, min_open=True)
@@ -268,7 +277,7 @@ def cli(ctx: click.Context) -> None:
       130  interrupted (SIGINT); 143 stopped (SIGTERM): before the next change,
            with the leases released
     """
-    ctx.ensure_object(_Globals)
+    ctx.ensure_object(Globals)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -287,7 +296,7 @@ def validate(ctx: click.Context, file: Path) -> None:
     Example:
       incus-images validate -f images.yaml
     """
-    run(ctx, lambda: validate_command(file=file))
+    run(ctx, lambda services: validate_command(services, file=file))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -328,8 +337,8 @@ def plan(
     Example (review, then apply exactly what was reviewed):
       incus-images plan --out plan.json && incus-images apply plan.json
     """
-    run(ctx, lambda: plan_command(
-        file=file, targets=targets, fmt=cast(PlanFormat, fmt),
+    run(ctx, lambda services: plan_command(
+        services, file=file, targets=targets, fmt=cast(PlanFormat, fmt),
         detailed_exitcode=detailed_exitcode, fail_on_warnings=fail_on_warnings,
         allow_empty=allow_empty, out=out))
 
@@ -390,8 +399,8 @@ def apply(
     Example (a reviewed plan):
       incus-images apply -f images.yaml plan.json
     """
-    run(ctx, lambda: apply_command(
-        file=file, targets=targets, yes=yes, allow_empty=allow_empty,
+    run(ctx, lambda services: apply_command(
+        services, file=file, targets=targets, yes=yes, allow_empty=allow_empty,
         fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
         lease_ttl=lease_ttl, operation_timeout=operation_timeout))
 
@@ -414,7 +423,8 @@ def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
     Example:
       incus-images show plan.json --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    run(ctx, lambda: show_command(plan_file=plan_file, fmt=cast(PlanFormat, fmt)))
+    run(ctx, lambda services: show_command(
+        services, plan_file=plan_file, fmt=cast(PlanFormat, fmt)))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -442,7 +452,8 @@ def lock(ctx: click.Context, file: Path, upgrade: bool, sources: tuple[str, ...]
       incus-images lock --upgrade                # move every entry to the newest build
       incus-images lock --upgrade images:debian/12
     """
-    run(ctx, lambda: lock_command(file=file, upgrade=upgrade, sources=sources))
+    run(ctx, lambda services: lock_command(
+        services, file=file, upgrade=upgrade, sources=sources))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -473,8 +484,9 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
     Example (on pull_request):
       incus-images diff --base origin/main --format markdown > comment.md
     """
-    run(ctx, lambda: diff_command(file=file, base=base, head=head, fmt=fmt,
-                                  detailed_exitcode=detailed_exitcode))
+    run(ctx, lambda services: diff_command(
+        services, file=file, base=base, head=head, fmt=fmt,
+        detailed_exitcode=detailed_exitcode))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -498,18 +510,23 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
     Example:
       incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
     """
-    run(ctx, lambda: status_command(file=file, fmt=fmt, offline=offline))
+    run(ctx, lambda services: status_command(
+        services, file=file, fmt=fmt, offline=offline))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, services: Services | None = None) -> int:
     """The CLI on ``argv`` (default ``sys.argv[1:]``): return the exit status.
+
+    ``services``: what the commands reach the world with (default: the real
+    adapters, :func:`reconciler.services.system_services`); tests pass fakes.
 
     SIGINT and SIGTERM are handled while it runs (:func:`reconciler.interrupts.handled`);
     one that lands outside a command body (while click parses) ends here the same way.
     """
     with interrupts.handled():
         try:
-            status = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+            status = cli.main(args=argv, prog_name=PROG, standalone_mode=False,
+                              obj=Globals(services=services))
         except Interrupted as exc:
             return _interrupted(exc, debug=False)
         return int(status)

@@ -1,21 +1,31 @@
-"""The composition root: resolve remotes, observe stores, plan, apply; and the flows of
-``lock``, ``status`` and ``diff`` (adapters read, ``reconciler.core`` decides).
+"""The pipeline's stages, run against stores and a reader that the caller opened; and
+the flows of ``lock``, ``status`` and ``diff`` (adapters read, ``reconciler.core`` decides).
 
-The only module that builds adapters.  ``reader`` and ``connect`` can be passed
-in (tests pass in-memory ones); by default they are the HTTP remote reader and
-the Incus REST adapter, built with the run's timeouts (``reconciler.timeouts``,
-set by the CLI's ``--connect-timeout``/``--read-timeout``).
+Data flows one way: resolve remotes, observe stores, plan (pure, at the clock's
+"now"), apply.  This module builds no adapter: :class:`reconciler.services.Services`
+says how to reach the world, and :func:`opened_stores` opens the stores of one
+command.
+
+Invariants:
+
+* One connection per target per command: every stage of a command (its leases,
+  the observation for the plan or for a saved plan's freshness check, and apply)
+  uses the store :func:`opened_stores` opened for that target, which is
+  connected at most once and closed when the command's block ends.
+* Stores are connected in the calling (main) thread, never in a worker: the
+  stages pick the stores they need out of the mapping before any thread starts
+  (the run's timeouts are a context variable that threads do not inherit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from reconciler import timeouts
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.diff import DiffReport, EntryDiff
@@ -33,26 +43,79 @@ from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
+from reconciler.services import Services
 
 Connect = Callable[[TargetSpec], ImageStore]
+"""Opens a target's store (``Stores.connect`` of :func:`opened_stores`)."""
 
 
-def default_reader() -> RemoteReader:
-    """The HTTP remote reader, with this run's timeouts (``reconciler.timeouts``)."""
-    from reconciler.adapters.remotes.reader import HttpRemoteReader
+class Stores(Mapping[str, ImageStore]):
+    """The image stores of one config's targets, by target name, for one command.
 
-    limits = timeouts.current()
-    return HttpRemoteReader(connect_timeout=limits.connect, read_timeout=limits.read)
+    A target's store is connected on first use, once; :func:`opened_stores`
+    closes every store connected when its block ends, and a closed ``Stores``
+    connects nothing more.  Iterating lists the declared targets, and ``in``
+    checks one, without connecting.
+    """
+
+    def __init__(self, config: Config, services: Services, *,
+                 operation_timeout: float | None = None) -> None:
+        self._config = config
+        self._services = services
+        self._stack = ExitStack()
+        self._operation_timeout = operation_timeout
+        self._open: dict[str, ImageStore] = {}
+        self._closed = False
+
+    def __getitem__(self, name: str) -> ImageStore:
+        store = self._open.get(name)
+        if store is None:
+            if self._closed:
+                raise RuntimeError("the stores of this command are closed")
+            spec = self._config.targets[name]  # KeyError: not a declared target
+            store = self._stack.enter_context(
+                self._services.connect(spec, operation_timeout=self._operation_timeout))
+            self._open[name] = store
+        return store
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._config.targets)
+
+    def __len__(self) -> int:
+        return len(self._config.targets)
+
+    def connect(self, target: TargetSpec) -> ImageStore:
+        """The store of ``target`` (a declared target): for stages that take a connect."""
+        return self[target.name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._config.targets  # (Mapping's default would connect)
+
+    def close(self) -> None:
+        """Close every store connected (the last connected first); none is used afterwards."""
+        self._closed = True
+        self._open.clear()
+        self._stack.close()
 
 
-def default_connect(target: TargetSpec, *, operation_timeout: float | None = None
-                    ) -> ImageStore:
-    """The Incus REST adapter for ``target``, with this run's timeouts;
-    ``operation_timeout`` (seconds) overrides its default."""
-    from reconciler.adapters.incus import OPERATION_TIMEOUT, connect
+@contextmanager
+def opened_stores(config: Config, services: Services, *,
+                  operation_timeout: float | None = None) -> Iterator[Stores]:
+    """The stores of ``config``'s targets, each connected at most once, all closed at the end.
 
-    return connect(target, timeouts.current(),
-                   operation_timeout=operation_timeout or OPERATION_TIMEOUT)
+    ``operation_timeout`` (seconds, None: the adapter's default) bounds the wait for
+    each daemon operation of every store opened.
+    """
+    stores = Stores(config, services, operation_timeout=operation_timeout)
+    try:
+        yield stores
+    finally:
+        stores.close()
+
+
+def pick(stores: Mapping[str, ImageStore], names: Sequence[str]) -> dict[str, ImageStore]:
+    """The stores of ``names`` (connected now, in this thread, if not yet)."""
+    return {name: stores[name] for name in names}
 
 
 def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
@@ -86,16 +149,15 @@ def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
 
 def make_plan(
     config: Config,
+    stores: Mapping[str, ImageStore],
+    reader: RemoteReader,
     *,
     targets: Sequence[str] | None,
     allow_empty: bool,
-    environ: Mapping[str, str],
     now: datetime,
-    reader: RemoteReader | None = None,
-    connect: Connect | None = None,
     locks: Locks | Literal["beside"] | None = "beside",
 ) -> Plan:
-    """Plan ``config`` against the live stores (remotes read once each).
+    """Plan ``config`` against the live stores (remotes read once each), at ``now``.
 
     ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
     no locks); ``diff`` passes the locks of the revision it plans.
@@ -105,39 +167,25 @@ def make_plan(
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
-    rdr = reader or default_reader()
-    conn = connect or default_connect
-    stores = {n: conn(config.targets[n]) for n in names}
-    states = observe(stores)
+    states = observe(pick(stores, names))
     siblings = same_daemon_targets(config, names)
     if siblings:  # --target: the targets left out may still share a store with one chosen
-        others = observe({n: conn(config.targets[n]) for n in siblings})
+        others = observe(pick(stores, siblings))
         check_distinct_stores([*states.values(), *others.values()], involving=names)
-    catalogs = fetch_catalogs(config, names, rdr)
+    catalogs = fetch_catalogs(config, names, reader)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
     return saveable(config, plan.model_copy(update={"created_at": now}), states)
 
 
-def apply_plan(
-    config: Config,
-    plan: Plan,
-    *,
-    environ: Mapping[str, str],
-    reporter: Reporter,
-    reader: RemoteReader | None = None,
-    connect: Connect | None = None,
-    operation_timeout: float | None = None,
-) -> ApplyResult:
-    """Apply ``plan``; connection details and credentials come from ``config`` only.
-
-    ``operation_timeout`` bounds the wait for each daemon operation (default adapter only).
-    """
+def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
+               reader: RemoteReader, *,
+               reporter: Reporter) -> ApplyResult:
+    """Apply ``plan`` through ``stores``; connection details and credentials come from
+    ``config`` only (never from the plan)."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
-    conn = connect or (lambda t: default_connect(t, operation_timeout=operation_timeout))
-    stores = {n: conn(config.targets[n]) for n in names}
-    return _apply(plan, stores=stores, reader=reader or default_reader(),
-                  remotes=config.remotes, reporter=reporter)
+    return _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
+                  reporter=reporter)
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
@@ -161,28 +209,27 @@ def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> P
 def leases(
     config: Config,
     targets: Sequence[str],
+    stores: Mapping[str, ImageStore],
     *,
     timeout: float,
     ttl: float,
     on_wait: Callable[[str, LeaseRecord], None],
     on_note: Callable[[str], None],
-    connect: Connect | None = None,
 ) -> Leases:
     """The leases an apply on ``targets`` holds (one per daemon URL), not yet taken.
 
-    Use it as a context manager around planning and applying.  Each lease has a
-    connection of its own, used only by the lease (and its renewal thread).
+    Use it as a context manager around planning and applying, inside the block of
+    ``stores`` (the leases, and their renewal thread, use those stores).
     """
-    conn = connect or default_connect
     by_url: dict[str, str] = {}
     for name in sorted(set(targets)):
         by_url.setdefault(config.targets[name].url.rstrip("/"), name)
-    stores = [(name, conn(config.targets[name])) for _, name in sorted(by_url.items())]
-    return Leases(stores, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
+    held = [(name, stores[name]) for _, name in sorted(by_url.items())]
+    return Leases(held, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
                   on_note=on_note)
 
 
-def check_fresh(config: Config, plan: Plan, name: str, *, connect: Connect | None = None
+def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore]
                 ) -> None:
     """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
 
@@ -191,9 +238,7 @@ def check_fresh(config: Config, plan: Plan, name: str, *, connect: Connect | Non
     """
     from reconciler.core import freshness
 
-    conn = connect or default_connect
-    stores = {t: conn(config.targets[t]) for t in freshness.touched(plan)}
-    freshness.check_fresh(plan, observe(stores), name)
+    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan))), name)
 
 
 # -- lock, status, diff: the reading commands' flows ------------------------------------------

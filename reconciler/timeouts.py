@@ -1,8 +1,8 @@
 """Network time limits: how long to wait for a connection, and for each read.
 
 The CLI chooses them once per run (``--connect-timeout``, ``--read-timeout``) and
-:func:`using` makes them the run's current limits; the composition root
-(``reconciler.pipeline``) hands :func:`current` to every adapter it builds.  This
+:func:`using` makes them the run's current limits; the real adapters
+(``reconciler.services``) are built with :func:`current`.  This
 module imports no network code, so ``--help`` stays cheap.
 
 Invariants:

@@ -9,13 +9,13 @@ What is driven, and how:
 * Commands run through the real console entry point (``reconciler.cli.main``):
   the real loader reads a real ``images.yaml`` from a temporary directory, the real
   pipeline plans, applies, saves and shows plans, and the real renderers print.
-* Three seams are replaced, all in :func:`install`, all at the composition root
-  (``reconciler.pipeline``): ``default_reader`` (remote catalogs come from
-  :class:`FakeReader`), ``default_connect`` (each target is a :class:`FakeStore`,
-  the in-memory image store) and ``make_plan`` (called with the fixed clock
-  :data:`CLOCK` instead of the wall clock).  The environment is pinned too
-  (``INCUS_SOCKET`` set, ``GITHUB_STEP_SUMMARY``/``INCUS_DIR`` removed, git reads no
-  user or system configuration).
+* Nothing is patched: the commands get their collaborators through the CLI's one
+  seam, the :class:`reconciler.services.Services` given to ``main`` (see
+  :meth:`World.services`): remote catalogs come from :class:`FakeReader`, each
+  target is a :class:`FakeStore` (the in-memory image store), the clock is fixed
+  at :data:`CLOCK`, standard input is empty and not a terminal.  The environment
+  is pinned too (``INCUS_SOCKET`` set, ``GITHUB_STEP_SUMMARY``/``INCUS_DIR``
+  removed, git reads no user or system configuration).
 * Nothing else is faked: apply takes its real leases on the fake stores, ``plan
   --out`` writes a real file, ``show`` reads it back, ``lock`` writes a real lock file.
 
@@ -31,9 +31,12 @@ commits made by :meth:`World.git_commit` have fixed authors and dates.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +44,6 @@ from typing import Any
 
 import pytest
 
-import reconciler.pipeline as _pipeline
 from reconciler.cli import main as _cli_main
 from reconciler.core.inventory import encode as _encode_inventory
 from reconciler.model.observed import (
@@ -53,6 +55,8 @@ from reconciler.model.observed import (
     inventory_key,
 )
 from reconciler.model.remote import RemoteImage
+from reconciler.ports import ImageStore, RemoteReader
+from reconciler.services import Services
 from tests.support.builders import build, catalog
 from tests.support.fakes import FakeReader, FakeStore
 
@@ -131,9 +135,19 @@ class World:
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
 
-    def connect(self, target: Any, **_options: Any) -> FakeStore:
-        """The target's in-memory store; adapter options (timeouts) do not apply to it."""
-        return self.stores[target.name]
+    def connect(self, target: Any, *, operation_timeout: float | None = None
+                ) -> AbstractContextManager[ImageStore]:
+        """The target's in-memory store; adapter options (timeouts) do not apply to it.
+        It lives as long as the world: a command "closing" it leaves it as it is."""
+        return nullcontext(self.stores[target.name])
+
+    def open_reader(self) -> AbstractContextManager[RemoteReader]:
+        return nullcontext(self.reader)
+
+    def services(self) -> Services:
+        """The collaborators every command is run with (the CLI's one seam)."""
+        return Services(connect=self.connect, reader=self.open_reader, clock=lambda: CLOCK,
+                        environ=os.environ, stdin=io.StringIO(""))
 
     def git_commit(self, *names: str, origin: str | None = None) -> None:
         """Commit ``names`` in a git repository at the root (fixed author, date, config)."""
@@ -156,13 +170,20 @@ class World:
     # -- running commands ----------------------------------------------------------------
 
     def normalise(self, text: str) -> str:
-        """The ONE normalisation of every output (see the module docstring)."""
-        return text.replace(str(self.root.resolve()), "$TMP").replace(str(self.root), "$TMP")
+        """The ONE normalisation of every output (see the module docstring).
+
+        Besides the temporary directory, apply's progress lines: targets are applied
+        at the same time, so lines of two targets interleave in any order; within each
+        run of progress lines they are put in target order, each target's own lines
+        keeping theirs (a stable sort), which is what the golden files hold.
+        """
+        text = text.replace(str(self.root.resolve()), "$TMP").replace(str(self.root), "$TMP")
+        return _targets_in_order(text)
 
     def run(self, *argv: str) -> Ran:
         """Run ``incus-images ARGV`` in the root directory; record it in the transcript."""
         self.capsys.readouterr()
-        code = _cli_main(list(argv))
+        code = _cli_main(list(argv), services=self.services())
         out, err = self.capsys.readouterr()
         ran = Ran(tuple(argv), code, self.normalise(out), self.normalise(err))
         self.transcript.append(ran)
@@ -193,16 +214,8 @@ class World:
 
 
 def install(monkeypatch: pytest.MonkeyPatch, world: World) -> None:
-    """Point the CLI at ``world``: fake remotes and stores, the fixed clock, a pinned env."""
-    real_make_plan: Callable[..., Any] = _pipeline.make_plan
-
-    def make_plan_at_clock(*args: Any, now: datetime, **kw: Any) -> Any:
-        assert now.tzinfo is not None
-        return real_make_plan(*args, now=CLOCK, **kw)
-
-    monkeypatch.setattr(_pipeline, "default_reader", lambda: world.reader)
-    monkeypatch.setattr(_pipeline, "default_connect", world.connect)
-    monkeypatch.setattr(_pipeline, "make_plan", make_plan_at_clock)
+    """Pin what the world does not: the working directory and the environment (the
+    commands get the world's stores, reader and clock from :meth:`World.services`)."""
     monkeypatch.chdir(world.root)
     monkeypatch.setenv("INCUS_SOCKET", SOCKET)
     for name in ("INCUS_DIR", "GITHUB_STEP_SUMMARY", "GIT_DIR", "GIT_WORK_TREE"):
@@ -220,3 +233,26 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datet
 def image(fp: str, **kw: Any) -> ObservedImage:
     """An observed image (fields as the daemon reports them)."""
     return ObservedImage.model_validate({"fingerprint": fp, **kw})
+
+
+_PROGRESS = re.compile(r"^(?P<target>[\w.-]+): (?:image|alias|server)\.")
+
+
+def _targets_in_order(text: str) -> str:
+    """``text`` with each run of consecutive progress lines stably sorted by target."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if _PROGRESS.match(line):
+            run.append(line)
+            continue
+        out += sorted(run, key=_target_of)
+        run = []
+        out.append(line)
+    out += sorted(run, key=_target_of)
+    return "".join(out)
+
+
+def _target_of(line: str) -> str:
+    found = _PROGRESS.match(line)
+    return found.group("target") if found else ""

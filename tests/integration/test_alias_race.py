@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.adapters.incus import connect
 from reconciler.desired.load import load_config
-from reconciler.model.config import TargetSpec
 from reconciler.model.result import Status
-from reconciler.pipeline import apply_plan, make_plan
+from reconciler.pipeline import apply_plan, make_plan, opened_stores
 from reconciler.ports import ImageStore
 from reconciler.render.progress import SilentReporter
+from reconciler.services import system_services
 from tests.support.e2e import World
 
 pytestmark = pytest.mark.integration
@@ -53,12 +52,13 @@ def test_a_hand_made_alias_that_wins_the_race_is_never_taken(world: World) -> No
         """)
     config = load_config(path, {})
 
-    def racing(target: TargetSpec) -> ImageStore:
-        return _Racer(connect(target), world, "tiny", unmanaged)  # type: ignore[return-value]
-
-    plan = make_plan(config, targets=None, allow_empty=False, environ={}, now=NOW,
-                     locks=None)
-    result = apply_plan(config, plan, environ={}, reporter=SilentReporter(), connect=racing)
+    real = system_services()
+    with opened_stores(config, real) as stores, real.reader() as reader:
+        plan = make_plan(config, stores, reader, targets=None, allow_empty=False, now=NOW,
+                         locks=None)
+        racing = {"local": _Racer(stores["local"], world, "tiny", unmanaged)}
+        result = apply_plan(config, plan, racing, reader,  # type: ignore[arg-type]
+                            reporter=SilentReporter())
     assert [(o.change.action.value, o.status) for o in result.outcomes] == [
         ("image.download", Status.DONE), ("alias.create", Status.FAILED)]
     assert world.aliases() == {"tiny": unmanaged}

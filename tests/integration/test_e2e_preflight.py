@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.apply.executor import apply_plan
 from reconciler.desired.load import load_config
-from reconciler.pipeline import default_connect, default_reader, make_plan
+from reconciler.pipeline import make_plan, opened_stores
+from reconciler.services import system_services
 from tests.support.e2e import World
 
 pytestmark = pytest.mark.integration
@@ -113,15 +114,17 @@ def test_cached_policy_deletes_old_cached_image_and_spares_managed(world: World)
     assert world.cli("apply", "--yes").returncode == 0
     config = load_config(path, {})
     now = datetime.now(UTC)
-    assert not [c for c in make_plan(config, targets=None, allow_empty=False, environ={},
-                                     now=now).changes]
-    later = now + timedelta(days=31)
-    plan = make_plan(config, targets=None, allow_empty=False, environ={}, now=later)
-    assert [(c.action.value, c.fingerprint) for c in plan.changes] == [
-        ("image.delete", cached.fingerprint)]
-    assert plan.changes[0].instances == ["c1"]
-    stores = {"local": default_connect(config.targets["local"])}
-    result = apply_plan(plan, stores=stores, reader=default_reader(), remotes=config.remotes)
+    real = system_services()
+    with opened_stores(config, real) as stores, real.reader() as reader:
+        assert not [c for c in make_plan(config, stores, reader, targets=None,
+                                         allow_empty=False, now=now).changes]
+        later = now + timedelta(days=31)
+        plan = make_plan(config, stores, reader, targets=None, allow_empty=False, now=later)
+        assert [(c.action.value, c.fingerprint) for c in plan.changes] == [
+            ("image.delete", cached.fingerprint)]
+        assert plan.changes[0].instances == ["c1"]
+        result = apply_plan(plan, stores={"local": stores["local"]}, reader=reader,
+                            remotes=config.remotes)
     assert result.ok
     assert set(world.images()) == {managed.fingerprint}
 

@@ -1,8 +1,8 @@
 """Network timeouts: the CLI options, their wiring into the adapters, and the messages.
 
 * ``--connect-timeout``/``--read-timeout`` are accepted before and after the command
-  and reach the pipeline as :func:`reconciler.timeouts.current` (a fake pipeline
-  records what it saw); bad values are usage errors.
+  and reach the adapters as :func:`reconciler.timeouts.current` (fake services,
+  given to the CLI, record what they saw); bad values are usage errors.
 * :class:`IncusStore` sends every request with the store's (connect, read) pair, a
   long poll with ``N + read``, and words each kind of timeout naming the option.
   Requests go to an in-memory ``requests`` adapter: nothing is contacted.
@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +27,49 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutErr
 from reconciler import timeouts
 from reconciler.adapters.http import UNIX_BASE, Transport, timeout_kind
 from reconciler.adapters.incus import IncusStore
-from reconciler.cli import cli
+from reconciler.cli import Globals, cli
 from reconciler.errors import StoreError
-from reconciler.model.config import Config, TargetSpec
-from reconciler.model.plan import Plan
+from reconciler.model.config import TargetSpec
+from reconciler.ports import ImageStore, RemoteReader
+from reconciler.services import Services, system_services
 from reconciler.timeouts import Timeouts
+from tests.support.builders import NOW
+from tests.support.fakes import FakeReader, FakeStore
 
 # -- the CLI options ---------------------------------------------------------------------------
 
 
+@dataclass
+class Seen:
+    """The timeouts current when a command opens its reader and connects its store."""
+
+    reader: list[Timeouts] = field(default_factory=list)
+    connect: list[Timeouts] = field(default_factory=list)
+
+    def invoke(self, *args: str) -> tuple[int, str]:
+        """Run the CLI with services that record the timeouts they were built with."""
+        store = FakeStore("local")
+
+        def connect(target: TargetSpec, *, operation_timeout: float | None = None
+                    ) -> AbstractContextManager[ImageStore]:
+            self.connect.append(timeouts.current())
+            return nullcontext(store)
+
+        def reader() -> AbstractContextManager[RemoteReader]:
+            self.reader.append(timeouts.current())
+            return nullcontext(FakeReader({}))
+
+        services = Services(connect=connect, reader=reader, clock=lambda: NOW,
+                            environ={"INCUS_SOCKET": "/run/test/unix.socket"}, stdin=None)
+        result = CliRunner().invoke(cli, list(args), obj=Globals(services=services))
+        return result.exit_code, result.output
+
+
 @pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Timeouts]]:
-    """The timeouts current when the (fake) pipeline plans."""
-    found: list[Timeouts] = []
-    config = Config(path="images.yaml", digest="0" * 64,
-                    targets={"local": TargetSpec(name="local", url="unix:///s")})
-    load = types.ModuleType("reconciler.desired.load")
-    load.load_config = lambda path, environ: config  # type: ignore[attr-defined]
-    pipeline = types.ModuleType("reconciler.pipeline")
-
-    def make_plan(config: Config, *, now: datetime, **kw: Any) -> Plan:
-        found.append(timeouts.current())
-        return Plan()
-
-    pipeline.make_plan = make_plan  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reconciler.desired.load", load)
-    monkeypatch.setitem(sys.modules, "reconciler.pipeline", pipeline)
-    yield found
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.output
+def seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seen:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images.yaml").write_text("version: 1\nimages: []\n")
+    return Seen()
 
 
 @pytest.mark.parametrize(("args", "want"), [
@@ -70,21 +80,21 @@ def invoke(*args: str) -> tuple[int, str]:
     (("--read-timeout", "5", "plan", "--connect-timeout", "3"), Timeouts(3, 5)),
     (("--read-timeout", "5", "plan", "--read-timeout", "9"), Timeouts(10, 9)),
 ])
-def test_the_options_reach_the_pipeline(seen: list[Timeouts], args: tuple[str, ...],
+def test_the_options_reach_the_adapters(seen: Seen, args: tuple[str, ...],
                                         want: Timeouts) -> None:
     argv = list(args) if "plan" in args else [*args, "plan"]
-    code, output = invoke(*argv)
+    code, output = seen.invoke(*argv)
     assert code == 0, output
-    assert seen == [want]
+    assert (seen.reader, seen.connect) == ([want], [want])
     assert timeouts.current() == Timeouts()  # only for the run
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])
-def test_a_bad_timeout_is_a_usage_error(seen: list[Timeouts], value: str) -> None:
-    code, output = invoke("plan", "--read-timeout", value)
+def test_a_bad_timeout_is_a_usage_error(seen: Seen, value: str) -> None:
+    code, output = seen.invoke("plan", "--read-timeout", value)
     assert code == 1, output
     assert "--read-timeout" in output
-    assert seen == []
+    assert (seen.reader, seen.connect) == ([], [])
 
 
 def test_help_teaches_the_options() -> None:
@@ -94,13 +104,13 @@ def test_help_teaches_the_options() -> None:
         assert "--connect-timeout SECONDS" in text and "--read-timeout SECONDS" in text, args
 
 
-def test_the_pipeline_builds_adapters_with_the_current_timeouts() -> None:
-    from reconciler import pipeline
+def test_the_system_services_build_adapters_with_the_current_timeouts() -> None:
     from reconciler.adapters.remotes.reader import HttpRemoteReader
 
+    real = system_services()
     with timeouts.using(Timeouts(connect=1.5, read=4)):
-        reader = pipeline.default_reader()
-        store = pipeline.default_connect(TargetSpec(name="local", url="unix:///nowhere"))
+        reader = real.reader()
+        store = real.connect(TargetSpec(name="local", url="unix:///nowhere"))
     try:
         assert isinstance(reader, HttpRemoteReader)
         assert reader._timeout == (1.5, 4)
