@@ -40,10 +40,9 @@ def test_validate_and_plan_refuse_a_nul_alias_before_any_request(world: World) -
     lines = path.read_text().splitlines()
     row = next(i for i, line in enumerate(lines, 1) if "aliases:" in line)
     expected = [
-        f"{path}:{row}:15: images[0].aliases[0]: alias 'tiny\\x00one' must not contain NUL "
-        "(U+0000): Incus cuts text short there",
-        f"{path}:{row + 1}:18: images[0].properties: property key 'os\\x00' must not contain "
-        "NUL (U+0000): Incus cuts text short there",
+        # The YAML reader refuses a NUL anywhere, at its place, before the name rules run.
+        f"{path}:{row}:15: control character U+0000 is not allowed in a value or key",
+        f"{path}:{row + 1}:18: control character U+0000 is not allowed in a value or key",
         f"{path}:{row + 2}:27: images[0].profiles[1]: profile 'a/b' must not contain /",
     ]
     for command in ("validate", "plan"):
