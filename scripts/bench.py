@@ -66,9 +66,10 @@ def main() -> int:
         config = load_config(path, {})
         now = datetime.now(UTC)
         store = connect(config.targets["local"])
-        first = make_plan(config, targets=None, allow_empty=False, environ={}, now=now,
-                          connect=lambda _t: store)
-        apply_plan(first, stores={"local": store}, reader=HttpRemoteReader(),
+        stores = {"local": store}
+        first = make_plan(config, stores, HttpRemoteReader(), targets=None, allow_empty=False,
+                          now=now)
+        apply_plan(first, stores=stores, reader=HttpRemoteReader(),
                    remotes=config.remotes)
         count = 0
         for size in sizes:
@@ -79,8 +80,9 @@ def main() -> int:
             store.transport.session.hooks["response"] = [_counter(calls)]
             served.reset()
             started = time.perf_counter()
-            plan = make_plan(config, targets=None, allow_empty=False, environ={}, now=now,
-                             connect=lambda _t: store)
+            # A new reader per plan, as each command opens one: every remote is read again.
+            plan = make_plan(config, stores, HttpRemoteReader(), targets=None,
+                             allow_empty=False, now=now)
             seconds = time.perf_counter() - started
             assert not plan.changes
             print(f"{count + 5:>7} {calls['daemon']:>16} {len(served.requests):>16} "
