@@ -20,7 +20,6 @@ Bounded in time and bytes whatever the client does: a handler stops after
 from __future__ import annotations
 
 import gzip
-import socket
 import ssl
 import threading
 import time
@@ -28,10 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
-from tests.support.ssserver import TLSFiles
+from tests.support.ssserver import TLSCapableServer, TLSFiles
 
 Mode = Literal["endless", "huge", "redirect", "silent", "trickle", "gzip"]
 MAX_SECONDS = 60.0
@@ -110,25 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self.served.sent += len(CHUNK)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    tls_context: ssl.SSLContext | None = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(MAX_SECONDS)
-        try:
-            wrapped = self.tls_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(wrapped, client_address)
-        finally:
-            with suppress(OSError):
-                wrapped.shutdown(socket.SHUT_RDWR)
-            wrapped.close()
+class _Server(TLSCapableServer):
+    socket_timeout = MAX_SECONDS
 
 
 @contextmanager

@@ -169,16 +169,19 @@ class _Handler(SimpleHTTPRequestHandler):
         pass  # keep test output clean
 
 
-class _Server(ThreadingHTTPServer):
+class TLSCapableServer(ThreadingHTTPServer):
+    """A threading HTTP server that speaks TLS on each connection when ``tls_context``
+    is set; ``socket_timeout`` bounds every read and write of a connection."""
+
     daemon_threads = True
     tls_context: ssl.SSLContext | None = None
-    served: ServedTree | None = None
+    socket_timeout: float = 30
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls_context is None:
             super().finish_request(request, client_address)
             return
-        request.settimeout(30)
+        request.settimeout(self.socket_timeout)
         try:
             wrapped = self.tls_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -189,6 +192,10 @@ class _Server(ThreadingHTTPServer):
             with suppress(OSError):
                 wrapped.shutdown(socket.SHUT_RDWR)
             wrapped.close()
+
+
+class _Server(TLSCapableServer):
+    served: ServedTree | None = None
 
 
 @contextmanager
