@@ -1,5 +1,8 @@
 """Typed constructors for the plan's :class:`Change` values, one per action.
 
+Each builds the action's typed change (:mod:`reconciler.model.changes`), whose
+required fields are required, and returns its wire form.
+
 A :class:`Stamp` carries what every change on one target shares (target and
 effective project), so a plan step names only what its action needs.  Image
 deletions are collected as :class:`Deletion` intents first: several steps may ask
@@ -11,8 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from reconciler.model.changes import (
+    AliasCreate,
+    AliasDelete,
+    AliasMove,
+    AliasUpdate,
+    ImageAdopt,
+    ImageDelete,
+    ImageDownload,
+    ImageUpdate,
+    ServerUpdate,
+)
 from reconciler.model.observed import RecordedImage, TargetState
-from reconciler.model.plan import Action, Change, FieldChange, PullSource, Writable
+from reconciler.model.plan import Change, FieldChange, PullSource, Writable
 
 
 @dataclass(frozen=True)
@@ -39,50 +53,50 @@ class Stamp:
         self, reason: str, *, fingerprint: str, source: str, size: int, pull: PullSource,
         writable: Writable, record: RecordedImage, replace_cached: bool,
     ) -> Change:
-        return Change(action=Action.IMAGE_DOWNLOAD, target=self.target, project=self.project,
-                      reason=reason, fingerprint=fingerprint, source=source, size=size,
-                      pull=pull, writable=writable, record=record,
-                      replace_cached=True if replace_cached else None)
+        return ImageDownload(target=self.target, project=self.project, reason=reason,
+                             fingerprint=fingerprint, source=source, size=size, pull=pull,
+                             writable=writable, record=record,
+                             replace_cached=replace_cached).wire()
 
     def adopt(self, reason: str, *, fingerprint: str, source: str,
               record: RecordedImage) -> Change:
-        return Change(action=Action.IMAGE_ADOPT, target=self.target, project=self.project,
-                      reason=reason, fingerprint=fingerprint, source=source, record=record)
+        return ImageAdopt(target=self.target, project=self.project, reason=reason,
+                          fingerprint=fingerprint, source=source, record=record).wire()
 
     def update(self, reason: str, *, fingerprint: str, source: str,
                fields: dict[str, FieldChange], writable: Writable,
                record: RecordedImage) -> Change:
-        return Change(action=Action.IMAGE_UPDATE, target=self.target, project=self.project,
-                      reason=reason, fingerprint=fingerprint, source=source, fields=fields,
-                      writable=writable, record=record)
+        return ImageUpdate(target=self.target, project=self.project, reason=reason,
+                           fingerprint=fingerprint, source=source, fields=fields,
+                           writable=writable, record=record).wire()
 
     def delete(self, deletion: Deletion, instances: Iterable[str]) -> Change:
-        return Change(action=Action.IMAGE_DELETE, target=self.target, project=self.project,
-                      reason=deletion.reason, fingerprint=deletion.fingerprint,
-                      source=deletion.source, instances=list(instances))
+        return ImageDelete(target=self.target, project=self.project, reason=deletion.reason,
+                           fingerprint=deletion.fingerprint, source=deletion.source,
+                           instances=tuple(instances)).wire()
 
     def alias_create(self, reason: str, *, alias: str, to: str, description: str) -> Change:
-        return Change(action=Action.ALIAS_CREATE, target=self.target, project=self.project,
-                      reason=reason, alias=alias, to=to, description=description)
+        return AliasCreate(target=self.target, project=self.project, reason=reason,
+                           alias=alias, to=to, description=description).wire()
 
     def alias_move(self, reason: str, *, alias: str, from_: str, to: str,
                    description: str) -> Change:
-        return Change(action=Action.ALIAS_MOVE, target=self.target, project=self.project,
-                      reason=reason, alias=alias, from_=from_, to=to, description=description)
+        return AliasMove(target=self.target, project=self.project, reason=reason,
+                         alias=alias, from_=from_, to=to, description=description).wire()
 
     def alias_update(self, reason: str, *, alias: str, fingerprint: str, description: str,
                      fields: dict[str, FieldChange]) -> Change:
-        return Change(action=Action.ALIAS_UPDATE, target=self.target, project=self.project,
-                      reason=reason, alias=alias, fingerprint=fingerprint,
-                      description=description, fields=fields)
+        return AliasUpdate(target=self.target, project=self.project, reason=reason,
+                           alias=alias, fingerprint=fingerprint, description=description,
+                           fields=fields).wire()
 
     def alias_delete(self, reason: str, *, alias: str, from_: str) -> Change:
-        return Change(action=Action.ALIAS_DELETE, target=self.target, project=self.project,
-                      reason=reason, alias=alias, from_=from_)
+        return AliasDelete(target=self.target, project=self.project, reason=reason,
+                           alias=alias, from_=from_).wire()
 
     def server_update(self, reason: str, *, fields: dict[str, FieldChange]) -> Change:
-        return Change(action=Action.SERVER_UPDATE, target=self.target, project=self.project,
-                      reason=reason, fields=fields)
+        return ServerUpdate(target=self.target, project=self.project, reason=reason,
+                            fields=fields).wire()
 
 
 def first_deletions(deletions: Iterable[Deletion]) -> tuple[Deletion, ...]:
