@@ -187,7 +187,7 @@ def typed(c: Change) -> TypedChange:
     """``c`` as its action's typed change; PlanError when it does not fit the action."""
     family = FAMILIES.get(c.action)
     if family is None:
-        raise PlanError(f"{c.action.value} on target {c.target!r} is not supported")
+        raise PlanError(f"target {c.target!r}: {c.action.value} is not supported")
     given = {k: v for k, v in c if v is not None and k != "action"}
     if family is ImageDownload:
         given["replace_cached"] = bool(c.replace_cached)
@@ -196,5 +196,5 @@ def typed(c: Change) -> TypedChange:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise PlanError(f"{c.action.value} on target {c.target!r}: {where}: "
+        raise PlanError(f"target {c.target!r}: {c.action.value}: {where}: "
                         f"{first['msg'].lower()}") from exc
