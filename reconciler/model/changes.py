@@ -11,8 +11,9 @@ Invariants:
   for every typed change ``x``, and ``typed(c).wire() == c`` for every wire change
   ``c`` the planner makes (tests/unit/test_typed_changes.py checks both).
 - :func:`typed` refuses (:class:`~reconciler.errors.PlanError`) a wire change that
-  lacks a field its action requires, or that carries a field its action does not
-  use, so a saved plan either reads as typed changes or is refused.
+  lacks a field its action requires, so a saved plan either reads as typed changes
+  or is refused.  A field the action does not use is left out of the typed change
+  (the plan schema allows it; no plan this tool makes has one).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def typed(c: Change) -> TypedChange:
     family = FAMILIES.get(c.action)
     if family is None:
         raise PlanError(f"target {c.target!r}: {c.action.value} is not supported")
-    given = {k: v for k, v in c if v is not None and k != "action"}
+    given = {k: v for k in family.model_fields if (v := getattr(c, k)) is not None}
     if family is ImageDownload:
         given["replace_cached"] = bool(c.replace_cached)
     try:
@@ -198,3 +199,9 @@ def typed(c: Change) -> TypedChange:
         where = ".".join(str(p) for p in first["loc"])
         raise PlanError(f"target {c.target!r}: {c.action.value}: {where}: "
                         f"{first['msg'].lower()}") from exc
+
+
+def check_fits(c: Change) -> None:
+    """PlanError when ``c`` has a typed family (see :data:`FAMILIES`) it does not fit."""
+    if c.action in FAMILIES:
+        typed(c)
