@@ -1,7 +1,8 @@
-"""Typed constructors for the plan's :class:`Change` values, one per action.
+"""Constructors of the plan's typed changes (:mod:`reconciler.model.changes`), one per action.
 
-Each builds the action's typed change (:mod:`reconciler.model.changes`), whose
-required fields are required, and returns its wire form.
+The plan steps build typed changes, whose required fields are required; the
+planner turns them into the plan's wire :class:`~reconciler.model.plan.Change`
+values once, at the end (:func:`reconciler.core.planner.make_plan`).
 
 A :class:`Stamp` carries what every change on one target shares (target and
 effective project), so a plan step names only what its action needs.  Image
@@ -26,7 +27,7 @@ from reconciler.model.changes import (
     ServerUpdate,
 )
 from reconciler.model.observed import RecordedImage, TargetState
-from reconciler.model.plan import Change, FieldChange, PullSource, Writable
+from reconciler.model.plan import FieldChange, PullSource, Writable
 
 
 @dataclass(frozen=True)
@@ -52,51 +53,51 @@ class Stamp:
     def download(
         self, reason: str, *, fingerprint: str, source: str, size: int, pull: PullSource,
         writable: Writable, record: RecordedImage, replace_cached: bool,
-    ) -> Change:
+    ) -> ImageDownload:
         return ImageDownload(target=self.target, project=self.project, reason=reason,
                              fingerprint=fingerprint, source=source, size=size, pull=pull,
                              writable=writable, record=record,
-                             replace_cached=replace_cached).wire()
+                             replace_cached=replace_cached)
 
     def adopt(self, reason: str, *, fingerprint: str, source: str,
-              record: RecordedImage) -> Change:
+              record: RecordedImage) -> ImageAdopt:
         return ImageAdopt(target=self.target, project=self.project, reason=reason,
-                          fingerprint=fingerprint, source=source, record=record).wire()
+                          fingerprint=fingerprint, source=source, record=record)
 
     def update(self, reason: str, *, fingerprint: str, source: str,
                fields: dict[str, FieldChange], writable: Writable,
-               record: RecordedImage) -> Change:
+               record: RecordedImage) -> ImageUpdate:
         return ImageUpdate(target=self.target, project=self.project, reason=reason,
                            fingerprint=fingerprint, source=source, fields=fields,
-                           writable=writable, record=record).wire()
+                           writable=writable, record=record)
 
-    def delete(self, deletion: Deletion, instances: Iterable[str]) -> Change:
+    def delete(self, deletion: Deletion, instances: Iterable[str]) -> ImageDelete:
         return ImageDelete(target=self.target, project=self.project, reason=deletion.reason,
                            fingerprint=deletion.fingerprint, source=deletion.source,
-                           instances=tuple(instances)).wire()
+                           instances=tuple(instances))
 
-    def alias_create(self, reason: str, *, alias: str, to: str, description: str) -> Change:
+    def alias_create(self, reason: str, *, alias: str, to: str, description: str) -> AliasCreate:
         return AliasCreate(target=self.target, project=self.project, reason=reason,
-                           alias=alias, to=to, description=description).wire()
+                           alias=alias, to=to, description=description)
 
     def alias_move(self, reason: str, *, alias: str, from_: str, to: str,
-                   description: str) -> Change:
+                   description: str) -> AliasMove:
         return AliasMove(target=self.target, project=self.project, reason=reason,
-                         alias=alias, from_=from_, to=to, description=description).wire()
+                         alias=alias, from_=from_, to=to, description=description)
 
     def alias_update(self, reason: str, *, alias: str, fingerprint: str, description: str,
-                     fields: dict[str, FieldChange]) -> Change:
+                     fields: dict[str, FieldChange]) -> AliasUpdate:
         return AliasUpdate(target=self.target, project=self.project, reason=reason,
                            alias=alias, fingerprint=fingerprint, description=description,
-                           fields=fields).wire()
+                           fields=fields)
 
-    def alias_delete(self, reason: str, *, alias: str, from_: str) -> Change:
+    def alias_delete(self, reason: str, *, alias: str, from_: str) -> AliasDelete:
         return AliasDelete(target=self.target, project=self.project, reason=reason,
-                           alias=alias, from_=from_).wire()
+                           alias=alias, from_=from_)
 
-    def server_update(self, reason: str, *, fields: dict[str, FieldChange]) -> Change:
+    def server_update(self, reason: str, *, fields: dict[str, FieldChange]) -> ServerUpdate:
         return ServerUpdate(target=self.target, project=self.project, reason=reason,
-                            fields=fields).wire()
+                            fields=fields)
 
 
 def first_deletions(deletions: Iterable[Deletion]) -> tuple[Deletion, ...]:
@@ -108,7 +109,7 @@ def first_deletions(deletions: Iterable[Deletion]) -> tuple[Deletion, ...]:
 
 
 def deletion_changes(stamp: Stamp, deletions: Iterable[Deletion],
-                     instances: Mapping[str, tuple[str, ...]]) -> list[Change]:
+                     instances: Mapping[str, tuple[str, ...]]) -> list[ImageDelete]:
     """One ``image.delete`` per fingerprint, with the instances created from it."""
     return [stamp.delete(d, instances.get(d.fingerprint, ()))
             for d in first_deletions(deletions)]
