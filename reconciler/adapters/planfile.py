@@ -10,9 +10,10 @@ Invariants:
 * :func:`load` never lets a bad file through and never raises anything but
   :class:`PlanFileError`: unreadable, larger than 16 MiB, not JSON, nested more
   than 64 levels deep, not an object, another format version, no or a wrong
-  digest, or not matching the plan schema (generated from the model at run time,
-  not read from disk).  The digest is checked on the bytes as read, before the
-  document becomes a :class:`Plan`.
+  digest, not matching the plan schema (generated from the model at run time,
+  not read from disk), or a change that lacks a field its action requires
+  (:mod:`reconciler.model.changes`).  The digest is checked on the bytes as
+  read, before the document becomes a :class:`Plan`.
 * :func:`save` writes atomically, readable by its owner only.
 """
 
@@ -29,7 +30,8 @@ from pydantic import ValidationError
 
 from reconciler.adapters.files import write_atomic
 from reconciler.core.seal import digest_of, document, seal
-from reconciler.errors import PlanFileError
+from reconciler.errors import PlanError, PlanFileError
+from reconciler.model.changes import check_fits
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.schemas import plan_schema
 
@@ -80,11 +82,18 @@ def parse(text: bytes, name: str) -> Plan:
         raise PlanFileError(f"{name} is not a valid saved plan: {_where(error.absolute_path)}: "
                             f"{_clip(error.message)}")
     try:
-        return Plan.model_validate(data)
+        plan = Plan.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise PlanFileError(f"{name} is not a valid saved plan: {_where(first['loc'])}: "
                             f"{_clip(first['msg'])}") from exc
+    for i, change in enumerate(plan.changes):
+        try:
+            check_fits(change)
+        except PlanError as exc:
+            raise PlanFileError(f"{name} is not a valid saved plan: changes[{i}]: "
+                                f"{_clip(str(exc))}") from exc
+    return plan
 
 
 def _json_object(text: bytes, name: str) -> dict[str, Any]:

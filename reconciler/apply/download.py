@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 
 from reconciler.apply.records import Records
 from reconciler.errors import ApplyError, NotFound, OperationAbandoned, OperationFailed
+from reconciler.model.changes import ImageDownload
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import ObservedImage
-from reconciler.model.plan import Change, Writable
-from reconciler.model.result import Outcome, Status
+from reconciler.model.plan import Writable
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 
@@ -38,6 +39,16 @@ CREDENTIALS_NOT_FOR_DAEMON = (
     "the remote's URL carries credentials (user:password@), which the daemon would store "
     "in the image's source and show to anyone who can list images, so the daemon is not "
     "asked to pull")
+
+
+@dataclass(frozen=True)
+class Landed:
+    """How a download landed ``fingerprint``: ``via`` ``pull`` or ``upload``, and, for an
+    upload, why the daemon did not pull it (``message``)."""
+
+    fingerprint: str
+    via: str
+    message: str
 
 
 class Download:
@@ -53,9 +64,8 @@ class Download:
         self.reporter = reporter
         self.records = records
 
-    def __call__(self, c: Change) -> Outcome:
+    def __call__(self, c: ImageDownload) -> Landed:
         """Land ``c.fingerprint``, give it the planned fields, and record it."""
-        assert c.pull is not None and c.writable is not None and c.fingerprint is not None
         fp = c.fingerprint
         if c.replace_cached:
             with suppress(NotFound):
@@ -68,10 +78,9 @@ class Download:
             via = "upload"
         self.store.update_image(fp, c.writable)
         self.records.remember(c)
-        return Outcome(change=c, status=Status.DONE, via=via, fingerprint=fp,
-                       message="" if via == "pull" else why)
+        return Landed(fingerprint=fp, via=via, message="" if via == "pull" else why)
 
-    def _by_daemon(self, c: Change, remote: RemoteSpec | None) -> tuple[str | None, str]:
+    def _by_daemon(self, c: ImageDownload, remote: RemoteSpec | None) -> tuple[str | None, str]:
         """Ask the daemon to pull, unless that would hand it credentials: the fingerprint
         it landed (None: none) and, when that is not the planned one, why."""
         if remote is not None and not remote.daemon_can_pull:
@@ -82,17 +91,17 @@ class Download:
         landed, why = self._pull(c, remote.certificate if remote else None)
         if landed != c.fingerprint:
             self.reporter.note(self.target, f"{c.source}: the daemon did not pull "
-                               f"{(c.fingerprint or '')[:12]} ({why}); uploading the files, "
+                               f"{c.fingerprint[:12]} ({why}); uploading the files, "
                                "checked against the remote's index, instead")
         return landed, why
 
-    def _pull(self, c: Change, certificate: str | None) -> tuple[str | None, str]:
+    def _pull(self, c: ImageDownload, certificate: str | None) -> tuple[str | None, str]:
         """Ask the daemon to pull ``c``: the fingerprint it landed (None: none) and, when
         that is not the planned one, why.  The in-flight marker is cleared only once
         the outcome is settled (see the module's invariants)."""
-        assert c.pull is not None and c.writable is not None
         landed: str | None = None
         why = ""
+        wire = c.wire()  # what the reporter knows the change as
         present = {img.fingerprint: img for img in self.store.observe().images}
         marker = self.records.mark_pull(c, present.values())
         settled = False  # whether nothing can land any more that the marker must claim
@@ -100,7 +109,7 @@ class Download:
             try:
                 landed = self.store.pull_image(
                     c.pull, certificate=certificate, writable=c.writable,
-                    progress=lambda text: self.reporter.progress(self.target, c, text))
+                    progress=lambda text: self.reporter.progress(self.target, wire, text))
             except OperationFailed as exc:
                 why = str(exc)
             except OperationAbandoned as exc:
@@ -114,11 +123,10 @@ class Download:
         return landed, why
 
     def _check_landed(
-        self, c: Change, present: Mapping[str, ObservedImage], landed: str | None
+        self, c: ImageDownload, present: Mapping[str, ObservedImage], landed: str | None
     ) -> str:
         """Did the daemon land the planned build?  If so, record it (""); if not, undo
         what the pull did to the store and say why when it landed another build."""
-        assert c.writable is not None and c.fingerprint is not None
         if landed == c.fingerprint:
             self.records.remember(c)
             return ""
@@ -129,13 +137,13 @@ class Download:
             self.store.delete_image(landed)
         return f"the daemon landed {landed[:12]} (its index of the remote is older)"
 
-    def _upload(self, c: Change, remote: RemoteSpec | None) -> None:
+    def _upload(self, c: ImageDownload, remote: RemoteSpec | None) -> None:
         """Fetch ``c``'s files from the remote (checked against its index by the reader)
         and upload them; the store must land exactly ``c.fingerprint``."""
-        assert c.pull is not None and c.fingerprint is not None
         if remote is None or not c.pull.files:
             raise ApplyError(f"target {self.target!r}: cannot land {c.fingerprint[:12]} of "
                              f"{c.source}: the daemon did not, and the remote offers no files")
+        wire = c.wire()  # what the reporter knows the change as
         with ExitStack() as stack:
             parts: list[tuple[str, Iterator[bytes]]] = [
                 (f.ftype, stack.enter_context(self.reader.open_file(remote, f)))
@@ -143,7 +151,7 @@ class Download:
             ]
             got = self.store.upload_image(
                 parts, fingerprint=c.fingerprint, type_=c.pull.image_type,
-                progress=lambda text: self.reporter.progress(self.target, c, text))
+                progress=lambda text: self.reporter.progress(self.target, wire, text))
         if got != c.fingerprint:
             raise ApplyError(f"target {self.target!r}: upload of {c.source} landed "
                              f"{got[:12]}, not {c.fingerprint[:12]}")

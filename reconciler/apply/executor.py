@@ -4,8 +4,9 @@ Invariants:
 - Changes of one target run in plan order; the first failure stops that target
   (later changes are ``skipped``), so an old build and its aliases are never
   removed before their replacement is in place.
-- Each action has one handler (:attr:`_TargetRun.handlers`); an action without one
-  fails as not supported.
+- Each action has one handler (:meth:`_TargetRun._handle`), which takes the
+  action's typed change (:mod:`reconciler.model.changes`); a change that is not
+  one (an action without a handler, a missing field) fails, attempting nothing.
 - A download lands exactly the planned fingerprint or fails: when the daemon
   lands another build (its simplestreams cache is up to an hour old) or cannot
   find the planned one, the files are fetched from the remote, checked against
@@ -44,25 +45,36 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 
-from reconciler.apply.download import CREDENTIALS_NOT_FOR_DAEMON, Download
+from reconciler.apply.download import CREDENTIALS_NOT_FOR_DAEMON, Download, Landed
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
-from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound
+from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound, PlanError
 from reconciler.interrupts import threads_without_signals
+from reconciler.model.changes import (
+    AliasCreate,
+    AliasDelete,
+    AliasMove,
+    AliasUpdate,
+    ImageAdopt,
+    ImageDelete,
+    ImageDownload,
+    ImageUpdate,
+    ServerUpdate,
+    TypedChange,
+    typed,
+)
 from reconciler.model.config import RemoteSpec
-from reconciler.model.plan import Action, Change, Plan
+from reconciler.model.plan import Change, Plan
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter, SilentReporter, change_label
 
 __all__ = ["CREDENTIALS_NOT_FOR_DAEMON", "INTERRUPTED", "apply_plan", "where_stopped"]
-
-Handler = Callable[[Change], Outcome]
 
 INTERRUPTED = "not attempted: interrupted"
 
@@ -134,22 +146,13 @@ class _TargetRun:
         self.store = store
         self.reporter = reporter
         self.changes = plan.for_target(target)
+        self.typed = [_typed_or_error(c) for c in self.changes]
+        """Each change as its action's typed change, or why it is not one (it fails)."""
         project = self.changes[0].project if self.changes else store.project
         self.records = Records(
             store, owner=plan.owner, project=project, planned=plan.ownership.get(target),
-            deleting=(c.alias or "" for c in self.changes if c.action is Action.ALIAS_DELETE))
-        self.handlers: dict[Action, Handler] = {
-            Action.SERVER_UPDATE: self._server_update,
-            Action.IMAGE_DOWNLOAD: Download(target, store, reader, remotes, reporter,
-                                            self.records),
-            Action.IMAGE_ADOPT: self._adopt,
-            Action.IMAGE_UPDATE: self._image_update,
-            Action.ALIAS_CREATE: self._alias_create,
-            Action.ALIAS_MOVE: self._alias_move,
-            Action.ALIAS_UPDATE: self._alias_update,
-            Action.ALIAS_DELETE: self._alias_delete,
-            Action.IMAGE_DELETE: self._image_delete,
-        }
+            deleting=(t.alias for t in self.typed if isinstance(t, AliasDelete)))
+        self.download = Download(target, store, reader, remotes, reporter, self.records)
 
     def run(self) -> list[Outcome]:
         """Every change's outcome; the first failure or an interrupt skips the rest."""
@@ -167,13 +170,13 @@ class _TargetRun:
         """Run the changes in order: their outcomes, and whether some were skipped."""
         outcomes: list[Outcome] = []
         skip = ""  # why the remaining changes are not attempted
-        for change in self.changes:
+        for change, t in zip(self.changes, self.typed, strict=True):
             if not skip and self.stop.is_set():
                 skip = INTERRUPTED
             if skip:
                 outcome = Outcome(change=change, status=Status.SKIPPED, message=skip)
             else:
-                outcome = self._attempt(change)
+                outcome = self._attempt(change, t)
                 if outcome.status is Status.FAILED:
                     skip = "not attempted: an earlier change of this target failed"
             if skip != INTERRUPTED:  # the interrupt's one line says where apply stopped
@@ -181,15 +184,49 @@ class _TargetRun:
             outcomes.append(outcome)
         return outcomes, bool(skip)
 
-    def _attempt(self, c: Change) -> Outcome:
-        """``c`` through its handler; a failure is its outcome, not an exception."""
-        handler = self.handlers.get(c.action)
+    def _attempt(self, c: Change, t: TypedChange | PlanError) -> Outcome:
+        """``c`` (typed: ``t``) through its handler; a failure is its outcome, not an
+        exception."""
         try:
-            if handler is None:
-                raise ApplyError(f"target {self.target!r}: {c.action.value} is not supported")
-            return handler(c)
+            if isinstance(t, PlanError):
+                raise t
+            landed = self._handle(t)
         except IncusImagesError as exc:
             return Outcome(change=c, status=Status.FAILED, message=str(exc))
+        if landed is None:
+            return Outcome(change=c, status=Status.DONE)
+        return Outcome(change=c, status=Status.DONE, via=landed.via,
+                       fingerprint=landed.fingerprint, message=landed.message)
+
+    def _handle(self, t: TypedChange) -> Landed | None:
+        """The one handler of ``t``'s action (only a download says how it landed)."""
+        match t:
+            case ImageDownload():
+                return self.download(t)
+            case ServerUpdate():
+                set_server_keys(self.target, self.store, t.fields)
+            case ImageAdopt():
+                self.records.remember(t)
+            case ImageUpdate():
+                self.store.update_image(t.fingerprint, t.writable)
+                self.records.remember(t)
+            case AliasCreate():
+                self.store.create_alias(t.alias, t.to, t.description)
+                self.records.made_alias(t.alias, t.to)
+            case AliasMove():
+                self.store.move_alias(t.alias, t.to)
+                self.records.made_alias(t.alias, t.to)
+            case AliasUpdate():
+                self.store.update_alias(t.alias, t.description)
+            case AliasDelete():
+                with suppress(NotFound):
+                    self.store.delete_alias(t.alias)
+                self.records.deleted_alias(t.alias)
+            case ImageDelete():
+                with suppress(NotFound):
+                    self.store.delete_image(t.fingerprint)
+                self.records.forget_image(t.fingerprint)
+        return None
 
     def _close(self, outcomes: list[Outcome]) -> None:
         """The closing ownership write and the verification, on one observation; a
@@ -197,53 +234,14 @@ class _TargetRun:
         try:
             state = self.store.observe()
             self.records.close(state)
-            verify(self.target, self.changes, state)
+            verify(self.target, [t for t in self.typed if not isinstance(t, PlanError)], state)
         except IncusImagesError as exc:
             last = outcomes[-1]
             outcomes[-1] = last.model_copy(update={"status": Status.FAILED, "message": str(exc)})
 
-    # -- one handler per action (image.download: reconciler.apply.download) -----------------
 
-    def _server_update(self, c: Change) -> Outcome:
-        set_server_keys(self.target, self.store, c.fields or {})
-        return _done(c)
-
-    def _adopt(self, c: Change) -> Outcome:
-        self.records.remember(c)
-        return _done(c)
-
-    def _image_update(self, c: Change) -> Outcome:
-        assert c.writable is not None
-        self.store.update_image(c.fingerprint or "", c.writable)
-        self.records.remember(c)
-        return _done(c)
-
-    def _alias_create(self, c: Change) -> Outcome:
-        self.store.create_alias(c.alias or "", c.to or "", c.description or "")
-        self.records.made_alias(c.alias or "", c.to or "")
-        return _done(c)
-
-    def _alias_move(self, c: Change) -> Outcome:
-        self.store.move_alias(c.alias or "", c.to or "")
-        self.records.made_alias(c.alias or "", c.to or "")
-        return _done(c)
-
-    def _alias_update(self, c: Change) -> Outcome:
-        self.store.update_alias(c.alias or "", c.description or "")
-        return _done(c)
-
-    def _alias_delete(self, c: Change) -> Outcome:
-        with suppress(NotFound):
-            self.store.delete_alias(c.alias or "")
-        self.records.deleted_alias(c.alias or "")
-        return _done(c)
-
-    def _image_delete(self, c: Change) -> Outcome:
-        with suppress(NotFound):
-            self.store.delete_image(c.fingerprint or "")
-        self.records.forget_image(c.fingerprint or "")
-        return _done(c)
-
-
-def _done(c: Change) -> Outcome:
-    return Outcome(change=c, status=Status.DONE)
+def _typed_or_error(c: Change) -> TypedChange | PlanError:
+    try:
+        return typed(c)
+    except PlanError as exc:
+        return exc

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from reconciler.core.inventory import update_inventory
+from reconciler.model.changes import ImageDownload, Recorded
 from reconciler.model.observed import (
     Inventory,
     ObservedImage,
@@ -32,7 +33,6 @@ from reconciler.model.observed import (
     RecordedImage,
     TargetState,
 )
-from reconciler.model.plan import Change
 from reconciler.ports import ImageStore
 from reconciler.redact import without_userinfo
 
@@ -61,10 +61,8 @@ class Records:
 
     # -- images ------------------------------------------------------------------------------
 
-    def remember(self, c: Change) -> None:
+    def remember(self, c: Recorded) -> None:
         """Record image ``c.fingerprint`` as this owner's, described by ``c.record``."""
-        if c.record is None or c.fingerprint is None:
-            return
         fp, planned = c.fingerprint, c.record
 
         def change(inv: Inventory) -> Inventory:
@@ -80,16 +78,16 @@ class Records:
 
     # -- pulls in flight ---------------------------------------------------------------------
 
-    def mark_pull(self, c: Change, present: Iterable[ObservedImage]) -> PendingPull | None:
+    def mark_pull(self, c: ImageDownload, present: Iterable[ObservedImage]) -> PendingPull | None:
         """Record a pull by alias as in flight (see ``PendingPull``) before it starts.
 
         ``present`` is what the store holds before the pull.  None: nothing to mark
         (a pull by fingerprint, or an image the plan does not record)."""
-        if c.pull is None or c.pull.alias is None or c.record is None:
+        if c.pull.alias is None:
             return None
         # What the daemon will record (the adapter never hands it credentials).
         server, alias = without_userinfo(c.pull.server), c.pull.alias
-        record = self.vouched(c.fingerprint or "", c.record, None)
+        record = self.vouched(c.fingerprint, c.record, None)
         marker = PendingPull(server=server, alias=alias, record=record, before=tuple(sorted(
             img.fingerprint for img in present
             if img.update_source is not None

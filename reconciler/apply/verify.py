@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.errors import ApplyError
+from reconciler.model.changes import (
+    AliasCreate,
+    AliasDelete,
+    AliasMove,
+    ImageAdopt,
+    ImageDelete,
+    ImageDownload,
+    TypedChange,
+)
 from reconciler.model.observed import ObservedAlias, TargetState
-from reconciler.model.plan import Action, Change
 
 
-def verify(target: str, changes: Sequence[Change], state: TargetState) -> None:
+def verify(target: str, changes: Sequence[TypedChange], state: TargetState) -> None:
     """Raise when ``state`` shows a change of ``changes`` that did not land."""
     present = {img.fingerprint for img in state.images}
     aliases = state.alias_targets()
@@ -24,17 +32,17 @@ def verify(target: str, changes: Sequence[Change], state: TargetState) -> None:
                          + "; ".join(problems))
 
 
-def problem(c: Change, present: set[str], aliases: Mapping[str, ObservedAlias]) -> str:
+def problem(c: TypedChange, present: set[str], aliases: Mapping[str, ObservedAlias]) -> str:
     """What ``state`` says is wrong with change ``c`` ("": it landed, or is not checked)."""
-    a = c.action
-    if a in (Action.IMAGE_DOWNLOAD, Action.IMAGE_ADOPT) and c.fingerprint not in present:
-        return f"image {c.fingerprint} is not in the store"
-    if a is Action.IMAGE_DELETE and c.fingerprint in present:
-        return f"image {c.fingerprint} is still in the store"
-    if a in (Action.ALIAS_CREATE, Action.ALIAS_MOVE):
-        held = aliases.get(c.alias or "")
-        if held is None or held.target != c.to:
-            return f"alias {c.alias!r} does not point to {c.to}"
-    if a is Action.ALIAS_DELETE and (c.alias or "") in aliases:
-        return f"alias {c.alias!r} still exists"
+    match c:
+        case ImageDownload() | ImageAdopt() if c.fingerprint not in present:
+            return f"image {c.fingerprint} is not in the store"
+        case ImageDelete() if c.fingerprint in present:
+            return f"image {c.fingerprint} is still in the store"
+        case AliasCreate() | AliasMove():
+            held = aliases.get(c.alias)
+            if held is None or held.target != c.to:
+                return f"alias {c.alias!r} does not point to {c.to}"
+        case AliasDelete() if c.alias in aliases:
+            return f"alias {c.alias!r} still exists"
     return ""

@@ -15,22 +15,23 @@ from reconciler.core.builds import short
 from reconciler.core.plan_changes import Stamp
 from reconciler.core.plan_images import DeclaredAlias
 from reconciler.core.plan_view import TargetView
+from reconciler.model.changes import AliasDelete, TypedChange
 from reconciler.model.observed import ObservedAlias
-from reconciler.model.plan import Change, FieldChange
+from reconciler.model.plan import FieldChange
 
 
 @dataclass(frozen=True)
 class AliasStep:
     """What one declared alias needs: a change, a conflict, or neither."""
 
-    change: Change | None = None
+    change: TypedChange | None = None
     conflict: str | None = None
 
 
 def alias_changes(
     view: TargetView, declared: Mapping[str, DeclaredAlias], replaced: Collection[str],
     alias_conflicts: str,
-) -> tuple[tuple[Change, ...], tuple[str, ...]]:
+) -> tuple[tuple[TypedChange, ...], tuple[str, ...]]:
     """Changes and conflicts for every declared alias, by name.
 
     ``replaced``: fingerprints of daemon-cached copies the plan deletes and pulls again;
@@ -87,11 +88,11 @@ def _move_step(view: TargetView, decl: DeclaredAlias, held: ObservedAlias,
 
 
 def alias_deletions(view: TargetView, deleting: Collection[str],
-                    declared: Collection[str]) -> tuple[Change, ...]:
+                    declared: Collection[str]) -> tuple[AliasDelete, ...]:
     """``alias.delete`` for aliases this owner recorded on an image that stays, which are
     still on it and no longer declared; aliases added by hand are left in place."""
     stamp = Stamp.of(view.state)
-    out: list[Change] = []
+    out: list[AliasDelete] = []
     for fp, a in view.mine.items():
         if fp in deleting or a.record is None:
             continue

@@ -10,15 +10,16 @@ from datetime import datetime
 
 from reconciler.core.builds import iso, same_time
 from reconciler.core.plan_changes import Stamp
+from reconciler.model.changes import ImageUpdate
 from reconciler.model.config import EntrySpec
 from reconciler.model.observed import ObservedImage, RecordedImage
-from reconciler.model.plan import Change, FieldChange, Writable
+from reconciler.model.plan import FieldChange, Writable
 
 
 def image_update(
     stamp: Stamp, entry: EntrySpec, img: ObservedImage, prior: RecordedImage | None,
     expiry: datetime | None, record: RecordedImage,
-) -> Change | None:
+) -> ImageUpdate | None:
     """``image.update`` restoring the declared writable fields, or None when they hold.
 
     ``prior`` is this owner's record of the image (None when it did not manage it yet);

@@ -18,11 +18,12 @@ from reconciler.core.plan_changes import Deletion, Stamp
 from reconciler.core.plan_fields import image_update
 from reconciler.core.plan_view import TargetView, entry_key
 from reconciler.errors import PlanError
+from reconciler.model.changes import ImageDownload, TypedChange
 from reconciler.model.config import EntrySpec, RemoteSpec
 from reconciler.model.keys import EntryKey
 from reconciler.model.lock import LockedBuild, LockKey
 from reconciler.model.observed import ObservedImage, RecordedImage
-from reconciler.model.plan import Change, PlanWarning, PullSource, Writable
+from reconciler.model.plan import PlanWarning, PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteImage
 
 
@@ -44,7 +45,7 @@ class EntryPlan:
     ``aliases``: the aliases it declares (empty when it keeps nothing, or conflicts).
     """
 
-    changes: tuple[Change, ...] = ()
+    changes: tuple[TypedChange, ...] = ()
     deletions: tuple[Deletion, ...] = ()
     warnings: tuple[PlanWarning, ...] = ()
     notes: tuple[str, ...] = ()
@@ -162,7 +163,7 @@ def preflight(view: TargetView, entry: EntrySpec, build: RemoteImage | None,
 
 
 def fetch(view: TargetView, w: Wanted, record: RecordedImage, remote: RemoteSpec | None,
-          ) -> tuple[tuple[Change, ...], tuple[PlanWarning, ...]]:
+          ) -> tuple[tuple[TypedChange, ...], tuple[PlanWarning, ...]]:
     """Download a wanted image the store lacks, or holds only as a daemon-cached copy
     (which is deleted and pulled again).  Warns ``auto_update.no_source`` when the
     remote needs credentials, so the tool uploads the build and the daemon cannot
@@ -185,7 +186,8 @@ def fetch(view: TargetView, w: Wanted, record: RecordedImage, remote: RemoteSpec
         "newer builds at each apply instead"),)
 
 
-def download(view: TargetView, w: Wanted, build: RemoteImage, record: RecordedImage) -> Change:
+def download(view: TargetView, w: Wanted, build: RemoteImage,
+             record: RecordedImage) -> ImageDownload:
     """``image.download`` of ``build``.  Only a tracked entry's newest build is pulled by
     alias (so the daemon records the alias as the image's source); a pin or an older
     locked build is pulled by fingerprint."""
@@ -213,14 +215,14 @@ def download(view: TargetView, w: Wanted, build: RemoteImage, record: RecordedIm
 
 
 def keep_present(view: TargetView, w: Wanted, current: ObservedImage, record: RecordedImage,
-                 ) -> tuple[tuple[Change, ...], tuple[PlanWarning, ...]]:
+                 ) -> tuple[tuple[TypedChange, ...], tuple[PlanWarning, ...]]:
     """A wanted image already in the store: adopt it when nobody manages it yet (or an
     interrupted apply landed it), then restore its declared fields.  Warns
     ``auto_update.no_source`` when the daemon recorded no source to update it from."""
     entry = w.entry
     attribution = view.attrs[w.fingerprint]
     stamp = Stamp.of(view.state)
-    changes: list[Change] = []
+    changes: list[TypedChange] = []
     if attribution.owner is None or attribution.in_flight:
         why = ("landed by an interrupted apply, not yet recorded"
                if attribution.in_flight else "managed by nobody")

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from reconciler.core.builds import iso
 from reconciler.core.plan_changes import Deletion, Stamp
 from reconciler.core.plan_view import TargetView
+from reconciler.model.changes import ImageDownload, ServerUpdate, TypedChange
 from reconciler.model.observed import ObservedImage, RecordedImage
-from reconciler.model.plan import Action, Change, FieldChange, PlanWarning, Untouched
+from reconciler.model.plan import FieldChange, PlanWarning, Untouched
 
 SERVER_DEFAULTS: dict[str, str] = {
     "images.auto_update_interval": "6",
@@ -66,11 +67,11 @@ def _cached_of_nobody(view: TargetView, keep: Collection[str],
 
 
 def server_changes(view: TargetView, server: Mapping[str, str],
-                   ) -> tuple[tuple[Change, ...], tuple[str, ...]]:
+                   ) -> tuple[tuple[ServerUpdate, ...], tuple[str, ...]]:
     """``server.update`` per declared key that differs, by key; another owner's different
     value is a conflict.  Keys are daemon-wide, so every target on one daemon sees the
     same ones."""
-    changes: list[Change] = []
+    changes: list[ServerUpdate] = []
     conflicts: list[str] = []
     for key, value in sorted(server.items()):
         conflicts += server_conflicts(view, key, value)
@@ -90,17 +91,17 @@ def server_conflicts(view: TargetView, key: str, value: str) -> list[str]:
             if other != view.owner and inv.server.get(key, value) != value]
 
 
-def space_warning(view: TargetView, changes: Sequence[Change]) -> PlanWarning | None:
+def space_warning(view: TargetView, changes: Sequence[TypedChange]) -> PlanWarning | None:
     """``storage.space`` when the planned downloads exceed the image store's free space
     (only where the daemon exposes it)."""
-    downloads = [c for c in changes if c.action is Action.IMAGE_DOWNLOAD]
-    need = sum(c.size or 0 for c in downloads)
+    downloads = [c for c in changes if isinstance(c, ImageDownload)]
+    need = sum(c.size for c in downloads)
     free = view.state.images_free_bytes
     if free is None or not downloads or need <= free:
         return None
     return PlanWarning(
         code="storage.space", target=view.target,
-        image=", ".join(sorted({c.source or "" for c in downloads})),
+        image=", ".join(sorted({c.source for c in downloads})),
         message=f"the planned downloads need {need} bytes but the image store has {free} "
                 "bytes free; free space or enlarge storage.images_volume")
 

@@ -14,7 +14,8 @@ composition of small pure steps, each in its own module and each returning value
 - :mod:`reconciler.core.plan_aliases`: alias create, move, update, delete;
 - :mod:`reconciler.core.plan_store`: prune, ``policy.cached``, server settings, free
   space, images left alone;
-- :mod:`reconciler.core.plan_changes`: typed constructors of each :class:`Change`.
+- :mod:`reconciler.core.plan_changes`: constructors of each typed change; the steps
+  return typed changes, turned into the plan's wire :class:`Change` values here.
 
 Rules are the contract's "Semantics" section; each function states the ones it holds.
 """
@@ -38,6 +39,7 @@ from reconciler.core.plan_store import (
 )
 from reconciler.core.plan_view import view_of
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
+from reconciler.model.changes import ImageDownload, TypedChange
 from reconciler.model.config import Config
 from reconciler.model.lock import LockedBuild, LockKey
 from reconciler.model.observed import Inventory, TargetState
@@ -49,7 +51,7 @@ from reconciler.model.remote import RemoteCatalog
 class TargetPlan:
     """One target's part of the plan, each part in the order it was made."""
 
-    changes: tuple[Change, ...]
+    changes: tuple[TypedChange, ...]
     warnings: tuple[PlanWarning, ...]
     conflicts: tuple[str, ...]
     untouched: tuple[Untouched, ...]
@@ -86,7 +88,7 @@ def make_plan(
                     f"{len(owned)} on target {state.target!r}; applying it would delete them "
                     "all. Pass --allow-empty if that is what you want."
                 )
-    changes: list[Change] = []
+    changes: list[TypedChange] = []
     warnings: list[PlanWarning] = []
     untouched: list[Untouched] = []
     conflicts: list[str] = []
@@ -102,7 +104,7 @@ def make_plan(
         ownership[name] = tp.ownership
     if conflicts:
         raise ConflictError("\n".join(conflicts))
-    ordered = tuple(sorted(changes, key=Change.sort_key))
+    ordered = tuple(sorted((c.wire() for c in changes), key=Change.sort_key))
     return Plan(
         owner=config.owner,
         changes=ordered,
@@ -179,7 +181,8 @@ def plan_target(
     deleting = {d.fingerprint for d in (*entry_deletions, *pruned)}
     entry_changes = [c for e in entries for c in e.changes]
     aliases, alias_conflicts = alias_changes(
-        view, declared, {c.fingerprint or "" for c in entry_changes if c.replace_cached},
+        view, declared,
+        {c.fingerprint for c in entry_changes if isinstance(c, ImageDownload) and c.replace_cached},
         config.policy.alias_conflicts)
     alias_deletes = alias_deletions(view, deleting, declared)
     deletions = first_deletions(

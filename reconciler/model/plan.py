@@ -4,6 +4,11 @@ The JSON shape is the contract's (``schemas/plan.schema.json`` is generated from
 :class:`Plan`).  ``reason`` and ``message`` are for people; ``apply`` never
 branches on them.  Changes are sorted by :data:`ACTION_ORDER`, then target, then
 the thing changed, which is also the order ``apply`` performs them in per target.
+
+:class:`Change` is the wire format: one flat record, most fields optional because
+each action uses a few.  Code builds and reads the typed changes of
+:mod:`reconciler.model.changes` (one class per action, its fields required) and
+converts at the boundary (``wire()`` / ``typed()``).
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ from reconciler.apply.verify import verify
 from reconciler.core.inventory import MAX_ATTEMPTS, Edit, compare_and_swap, decode
 from reconciler.core.planner import make_plan
 from reconciler.errors import ApplyError, OperationFailed, StoreError
+from reconciler.model.changes import AliasDelete, typed
 from reconciler.model.config import Config, RemoteSpec
 from reconciler.model.observed import inventory_key
-from reconciler.model.plan import Action, Change, Plan, PullSource
+from reconciler.model.plan import Action, Plan, PullSource
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.render.progress import SilentReporter
@@ -217,16 +218,15 @@ def test_verify_names_every_change_that_did_not_land() -> None:
     old = next(iter(store.images))
     plan = plan_for(cfg, store, cat)
     new = plan.changes[0].fingerprint
-    gone = Change(action=Action.ALIAS_DELETE, target="local", project="default", reason="r",
-                  alias="deb")
+    gone = AliasDelete(target="local", project="default", reason="r", alias="deb", from_=old)
     with pytest.raises(ApplyError) as caught:  # nothing of the plan was done
-        verify("local", (*plan.changes, gone), store.observe())
+        verify("local", (*map(typed, plan.changes), gone), store.observe())
     assert str(caught.value) == (
         "target 'local': the daemon reported success but "
         f"image {new} is not in the store; alias 'deb' does not point to {new}; "
         f"image {old} is still in the store; alias 'deb' still exists")
     assert run(cfg, store, cat, plan).ok
-    verify("local", plan.changes, store.observe())  # all landed: no error
+    verify("local", list(map(typed, plan.changes)), store.observe())  # all landed: no error
 
 
 # -- server settings: compare-and-swap ------------------------------------------------------------

@@ -26,6 +26,7 @@ from reconciler.core.inventory import encode
 from reconciler.core.ownership import attribute
 from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError
+from reconciler.model.changes import typed
 from reconciler.model.config import EntrySpec
 from reconciler.model.observed import Inventory, Profile, RecordedImage, inventory_key
 from tests.support.builders import NOW, build, catalog, config, entry, image
@@ -192,6 +193,7 @@ def test_apply_converges_and_spares_others(scenario: Scenario) -> None:
     before = store.observe()
     attrs = attribute(before)
     plan = make_plan(cfg, {"r": CATALOG}, {"local": before}, now=NOW, allow_empty=True)
+    assert all(typed(c).wire() == c for c in plan.changes)  # the wire form loses nothing
     result = apply_plan(plan, stores={"local": store}, reader=FakeReader({"r": CATALOG}),
                         remotes=cfg.remotes)
     assert result.ok, [o.message for o in result.failed]
