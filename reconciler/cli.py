@@ -266,10 +266,10 @@ Environment:
                        (default: /var/lib/incus)
   GITHUB_STEP_SUMMARY  when set, plan and diff also append their markdown to it
   NO_COLOR             nothing to turn off: colour is not used yet
-  CI                   not read: what matters is whether stdin and stderr are
-                       terminals (apply asks for confirmation only on one, and
-                       needs --yes otherwise; progress rewrites its line only on one)
-  ${VAR}               any variable the file references (url, certificates, keys)
+  CI                   not read: apply asks only when stdin is a terminal (else
+                       it needs --yes); progress rewrites its line only when
+                       stderr is a terminal
+  ${VAR}               any variable the file references as ${VAR}
 
 \b
 Shell completion (bash; zsh_source and fish_source for the others):
