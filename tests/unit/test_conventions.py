@@ -89,7 +89,9 @@ def test_every_declared_bound_is_pinned_in_the_minimums() -> None:
         for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)",
                                         (ROOT / "constraints/minimum.txt").read_text(), re.M))
     for requirement in runtime + tests:
-        name, low = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement).groups()  # type: ignore[union-attr]
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement)
+        assert match, f"{requirement}: declare a lower bound, and only that"
+        name, low = match.groups()
         pin = pins.get(_key(name))
         if requirement in runtime:
             assert pin is not None, f"{name}: a runtime dependency with no minimum pinned"
