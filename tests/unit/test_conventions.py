@@ -47,16 +47,18 @@ def test_help_documents_the_environment_and_completion(
     assert "_INCUS_IMAGES_COMPLETE=bash_source incus-images" in environment
 
 
-@pytest.mark.parametrize(("argv", "line"), [
-    (["plan", "--bogus"],
-     "incus-images: error: No such option '--bogus'. Did you mean '--out'? "
-     "(see: incus-images plan --help)"),
-    (["nope"], "incus-images: error: No such command 'nope'. (see: incus-images --help)"),
-    (["show"], "incus-images: error: Missing argument 'PLAN'. (see: incus-images show --help)"),
+@pytest.mark.parametrize(("argv", "says", "see"), [
+    (["plan", "--bogus"], ["No such option", "--bogus", "--out"], "incus-images plan"),
+    (["nope"], ["No such command", "nope"], "incus-images"),
+    (["show"], ["Missing argument", "PLAN"], "incus-images show"),
 ])
-def test_a_usage_error_is_one_line_exit_1(capsys: pytest.CaptureFixture[str],
-                                          argv: list[str], line: str) -> None:
-    assert run(capsys, *argv) == (1, "", line + "\n")
+def test_a_usage_error_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                          says: list[str], see: str) -> None:
+    """Click's own message (its wording varies by release), in one line."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err.count("\n")) == (1, "", 1), err
+    assert err.startswith("incus-images: error: ") and err.endswith(f" (see: {see} --help)\n")
+    assert all(word in err for word in says), err
 
 
 def test_bash_completion_completes_commands_and_options() -> None:
