@@ -12,7 +12,8 @@ Invariants:
 * Plans and results go to stdout; progress, prompts and errors go to stderr.
   Expected errors print one ``incus-images: error: ...`` line each (a validation
   failure prints its ``FILE:LINE:COLUMN: message`` lines) and no traceback unless
-  ``--debug``.
+  ``--debug``.  A usage error too: ``incus-images: error: No such option '--bogus'.
+  (see: incus-images plan --help)``, not click's three-line block.
 * Command bodies live in :mod:`reconciler.commands` as plain functions taking the
   run's :class:`~reconciler.services.Services` and returning an exit status; this
   module only parses, and builds the services once per run (the real adapters,
@@ -172,6 +173,9 @@ class _Cli(click.Group):
         except click.exceptions.NoArgsIsHelpError as exc:  # bare `incus-images`: help, on stdout
             click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
             code = EXIT_OK
+        except click.UsageError as exc:  # one line, like every other error
+            _err(_usage_line(exc))
+            code = EXIT_ERROR
         except click.ClickException as exc:
             exc.show()
             code = EXIT_ERROR
@@ -181,6 +185,12 @@ class _Cli(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """``incus-images: error: <click's message> (see: incus-images plan --help)``."""
+    where = exc.ctx.command_path if exc.ctx else PROG
+    return f"{PROG}: error: {exc.format_message()} (see: {where} --help)"
 
 
 # -- the click layer ------------------------------------------------------------------------
@@ -248,8 +258,28 @@ def _allow_empty_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=_Cli, context_settings=CONTEXT)
-@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
+ENVIRONMENT = """\b
+Environment:
+  INCUS_SOCKET         the local daemon's socket, for a target with no url
+                       (default: $INCUS_DIR/unix.socket)
+  INCUS_DIR            the local daemon's directory when INCUS_SOCKET is unset
+                       (default: /var/lib/incus)
+  GITHUB_STEP_SUMMARY  when set, plan and diff also append their markdown to it
+  NO_COLOR             nothing to turn off: colour is not used yet
+  CI                   not read: apply asks only when stdin is a terminal (else
+                       it needs --yes); progress rewrites its line only when
+                       stderr is a terminal
+  ${VAR}               any variable the file references as ${VAR}
+
+\b
+Shell completion (bash; zsh_source and fish_source for the others):
+  eval "$(_INCUS_IMAGES_COMPLETE=bash_source incus-images)"
+"""
+
+
+@click.group(cls=_Cli, context_settings=CONTEXT, epilog=ENVIRONMENT)
+@click.version_option(__version__, "-V", "--version", prog_name=PROG,
+                      message="%(prog)s %(version)s")
 @_debug_option
 @_timeout_options
 @click.pass_context
