@@ -52,6 +52,7 @@ from reconciler.apply.download import CREDENTIALS_NOT_FOR_DAEMON, Download
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
+from reconciler.core.inventory import with_inventories
 from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.config import RemoteSpec
@@ -195,7 +196,7 @@ class _TargetRun:
         """The closing ownership write and the verification, on one observation; a
         failure of either fails the last change."""
         try:
-            state = self.store.observe()
+            state = with_inventories(self.store.observe())
             self.records.close(state)
             verify(self.target, self.changes, state)
         except IncusImagesError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.remotes.reader import HttpRemoteReader
-from reconciler.core.inventory import encode
+from reconciler.core.inventory import encode, with_inventories
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -347,14 +347,18 @@ def test_a_patch_without_an_etag_is_unconditional(backend: Backend) -> None:
     assert backend.store.get_server_config()[0]["user.two"] == "2"
 
 
-def test_observe_reads_the_inventories_out_of_the_server_config(backend: Backend) -> None:
+def test_observe_reports_the_whole_server_config_and_the_core_reads_the_records(
+        backend: Backend) -> None:
     store = backend.store
     key = inventory_key("web", "default")
     record = Inventory(owner="web", project="default", images={
         "a" * 64: RecordedImage(source="test:tiny/1.0", architecture="x86_64")})
     _, etag = store.get_server_config()
     store.patch_server_config({key: encode(record), "user.other": "x"}, etag)
-    state = store.observe()
+    raw = store.observe()
+    assert raw.server_config[key] == encode(record)
+    assert raw.inventories == {}
+    state = with_inventories(raw)
     assert set(state.inventories) == {"web"}
     assert state.inventories["web"].images == record.images
     assert key not in state.server_config

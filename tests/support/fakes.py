@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 
 from ruamel.yaml import YAML
 
-from reconciler.core.inventory import parse_config
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -106,15 +105,16 @@ class FakeStore:
     # -- ImageStore ---------------------------------------------------------------------------
 
     def observe(self) -> TargetState:
+        """Like ``IncusStore.observe``: the whole server config, ownership records
+        included (the core reads those: ``core.inventory.with_inventories``)."""
         self.calls.append("observe")
-        plain, inventories = parse_config(self.config, self.project)
         images = []
         for _, img in sorted(self.images.items()):
             images.append(self._with_aliases(img))
         return TargetState(target=self.target, project=self.project,
                            effective_project=self.project,
-                           host_architecture=self.host_architecture, server_config=plain,
-                           config_etag=str(self.etag), inventories=inventories,
+                           host_architecture=self.host_architecture,
+                           server_config=dict(self.config), config_etag=str(self.etag),
                            images=tuple(images), profiles=dict(self.profiles),
                            instances=dict(self.instances),
                            images_free_bytes=self.images_free_bytes,
