@@ -476,14 +476,12 @@ class IncusStore:
         self._check_unrestricted(info)
         config = config_map(info.get("config"))
         effective = self._effective_project()
-        listed = self._call("GET", "/1.0/images", "image list",
-                            params={"recursion": "1"}).get("metadata")
         version = server_version(info)
         return TargetState(
             target=self.target, project=self.project, effective_project=effective,
             host_architecture=host_architecture(info), server_version=version,
             server_config=config, config_etag=etag,
-            images=images_from_api(listed), profiles=self._profiles(),
+            images=self._list_images(), profiles=self._profiles(),
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
@@ -547,11 +545,44 @@ class IncusStore:
             "properties": {k: v for k, v in writable.properties.items() if v is not None},
         }
         what = f"pull of {pull.server} {key}"
-        answer = self._call("POST", "/1.0/images", what, json=body)
-        fingerprint = self._wait(answer, what, progress).get("fingerprint")
+        before = {img.fingerprint: img for img in self._list_images()}
+        try:
+            answer = self._call("POST", "/1.0/images", what, json=body)
+            fingerprint = self._wait(answer, what, progress).get("fingerprint")
+        except OperationFailed:
+            self._put_back(before, writable)
+            raise
+        self._put_back(before, writable)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
         return fingerprint
+
+    def _list_images(self) -> tuple[ObservedImage, ...]:
+        return images_from_api(self._call("GET", "/1.0/images", "image list",
+                                          params={"recursion": "1"}).get("metadata"))
+
+    def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable) -> None:
+        """Undo the daemon's overwrite of images it already had (Incus 6.0.4).
+
+        A pull that resolves to an image already in the project (by fingerprint, or
+        by alias through the daemon's older index) writes the request's ``public``,
+        ``auto_update``, ``profiles`` and properties onto that image, even when the
+        operation then fails ("Alias already exists" when the image has aliases).
+        That image may be nobody's or another owner's: every image that was there
+        before the pull and now carries exactly what the request sent gets its
+        previous fields back.  No request when the project held no image.
+        """
+        if not before:
+            return
+        for img in self._list_images():
+            old = before.get(img.fingerprint)
+            if old is None or not _upserted(old, img, sent):
+                continue
+            keys = set(old.properties) | set(img.properties)
+            self.update_image(img.fingerprint, Writable(
+                auto_update=old.auto_update, public=old.public, profiles=old.profiles,
+                properties={k: old.properties.get(k) for k in sorted(keys)},
+                expires_at=old.expires_at))
 
     def upload_image(
         self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str, type_: str,
@@ -664,6 +695,20 @@ def _unlanded(image: ObservedImage, writable: Writable, properties: Mapping[str,
     ):
         wrong.append("expires_at")
     return wrong
+
+
+def _writable_fields(img: ObservedImage) -> tuple[object, ...]:
+    return (img.auto_update, img.public, tuple(img.profiles), img.properties)
+
+
+def _upserted(before: ObservedImage, after: ObservedImage, sent: Writable) -> bool:
+    """Whether ``after`` differs from ``before`` by exactly a pull request's fields."""
+    if _writable_fields(before) == _writable_fields(after):
+        return False
+    props = {**before.properties,
+             **{k: v for k, v in sent.properties.items() if v not in (None, "")}}
+    return (after.auto_update == sent.auto_update and after.public == sent.public
+            and tuple(after.profiles) == tuple(sent.profiles) and after.properties == props)
 
 
 def _multipart(parts: list[tuple[str, str, Iterator[bytes]]], boundary: str) -> Iterator[bytes]:

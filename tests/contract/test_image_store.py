@@ -107,17 +107,31 @@ def test_pull_by_fingerprint_lands_that_build_without_an_update_source(
     assert img.created_at == remote.old.created_at
 
 
-def test_pulling_a_present_image_rewrites_its_writable_fields_only(
+def test_pulling_a_present_image_keeps_its_writable_fields(
         backend: Backend, remote: Remote) -> None:
+    """The daemon rewrites them with the request's; the store puts them back."""
     fp = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
               writable(properties={"team": "web"}))
+    before = present(backend, fp)
     again = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
                  writable(public=True, profiles=(), properties={"tier": "gold"}))
     assert again == fp
-    img = present(backend, fp)
-    assert (img.public, img.profiles) == (True, ())
-    assert img.properties == {**remote.old.properties, "team": "web", "tier": "gold"}
+    assert present(backend, fp) == before
     assert len(backend.store.observe().images) == 1
+
+
+def test_a_failed_pull_of_a_present_image_with_an_alias_keeps_its_writable_fields(
+        backend: Backend, remote: Remote) -> None:
+    """Incus 6.0.4 fails such a pull ("Alias already exists") after rewriting the
+    image's fields with the request's; the store puts them back."""
+    fp = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
+              writable(properties={"team": "web"}))
+    backend.store.create_alias("by-hand", fp, "")
+    before = present(backend, fp)
+    with pytest.raises(OperationFailed, match="Alias already exists"):
+        pull(backend, by_fingerprint(remote, fp),
+             writable(auto_update=True, public=True, profiles=(), properties={"tier": "gold"}))
+    assert present(backend, fp) == before
 
 
 @pytest.mark.parametrize("what", ["alias", "fingerprint"])

@@ -166,11 +166,12 @@ class FakeStore:
                 size=build.size, update_source=source)
             raise OperationFailed(self.target, f"Profile {unknown[0]!r} doesn't exist",
                                   status=500)
+        held = sorted(n for n, (t, _) in self.aliases.items() if t == fp)
+        if fp in self.images and held and pull.alias is None:
+            raise OperationFailed(self.target, f"Alias already exists: {held[0]}")
         if fp in self.images:
-            old = self.images[fp]
-            self.images[fp] = old.model_copy(update={
-                "public": writable.public, "auto_update": writable.auto_update,
-                "profiles": writable.profiles, "properties": {**old.properties, **props}})
+            # The daemon rewrites a present image's writable fields with the request's;
+            # IncusStore puts them back, so through the port the image is unchanged.
             return fp
         self.images[fp] = ObservedImage(
             fingerprint=fp, type=build.type, architecture=build.architecture,
