@@ -56,6 +56,7 @@ from reconciler.adapters.http import (
     open_transport,
 )
 from reconciler.adapters.incus_decode import (
+    SERVER_DEFAULTS,
     config_map,
     format_time,
     free_bytes,
@@ -480,7 +481,7 @@ class IncusStore:
         return TargetState(
             target=self.target, project=self.project, effective_project=effective,
             host_architecture=host_architecture(info), server_version=version,
-            server_config=config, config_etag=etag,
+            server_config=config, server_defaults=dict(SERVER_DEFAULTS), config_etag=etag,
             images=self._list_images(), profiles=self._profiles(),
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),

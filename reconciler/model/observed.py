@@ -142,6 +142,9 @@ class TargetState(Frozen):
     whose images it really uses (``default`` when ``features.images=false``).
     ``server_config`` holds the daemon's server config without inventory keys;
     ``inventories`` every owner's record for the effective project.
+    ``server_defaults`` are the values the daemon uses for server keys it does not
+    list in its config (the store knows them; the core compares against
+    ``server_config``, else these, else "").
     ``config_etag`` is ``GET /1.0``'s ETag at observation time.
     ``profiles`` are the project's profiles (for requirement checks); ``instances``
     maps a fingerprint to the names of the project's instances created from it
@@ -159,6 +162,7 @@ class TargetState(Frozen):
     host_architecture: str
     server_version: str = ""
     server_config: dict[str, str] = Field(default_factory=dict)
+    server_defaults: dict[str, str] = Field(default_factory=dict)
     config_etag: str = ""
     inventories: dict[str, Inventory] = Field(default_factory=dict)
     images: tuple[ObservedImage, ...] = ()

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from ruamel.yaml import YAML
 
+from reconciler.adapters.incus_decode import SERVER_DEFAULTS
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -114,7 +115,8 @@ class FakeStore:
         return TargetState(target=self.target, project=self.project,
                            effective_project=self.project,
                            host_architecture=self.host_architecture,
-                           server_config=dict(self.config), config_etag=str(self.etag),
+                           server_config=dict(self.config),
+                           server_defaults=dict(SERVER_DEFAULTS), config_etag=str(self.etag),
                            images=tuple(images), profiles=dict(self.profiles),
                            instances=dict(self.instances),
                            images_free_bytes=self.images_free_bytes,
