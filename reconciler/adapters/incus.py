@@ -12,6 +12,14 @@ Invariants:
   ``GET /1.0``, at most one ``GET /1.0/certificates/<own fingerprint>`` (HTTPS
   clients: refuse a project-restricted certificate early), at most one
   ``GET /1.0/projects/<project>``, and one ``GET /1.0/images?recursion=1``.
+* ``observe`` reports the whole server config, the tool's ownership records
+  included (the core reads those), and the daemon's defaults of the ``images.*``
+  keys it does not list (``SERVER_DEFAULTS``).  The JSON is decoded by the pure
+  :mod:`reconciler.adapters.incus_decode`.
+* ``pull_image`` never rewrites an image that was in the project before: Incus
+  6.0.4 does (even when the pull fails), and the adapter puts the fields back
+  (:meth:`IncusStore._put_back`; one ``GET /1.0/images?recursion=1`` before the
+  pull, and one after when the project held images).
 * Error envelopes become typed errors: 404 ``NotFound``, 409 ``AlreadyExists``, 412
   ``PreconditionFailed``, 403 ``UntrustedClient``, anything else ``StoreError`` with
   the daemon's message and status.  An operation that ends in failure (an error

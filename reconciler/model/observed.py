@@ -140,8 +140,11 @@ class TargetState(Frozen):
 
     ``project`` is the project the file names; ``effective_project`` the one
     whose images it really uses (``default`` when ``features.images=false``).
-    ``server_config`` holds the daemon's server config without inventory keys;
-    ``inventories`` every owner's record for the effective project.
+    ``server_config`` holds the daemon's server config and ``inventories`` every
+    owner's record for the effective project: a store's ``observe`` reports the
+    whole config with no inventories, and ``core.inventory.with_inventories`` moves
+    the records out of the config into ``inventories`` (the planner and the
+    pipeline work on states so read).
     ``server_defaults`` are the values the daemon uses for server keys it does not
     list in its config (the store knows them; the core compares against
     ``server_config``, else these, else "").
