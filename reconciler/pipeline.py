@@ -29,6 +29,7 @@ from typing import Literal
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.diff import DiffReport, EntryDiff
+from reconciler.core.inventory import with_inventories
 from reconciler.core.lock import LockOutcome
 from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
@@ -138,13 +139,14 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
 
 
 def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
-    """Every target observed concurrently."""
+    """Every target observed concurrently, with its owners' records read
+    (:func:`~reconciler.core.inventory.with_inventories`)."""
     if not stores:
         return {}
     with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
         with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
             futures = {name: pool.submit(store.observe) for name, store in stores.items()}
-        return {name: f.result() for name, f in futures.items()}
+        return {name: with_inventories(f.result()) for name, f in futures.items()}
 
 
 def make_plan(

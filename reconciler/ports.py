@@ -58,7 +58,11 @@ class ImageStore(Protocol):
     def pull_image(
         self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress
     ) -> str:
-        """Ask the daemon to pull; return the fingerprint it actually landed."""
+        """Ask the daemon to pull; return the fingerprint it actually landed.
+
+        Whether the pull succeeds or fails (``OperationFailed``), an image that was in
+        the store before keeps its writable fields: a pull never rewrites them.
+        """
         ...
 
     def upload_image(

@@ -12,6 +12,14 @@ Invariants:
   ``GET /1.0``, at most one ``GET /1.0/certificates/<own fingerprint>`` (HTTPS
   clients: refuse a project-restricted certificate early), at most one
   ``GET /1.0/projects/<project>``, and one ``GET /1.0/images?recursion=1``.
+* ``observe`` reports the whole server config, the tool's ownership records
+  included (the core reads those), and the daemon's defaults of the ``images.*``
+  keys it does not list (``SERVER_DEFAULTS``).  The JSON is decoded by the pure
+  :mod:`reconciler.adapters.incus_decode`.
+* ``pull_image`` never rewrites an image that was in the project before: Incus
+  6.0.4 does (even when the pull fails), and the adapter puts the fields back
+  (:meth:`IncusStore._put_back`; one ``GET /1.0/images?recursion=1`` before the
+  pull, and one after when the project held images).
 * Error envelopes become typed errors: 404 ``NotFound``, 409 ``AlreadyExists``, 412
   ``PreconditionFailed``, 403 ``UntrustedClient``, anything else ``StoreError`` with
   the daemon's message and status.  An operation that ends in failure (an error
@@ -42,7 +50,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -55,7 +63,23 @@ from reconciler.adapters.http import (
     failure_kind,
     open_transport,
 )
-from reconciler.core.inventory import parse_config
+from reconciler.adapters.incus_decode import (
+    SERVER_DEFAULTS,
+    config_map,
+    format_time,
+    free_bytes,
+    host_architecture,
+    image_from_api,
+    images_enabled,
+    images_from_api,
+    images_pool,
+    instances_from_api,
+    kernel_cgroup,
+    parse_time,
+    profiles_from_api,
+    server_fingerprint,
+    server_version,
+)
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -67,14 +91,11 @@ from reconciler.errors import (
 )
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import (
-    ObservedAlias,
     ObservedImage,
     Profile,
     TargetState,
-    UpdateSource,
 )
 from reconciler.model.plan import PullSource, Writable
-from reconciler.model.times import parse_rfc3339, rfc3339
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
@@ -97,8 +118,6 @@ CANCEL_READ_TIMEOUT = 10.0
 DEADLINE_EXCEEDED = "context deadline exceeded"
 """Incus 6.0's ``/wait`` answer (error_code 500) when its timeout passes first."""
 UPLOAD_PROGRESS_STEP = 8 * 1024 * 1024
-CLEAR_EXPIRY = "1970-01-01T00:00:00Z"
-"""What clears ``expires_at``: the daemon ignores a zero time."""
 
 UNTRUSTED = ("the daemon does not trust this client (auth: untrusted); "
              "add its certificate with `incus config trust add`")
@@ -136,82 +155,6 @@ def connect(target: TargetSpec, timeouts: Timeouts | None = None, *,
     except (ValueError, OSError) as exc:
         raise StoreError(target.name, f"cannot use {redact_url(target.url)}: {exc}") from exc
     return IncusStore(target, transport, timeouts, operation_timeout=operation_timeout)
-
-
-def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
-    """An Incus timestamp; the zero time (and for ``expiry`` the epoch) is None."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        value = parse_rfc3339(text)
-    except ValueError:
-        return None
-    if value.year <= 1:
-        return None
-    if expiry and value == datetime(1970, 1, 1, tzinfo=UTC):
-        return None
-    return value
-
-
-def format_time(value: datetime | None) -> str:
-    """RFC 3339 in UTC; None is the epoch, which clears an expiry."""
-    return CLEAR_EXPIRY if value is None else rfc3339(value)
-
-
-def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
-    """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``)."""
-    fingerprint = str(data["fingerprint"])
-    source = data.get("update_source")
-    update_source = None
-    if isinstance(source, Mapping) and source.get("server"):
-        update_source = UpdateSource(
-            server=str(source.get("server") or ""), protocol=str(source.get("protocol") or ""),
-            alias=str(source.get("alias") or ""),
-            certificate=str(source.get("certificate") or ""),
-        )
-    aliases = tuple(
-        ObservedAlias(name=str(a["name"]), description=str(a.get("description") or ""),
-                      target=fingerprint)
-        for a in data.get("aliases") or () if isinstance(a, Mapping) and a.get("name")
-    )
-    properties = {str(k): str(v) for k, v in (data.get("properties") or {}).items()
-                  if v not in (None, "")}
-    return ObservedImage(
-        fingerprint=fingerprint,
-        type="virtual-machine" if data.get("type") == "virtual-machine" else "container",
-        architecture=str(data.get("architecture") or ""),
-        cached=bool(data.get("cached")),
-        auto_update=bool(data.get("auto_update")),
-        public=bool(data.get("public")),
-        profiles=tuple(str(p) for p in data.get("profiles") or ()),
-        properties=properties,
-        expires_at=parse_time(data.get("expires_at"), expiry=True),
-        created_at=parse_time(data.get("created_at")),
-        uploaded_at=parse_time(data.get("uploaded_at")),
-        last_used_at=parse_time(data.get("last_used_at")),
-        size=int(data.get("size") or 0),
-        update_source=update_source,
-        aliases=aliases,
-    )
-
-
-def _config_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _kernel_cgroup(server_version: str) -> str | None:
-    """``"v2"`` on Incus 7 and later (cgroup v1 support was removed); None when unknown."""
-    try:
-        return "v2" if int(server_version.split(".", 1)[0]) >= 7 else None
-    except ValueError:
-        return None
-
-
-def _images_enabled(value: str | None) -> bool:
-    """The daemon's own reading of ``features.images`` (``shared.IsTrue``)."""
-    return (value or "").lower() in ("true", "1", "yes", "on")
 
 
 def _alias_path(name: str) -> str:
@@ -521,13 +464,11 @@ class IncusStore:
         except NotFound as exc:
             raise StoreError(self.target, f"project {self.project!r} does not exist",
                              status=404) from exc
-        config = meta.get("config") if isinstance(meta, Mapping) else None
-        value = config.get("features.images") if isinstance(config, Mapping) else None
-        return self.project if _images_enabled(_config_value(value)) else "default"
+        return self.project if images_enabled(meta) else "default"
 
     def get_server_config(self) -> tuple[dict[str, str], str]:
         info, etag = self._server()
-        return {str(k): _config_value(v) for k, v in (info.get("config") or {}).items()}, etag
+        return config_map(info.get("config")), etag
 
     def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
         headers = {"If-Match": etag} if etag else {}
@@ -537,71 +478,45 @@ class IncusStore:
     # -- observation ------------------------------------------------------------------
 
     def observe(self) -> TargetState:
+        """The store as the daemon shows it.  ``server_config`` is the whole server
+        config, the tool's ownership records (``user.*`` keys) included: reading those
+        is the core's business (``reconciler.core.inventory.with_inventories``)."""
         info, etag = self._server()
         self._check_unrestricted(info)
-        environment = info.get("environment") or {}
-        architectures = environment.get("architectures") or []
-        config = {str(k): _config_value(v) for k, v in (info.get("config") or {}).items()}
+        config = config_map(info.get("config"))
         effective = self._effective_project()
-        listed = self._call("GET", "/1.0/images", "image list",
-                            params={"recursion": "1"}).get("metadata") or []
-        images = sorted((image_from_api(d) for d in listed if isinstance(d, Mapping)),
-                        key=lambda i: i.fingerprint)
-        plain, inventories = parse_config(config, effective)
-        version = str(environment.get("server_version") or "")
+        version = server_version(info)
         return TargetState(
             target=self.target, project=self.project, effective_project=effective,
-            host_architecture=str(architectures[0]) if architectures else "",
-            server_version=version,
-            server_config=plain, config_etag=etag, inventories=inventories,
-            images=tuple(images), profiles=self._profiles(), instances=self._instances(),
+            host_architecture=host_architecture(info), server_version=version,
+            server_config=config, server_defaults=dict(SERVER_DEFAULTS), config_etag=etag,
+            images=self._list_images(), profiles=self._profiles(),
+            instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
-            kernel_cgroup=_kernel_cgroup(version),
-            server_fingerprint=str(environment.get("certificate_fingerprint") or ""),
+            kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
         )
 
     def _profiles(self) -> dict[str, Profile]:
         """The project's profiles, one list call."""
-        listed = self._call("GET", "/1.0/profiles", "profile list",
-                            params={"recursion": "1"}).get("metadata") or []
-        out: dict[str, Profile] = {}
-        for p in listed:
-            if isinstance(p, Mapping) and isinstance(p.get("name"), str):
-                devices = {str(k): {str(a): str(b) for a, b in (v or {}).items()}
-                           for k, v in (p.get("devices") or {}).items()}
-                out[p["name"]] = Profile(
-                    name=p["name"], devices=devices,
-                    config={str(k): _config_value(v) for k, v in (p.get("config") or {}).items()})
-        return out
+        return profiles_from_api(self._call("GET", "/1.0/profiles", "profile list",
+                                            params={"recursion": "1"}).get("metadata"))
 
     def _instances(self) -> dict[str, tuple[str, ...]]:
         """Fingerprint -> names of the project's instances created from it, one list call."""
-        listed = self._call("GET", "/1.0/instances", "instance list",
-                            params={"recursion": "1"}).get("metadata") or []
-        out: dict[str, list[str]] = {}
-        for inst in listed:
-            if not isinstance(inst, Mapping):
-                continue
-            base = (inst.get("config") or {}).get("volatile.base_image")
-            if isinstance(base, str) and base and isinstance(inst.get("name"), str):
-                out.setdefault(base, []).append(inst["name"])
-        return {fp: tuple(sorted(names)) for fp, names in out.items()}
+        return instances_from_api(self._call("GET", "/1.0/instances", "instance list",
+                                             params={"recursion": "1"}).get("metadata"))
 
     def _images_free(self, images_volume: str) -> int | None:
         """Free bytes of the image store, when it is a storage volume (else not exposed)."""
-        pool = images_volume.split("/", 1)[0] if "/" in images_volume else ""
+        pool = images_pool(images_volume)
         if not pool:
             return None
         try:
             res = self._call("GET", f"/1.0/storage-pools/{pool}/resources", "pool resources",
-                             project="default").get("metadata") or {}
+                             project="default").get("metadata")
         except StoreError:
             return None
-        space = res.get("space") or {}
-        total, used = space.get("total"), space.get("used")
-        if isinstance(total, int) and isinstance(used, int) and total > 0:
-            return max(total - used, 0)
-        return None
+        return free_bytes(res)
 
     def _get_image(self, fingerprint: str) -> tuple[ObservedImage, str]:
         resp = self._send("GET", _image_path(fingerprint))
@@ -639,11 +554,44 @@ class IncusStore:
             "properties": {k: v for k, v in writable.properties.items() if v is not None},
         }
         what = f"pull of {pull.server} {key}"
-        answer = self._call("POST", "/1.0/images", what, json=body)
-        fingerprint = self._wait(answer, what, progress).get("fingerprint")
+        before = {img.fingerprint: img for img in self._list_images()}
+        try:
+            answer = self._call("POST", "/1.0/images", what, json=body)
+            fingerprint = self._wait(answer, what, progress).get("fingerprint")
+        except OperationFailed:
+            self._put_back(before, writable)
+            raise
+        self._put_back(before, writable)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
         return fingerprint
+
+    def _list_images(self) -> tuple[ObservedImage, ...]:
+        return images_from_api(self._call("GET", "/1.0/images", "image list",
+                                          params={"recursion": "1"}).get("metadata"))
+
+    def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable) -> None:
+        """Undo the daemon's overwrite of images it already had (Incus 6.0.4).
+
+        A pull that resolves to an image already in the project (by fingerprint, or
+        by alias through the daemon's older index) writes the request's ``public``,
+        ``auto_update``, ``profiles`` and properties onto that image, even when the
+        operation then fails ("Alias already exists" when the image has aliases).
+        That image may be nobody's or another owner's: every image that was there
+        before the pull and now carries exactly what the request sent gets its
+        previous fields back.  No request when the project held no image.
+        """
+        if not before:
+            return
+        for img in self._list_images():
+            old = before.get(img.fingerprint)
+            if old is None or not _upserted(old, img, sent):
+                continue
+            keys = set(old.properties) | set(img.properties)
+            self.update_image(img.fingerprint, Writable(
+                auto_update=old.auto_update, public=old.public, profiles=old.profiles,
+                properties={k: old.properties.get(k) for k in sorted(keys)},
+                expires_at=old.expires_at))
 
     def upload_image(
         self, parts: list[tuple[str, Iterator[bytes]]], *, fingerprint: str, type_: str,
@@ -756,6 +704,20 @@ def _unlanded(image: ObservedImage, writable: Writable, properties: Mapping[str,
     ):
         wrong.append("expires_at")
     return wrong
+
+
+def _writable_fields(img: ObservedImage) -> tuple[object, ...]:
+    return (img.auto_update, img.public, tuple(img.profiles), img.properties)
+
+
+def _upserted(before: ObservedImage, after: ObservedImage, sent: Writable) -> bool:
+    """Whether ``after`` differs from ``before`` by exactly a pull request's fields."""
+    if _writable_fields(before) == _writable_fields(after):
+        return False
+    props = {**before.properties,
+             **{k: v for k, v in sent.properties.items() if v not in (None, "")}}
+    return (after.auto_update == sent.auto_update and after.public == sent.public
+            and tuple(after.profiles) == tuple(sent.profiles) and after.properties == props)
 
 
 def _multipart(parts: list[tuple[str, str, Iterator[bytes]]], boundary: str) -> Iterator[bytes]:

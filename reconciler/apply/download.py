@@ -8,9 +8,6 @@ Invariants:
   daemon, when the remote's URL carries credentials (``RemoteSpec.daemon_can_pull``):
   credentials are never handed to the daemon.
 - A pull leaves no image the store did not hold before but the planned one.
-- A pull that resolved to an image already in the store has overwritten that
-  image's writable fields with the request's (the daemon does so even when the
-  operation fails): they are put back (:func:`undo_upsert`).
 - A pull by alias is marked in flight (``PendingPull``) before it starts; the
   marker is cleared only once the pull's outcome is settled: the pull returned,
   failed, or was cancelled as the daemon confirmed.  A pull the tool gave up on
@@ -31,7 +28,6 @@ from reconciler.errors import ApplyError, NotFound, OperationAbandoned, Operatio
 from reconciler.model.changes import ImageDownload
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import ObservedImage
-from reconciler.model.plan import Writable
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 
@@ -125,12 +121,11 @@ class Download:
     def _check_landed(
         self, c: ImageDownload, present: Mapping[str, ObservedImage], landed: str | None
     ) -> str:
-        """Did the daemon land the planned build?  If so, record it (""); if not, undo
-        what the pull did to the store and say why when it landed another build."""
+        """Did the daemon land the planned build?  If so, record it (""); if not, delete
+        the other build it landed (unless the store held it before) and say why."""
         if landed == c.fingerprint:
             self.records.remember(c)
             return ""
-        undo_upsert(self.store, present, c.writable, c.fingerprint)
         if landed is None:
             return ""
         if landed not in present:
@@ -155,40 +150,3 @@ class Download:
         if got != c.fingerprint:
             raise ApplyError(f"target {self.target!r}: upload of {c.source} landed "
                              f"{got[:12]}, not {c.fingerprint[:12]}")
-
-
-def undo_upsert(
-    store: ImageStore, before: Mapping[str, ObservedImage], sent: Writable, planned: str
-) -> None:
-    """Give back the writable fields the daemon overwrote on an image it already had.
-
-    A pull by alias that resolves (through the daemon's older index) to an image
-    already in the store writes the request's ``public``, ``auto_update``,
-    ``profiles`` and properties onto that image, even when the operation then
-    fails.  That image may be nobody's or another owner's, whose fields the
-    tool never changes: every image that was present before the pull and now
-    carries exactly what the request sent gets its previous fields back.
-    """
-    for img in store.observe().images:
-        old = before.get(img.fingerprint)
-        if old is None or img.fingerprint == planned or not _upserted(old, img, sent):
-            continue
-        keys = set(old.properties) | set(img.properties)
-        store.update_image(img.fingerprint, Writable(
-            auto_update=old.auto_update, public=old.public, profiles=old.profiles,
-            properties={k: old.properties.get(k) for k in sorted(keys)},
-            expires_at=old.expires_at))
-
-
-def _writable_fields(img: ObservedImage) -> tuple[object, ...]:
-    return (img.auto_update, img.public, tuple(img.profiles), img.properties)
-
-
-def _upserted(before: ObservedImage, after: ObservedImage, sent: Writable) -> bool:
-    """Whether ``after`` differs from ``before`` by exactly a pull request's fields."""
-    if _writable_fields(before) == _writable_fields(after):
-        return False
-    props = {**before.properties,
-             **{k: v for k, v in sent.properties.items() if v not in (None, "")}}
-    return (after.auto_update == sent.auto_update and after.public == sent.public
-            and tuple(after.profiles) == tuple(sent.profiles) and after.properties == props)

@@ -53,6 +53,7 @@ from reconciler.apply.download import CREDENTIALS_NOT_FOR_DAEMON, Download, Land
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
+from reconciler.core.inventory import with_inventories
 from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound, PlanError
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.changes import (
@@ -232,7 +233,7 @@ class _TargetRun:
         """The closing ownership write and the verification, on one observation; a
         failure of either fails the last change."""
         try:
-            state = self.store.observe()
+            state = with_inventories(self.store.observe())
             self.records.close(state)
             verify(self.target, [t for t in self.typed if not isinstance(t, PlanError)], state)
         except IncusImagesError as exc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from reconciler.errors import PreconditionFailed, StoreError
-from reconciler.model.observed import INVENTORY_PREFIX, Inventory, inventory_key
+from reconciler.model.observed import INVENTORY_PREFIX, Inventory, TargetState, inventory_key
 from reconciler.ports import ImageStore
 
 MAX_ATTEMPTS = 10
@@ -100,6 +100,21 @@ def parse_config(
             owner = rest[: -len(suffix)]
             inventories[owner] = decode(owner, project, value)
     return plain, inventories
+
+
+def with_inventories(state: TargetState) -> TargetState:
+    """``state`` with the ownership records read out of its server config.
+
+    A store reports its whole server config (``ImageStore.observe``); this is where
+    the tool's own records in it (``user.incus-images.<owner>.<project>``) become
+    ``inventories`` for the effective project, and leave ``server_config``.
+    Idempotent: a state whose config holds no record is returned unchanged.
+    """
+    if not any(key.startswith(INVENTORY_PREFIX) for key in state.server_config):
+        return state
+    plain, inventories = parse_config(state.server_config, state.effective_project)
+    return state.model_copy(update={"server_config": plain,
+                                    "inventories": {**state.inventories, **inventories}})
 
 
 def update_inventory(

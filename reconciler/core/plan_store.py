@@ -19,14 +19,6 @@ from reconciler.model.changes import ImageDownload, ServerUpdate, TypedChange
 from reconciler.model.observed import ObservedImage, RecordedImage
 from reconciler.model.plan import FieldChange, PlanWarning, Untouched
 
-SERVER_DEFAULTS: dict[str, str] = {
-    "images.auto_update_interval": "6",
-    "images.auto_update_cached": "true",
-    "images.remote_cache_expiry": "10",
-    "images.compression_algorithm": "gzip",
-}
-"""The daemon's value of a server key it does not list in its config."""
-
 
 def prune(view: TargetView, keep: Collection[str], deleting: Collection[str],
           enabled: bool) -> tuple[tuple[Deletion, ...], tuple[tuple[str, RecordedImage], ...]]:
@@ -70,12 +62,13 @@ def server_changes(view: TargetView, server: Mapping[str, str],
                    ) -> tuple[tuple[ServerUpdate, ...], tuple[str, ...]]:
     """``server.update`` per declared key that differs, by key; another owner's different
     value is a conflict.  Keys are daemon-wide, so every target on one daemon sees the
-    same ones."""
+    same ones.  A key the daemon does not list has the value the store reports as its
+    default (``TargetState.server_defaults``)."""
     changes: list[ServerUpdate] = []
     conflicts: list[str] = []
     for key, value in sorted(server.items()):
         conflicts += server_conflicts(view, key, value)
-        current = view.state.server_config.get(key, SERVER_DEFAULTS.get(key, ""))
+        current = view.state.server_config.get(key, view.state.server_defaults.get(key, ""))
         if current != value:
             changes.append(Stamp.of(view.state).server_update(
                 "declared server setting differs",

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.inventory import with_inventories
 from reconciler.core.ownership import attribute
 from reconciler.core.plan_aliases import alias_changes, alias_deletions
 from reconciler.core.plan_changes import Stamp, deletion_changes, first_deletions
@@ -77,7 +78,11 @@ def make_plan(
     Raises ``ConflictError`` (every conflict, one per line), ``EmptyFileRefused``
     or ``PlanError`` (an entry that cannot be resolved, or two targets that reach
     one image store: :func:`check_distinct_stores`).
+
+    ``states`` are the stores' observations; their ownership records are read here
+    when the caller has not (:func:`~reconciler.core.inventory.with_inventories`).
     """
+    states = {name: with_inventories(state) for name, state in states.items()}
     check_distinct_stores(states.values())
     if not config.entries and not allow_empty:
         for state in states.values():

@@ -140,8 +140,14 @@ class TargetState(Frozen):
 
     ``project`` is the project the file names; ``effective_project`` the one
     whose images it really uses (``default`` when ``features.images=false``).
-    ``server_config`` holds the daemon's server config without inventory keys;
-    ``inventories`` every owner's record for the effective project.
+    ``server_config`` holds the daemon's server config and ``inventories`` every
+    owner's record for the effective project: a store's ``observe`` reports the
+    whole config with no inventories, and ``core.inventory.with_inventories`` moves
+    the records out of the config into ``inventories`` (the planner and the
+    pipeline work on states so read).
+    ``server_defaults`` are the values the daemon uses for server keys it does not
+    list in its config (the store knows them; the core compares against
+    ``server_config``, else these, else "").
     ``config_etag`` is ``GET /1.0``'s ETag at observation time.
     ``profiles`` are the project's profiles (for requirement checks); ``instances``
     maps a fingerprint to the names of the project's instances created from it
@@ -159,6 +165,7 @@ class TargetState(Frozen):
     host_architecture: str
     server_version: str = ""
     server_config: dict[str, str] = Field(default_factory=dict)
+    server_defaults: dict[str, str] = Field(default_factory=dict)
     config_etag: str = ""
     inventories: dict[str, Inventory] = Field(default_factory=dict)
     images: tuple[ObservedImage, ...] = ()

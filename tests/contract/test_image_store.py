@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.adapters.remotes.reader import HttpRemoteReader
-from reconciler.core.inventory import encode
+from reconciler.core.inventory import encode, with_inventories
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -107,17 +107,31 @@ def test_pull_by_fingerprint_lands_that_build_without_an_update_source(
     assert img.created_at == remote.old.created_at
 
 
-def test_pulling_a_present_image_rewrites_its_writable_fields_only(
+def test_pulling_a_present_image_keeps_its_writable_fields(
         backend: Backend, remote: Remote) -> None:
+    """The daemon rewrites them with the request's; the store puts them back."""
     fp = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
               writable(properties={"team": "web"}))
+    before = present(backend, fp)
     again = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
                  writable(public=True, profiles=(), properties={"tier": "gold"}))
     assert again == fp
-    img = present(backend, fp)
-    assert (img.public, img.profiles) == (True, ())
-    assert img.properties == {**remote.old.properties, "team": "web", "tier": "gold"}
+    assert present(backend, fp) == before
     assert len(backend.store.observe().images) == 1
+
+
+def test_a_failed_pull_of_a_present_image_with_an_alias_keeps_its_writable_fields(
+        backend: Backend, remote: Remote) -> None:
+    """Incus 6.0.4 fails such a pull ("Alias already exists") after rewriting the
+    image's fields with the request's; the store puts them back."""
+    fp = pull(backend, by_fingerprint(remote, remote.old.fingerprint),
+              writable(properties={"team": "web"}))
+    backend.store.create_alias("by-hand", fp, "")
+    before = present(backend, fp)
+    with pytest.raises(OperationFailed, match="Alias already exists"):
+        pull(backend, by_fingerprint(remote, fp),
+             writable(auto_update=True, public=True, profiles=(), properties={"tier": "gold"}))
+    assert present(backend, fp) == before
 
 
 @pytest.mark.parametrize("what", ["alias", "fingerprint"])
@@ -347,14 +361,18 @@ def test_a_patch_without_an_etag_is_unconditional(backend: Backend) -> None:
     assert backend.store.get_server_config()[0]["user.two"] == "2"
 
 
-def test_observe_reads_the_inventories_out_of_the_server_config(backend: Backend) -> None:
+def test_observe_reports_the_whole_server_config_and_the_core_reads_the_records(
+        backend: Backend) -> None:
     store = backend.store
     key = inventory_key("web", "default")
     record = Inventory(owner="web", project="default", images={
         "a" * 64: RecordedImage(source="test:tiny/1.0", architecture="x86_64")})
     _, etag = store.get_server_config()
     store.patch_server_config({key: encode(record), "user.other": "x"}, etag)
-    state = store.observe()
+    raw = store.observe()
+    assert raw.server_config[key] == encode(record)
+    assert raw.inventories == {}
+    state = with_inventories(raw)
     assert set(state.inventories) == {"web"}
     assert state.inventories["web"].images == record.images
     assert key not in state.server_config

@@ -21,6 +21,7 @@ import requests
 
 from reconciler.adapters.http import PinnedTLSAdapter
 from reconciler.adapters.incus import IncusStore, connect
+from reconciler.core.inventory import with_inventories
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -296,7 +297,9 @@ def test_server_config_round_trip_and_stale_etag(store: IncusStore) -> None:
         store.patch_server_config({"user.other": "y"}, etag)
     assert store.get_server_config()[0]["user.other"] == "x"
 
-    state = store.observe()
+    raw = store.observe()  # the whole config: the core reads the records in it
+    assert raw.inventories == {} and raw.server_config[key] == '{"images":{}}'
+    state = with_inventories(raw)
     assert set(state.inventories) == {"web"}
     assert key not in state.server_config and state.server_config["user.other"] == "x"
     assert state.config_etag == etag2

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 from ruamel.yaml import YAML
 
-from reconciler.core.inventory import parse_config
+from reconciler.adapters.incus_decode import SERVER_DEFAULTS
 from reconciler.errors import (
     AlreadyExists,
     NotFound,
@@ -106,15 +106,17 @@ class FakeStore:
     # -- ImageStore ---------------------------------------------------------------------------
 
     def observe(self) -> TargetState:
+        """Like ``IncusStore.observe``: the whole server config, ownership records
+        included (the core reads those: ``core.inventory.with_inventories``)."""
         self.calls.append("observe")
-        plain, inventories = parse_config(self.config, self.project)
         images = []
         for _, img in sorted(self.images.items()):
             images.append(self._with_aliases(img))
         return TargetState(target=self.target, project=self.project,
                            effective_project=self.project,
-                           host_architecture=self.host_architecture, server_config=plain,
-                           config_etag=str(self.etag), inventories=inventories,
+                           host_architecture=self.host_architecture,
+                           server_config=dict(self.config),
+                           server_defaults=dict(SERVER_DEFAULTS), config_etag=str(self.etag),
                            images=tuple(images), profiles=dict(self.profiles),
                            instances=dict(self.instances),
                            images_free_bytes=self.images_free_bytes,
@@ -166,11 +168,12 @@ class FakeStore:
                 size=build.size, update_source=source)
             raise OperationFailed(self.target, f"Profile {unknown[0]!r} doesn't exist",
                                   status=500)
+        held = sorted(n for n, (t, _) in self.aliases.items() if t == fp)
+        if fp in self.images and held and pull.alias is None:
+            raise OperationFailed(self.target, f"Alias already exists: {held[0]}")
         if fp in self.images:
-            old = self.images[fp]
-            self.images[fp] = old.model_copy(update={
-                "public": writable.public, "auto_update": writable.auto_update,
-                "profiles": writable.profiles, "properties": {**old.properties, **props}})
+            # The daemon rewrites a present image's writable fields with the request's;
+            # IncusStore puts them back, so through the port the image is unchanged.
             return fp
         self.images[fp] = ObservedImage(
             fingerprint=fp, type=build.type, architecture=build.architecture,

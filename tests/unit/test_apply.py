@@ -9,8 +9,9 @@ from tests.support.fakes import FakeReader, FakeStore
 
 
 def test_stale_pull_onto_an_unmanaged_image_gives_its_fields_back() -> None:
-    """The daemon's old index resolves the alias to an image nobody manages; its upsert
-    of the request's fields onto that image is undone, and the planned build lands."""
+    """The daemon's old index resolves the alias to an image nobody manages: that image
+    keeps its fields (the store puts back the daemon's overwrite, see
+    test_incus_pull_put_back) and is not deleted, and the planned build lands."""
     b1, b2 = build("deb/1", 1), build("deb/1", 2)
     cat = catalog(b1, b2)
     store = FakeStore(universe={"r": cat})

@@ -77,6 +77,9 @@ class ScriptedDaemon:
         params = params or {}
         self.log.append(f"{method} {path}" + (f"?timeout={params['timeout']}"
                                               if "timeout" in params else ""))
+        if method == "GET" and path == "/1.0/images":  # the project holds no image
+            return _answer(200, {"type": "sync", "status": "Success", "status_code": 200,
+                                 "metadata": []})
         if method == "POST" and path == "/1.0/images":
             return _answer(202, {"type": "async", "status": "Operation created",
                                  "status_code": 100, "operation": OP, "metadata": self._op()})

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from reconciler.core.inventory import decode, encode, parse_config, update_inventory
+from reconciler.core.inventory import (
+    decode,
+    encode,
+    parse_config,
+    update_inventory,
+    with_inventories,
+)
 from reconciler.model.observed import Inventory, RecordedImage, inventory_key
 from tests.support.fakes import FakeStore
 
@@ -35,6 +41,24 @@ def test_parse_config_splits_inventories_by_project_and_skips_the_lease() -> Non
     plain, inventories = parse_config(config, "default")
     assert plain == {"images.auto_update_interval": "6"}
     assert list(inventories) == ["web"]
+
+
+def test_with_inventories_reads_the_effective_projects_records_out_of_an_observation() -> None:
+    """A store reports its whole server config; the core reads the records in it, for
+    the project whose images the target really uses, and only once."""
+    web = Inventory(owner="web", project="default", images={FP: RecordedImage(source="r:a")})
+    store = FakeStore(project="shared")
+    store.config = {inventory_key("web", "default"): encode(web),
+                    inventory_key("db", "shared"): "{}", "user.incus-images.lease": "{}",
+                    "images.auto_update_interval": "12"}
+    raw = store.observe().model_copy(update={"effective_project": "default"})
+    assert raw.inventories == {}
+    state = with_inventories(raw)
+    assert state.inventories == {"web": web}
+    assert state.server_config == {"images.auto_update_interval": "12"}
+    assert with_inventories(state) == state
+    plain = FakeStore().observe()
+    assert with_inventories(plain) is plain
 
 
 def test_update_retries_when_another_writer_got_there_first() -> None:

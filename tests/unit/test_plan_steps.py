@@ -117,7 +117,11 @@ def test_cached_images_of_nobody_go_after_the_policy_s_days() -> None:
 
 
 def test_server_keys_differ_from_the_daemon_default_or_conflict_with_another_owner() -> None:
-    view = view_of(_state(other_server={"images.remote_cache_expiry": "5"}), ME)
+    """A key the daemon does not list has the default the store reports for it."""
+    state = _state(other_server={"images.remote_cache_expiry": "5"}).model_copy(update={
+        "server_defaults": {"images.auto_update_interval": "6",
+                            "images.remote_cache_expiry": "10"}})
+    view = view_of(state, ME)
     changes, conflicts = server_changes(view, {"images.auto_update_interval": "6",
                                                "images.remote_cache_expiry": "3"})
     assert len(changes) == 1, "interval 6 is the daemon's default already"

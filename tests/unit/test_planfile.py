@@ -12,7 +12,7 @@ import pytest
 from reconciler.adapters import planfile
 from reconciler.core import freshness
 from reconciler.core import seal as sealing
-from reconciler.core.inventory import encode
+from reconciler.core.inventory import encode, with_inventories
 from reconciler.core.planner import make_plan
 from reconciler.errors import PlanFileError, StalePlan
 from reconciler.model.config import Config
@@ -29,7 +29,7 @@ B1, B2 = build("deb/1", 1), build("deb/1", 2)
 
 def saveable(cfg: Config, store: FakeStore, cat: RemoteCatalog) -> Plan:
     """What ``pipeline.saveable`` makes, without git: observed, file digest, sealed."""
-    state = store.observe()
+    state = with_inventories(store.observe())
     plan = make_plan(cfg, {"r": cat}, {store.target: state}, now=NOW)
     observed = {t: freshness.select(state, plan, cfg) for t in freshness.touched(plan)}
     return sealing.seal(plan.model_copy(update={
@@ -167,7 +167,8 @@ def test_describe_names_owner_time_and_source(world: World) -> None:
 def fresh(plan: Plan, store: FakeStore) -> list[str]:
     assert plan.observed is not None
     before = plan.observed[store.target]
-    after = freshness.take(store.observe(), plan.owner, before.images, before.aliases)
+    state = with_inventories(store.observe())
+    after = freshness.take(state, plan.owner, before.images, before.aliases)
     return freshness.differences(before, after)
 
 
@@ -186,7 +187,8 @@ def test_unrelated_changes_do_not_make_a_plan_stale(world: World) -> None:
     store.config["core.https_address"] = "[::]:8443"
     store.config["user.incus-images.lease"] = "{}"
     assert fresh(plan, store) == []
-    freshness.check_fresh(plan, {"local": store.observe()}, "p.json")
+    freshness.check_fresh(plan, {"local": with_inventories(store.observe())},
+                          "p.json")
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
@@ -217,7 +219,8 @@ def test_what_makes_a_plan_stale(world: World, edit: Any, expected: str) -> None
     edit(store)
     assert expected in fresh(plan, store)
     with pytest.raises(StalePlan) as caught:
-        freshness.check_fresh(plan, {"local": store.observe()}, "p.json")
+        freshness.check_fresh(plan, {"local": with_inventories(store.observe())},
+                          "p.json")
     lines = str(caught.value).splitlines()
     assert lines[0] == ("the saved plan p.json is stale: the stores changed since it was made; "
                         "nothing was changed; make a new plan")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.apply.executor import apply_plan
-from reconciler.core.inventory import encode
+from reconciler.core.inventory import encode, with_inventories
 from reconciler.core.ownership import attribute
 from reconciler.core.planner import make_plan
 from reconciler.errors import ConflictError
@@ -190,7 +190,7 @@ def _plan(scenario: Scenario, desired: list[EntrySpec] | None = None) -> object:
 def test_apply_converges_and_spares_others(scenario: Scenario) -> None:
     store, take = scenario.store, scenario.take
     cfg = config(*scenario.desired, alias_conflicts="take" if take else "fail")
-    before = store.observe()
+    before = with_inventories(store.observe())
     attrs = attribute(before)
     plan = make_plan(cfg, {"r": CATALOG}, {"local": before}, now=NOW, allow_empty=True)
     assert all(typed(c).wire() == c for c in plan.changes)  # the wire form loses nothing

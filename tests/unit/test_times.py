@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reconciler.adapters.incus import CLEAR_EXPIRY, format_time, parse_time
+from reconciler.adapters.incus_decode import CLEAR_EXPIRY, format_time, parse_time
 from reconciler.apply.lease import LeaseRecord
 from reconciler.model.times import (
     as_utc,

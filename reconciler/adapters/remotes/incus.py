@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
+from reconciler.adapters.incus_decode import incus_time
 from reconciler.adapters.remotes.simplestreams import size_problem
 from reconciler.errors import RemoteError
 from reconciler.model.arch import canonical
@@ -34,7 +35,6 @@ from reconciler.redact import without_userinfo
 LISTING_PATH = "1.0/images?recursion=1"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _Fail = Callable[[str], NoReturn]
 """An error callback: raises a RemoteError describing its argument."""
@@ -143,4 +143,5 @@ def _time(value: object, fail: _Fail) -> datetime | None:
         parsed = parse_rfc3339(value)
     except ValueError:
         fail(f"{value!r} is not an RFC 3339 time")
-    return None if parsed <= _EPOCH else parsed.astimezone(UTC)
+    normal = incus_time(parsed, epoch_is_none=True)
+    return None if normal is None else normal.astimezone(UTC)

@@ -1,0 +1,196 @@
+"""The Incus daemon's JSON, turned into the tool's values: pure, no I/O.
+
+``reconciler.adapters.incus`` sends the requests and hands the answers' ``metadata``
+here; ``reconciler.adapters.remotes.incus`` does the same for another server's public
+listing.  Everything Incus-specific about reading those answers lives here, once:
+
+* Times: ``0001-01-01T00:00:00Z`` (Go's zero time) is "never set", and an expiry of
+  ``1970-01-01T00:00:00Z`` (what a simplestreams build without ``support_eol`` gets,
+  and what clears an expiry) is "no expiry" (:func:`incus_time`, the one place).
+* Booleans in a config map read ``"true"``/``"false"``; ``null`` reads ``""``.
+* ``SERVER_DEFAULTS``: the value the daemon uses for an ``images.*`` server key it
+  does not list in its config.
+* Garbage in an optional field reads as its empty value, never as a crash.
+
+Invariant: no function here imports ``requests`` or talks to anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.model.observed import ObservedAlias, ObservedImage, Profile, UpdateSource
+from reconciler.model.times import parse_rfc3339, rfc3339
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CLEAR_EXPIRY = "1970-01-01T00:00:00Z"
+"""What clears ``expires_at``: the daemon ignores a zero time."""
+
+SERVER_DEFAULTS: dict[str, str] = {
+    "images.auto_update_interval": "6",
+    "images.auto_update_cached": "true",
+    "images.remote_cache_expiry": "10",
+    "images.compression_algorithm": "gzip",
+}
+"""The daemon's value of a server key it does not list in its config."""
+
+
+def incus_time(value: datetime, *, epoch_is_none: bool) -> datetime | None:
+    """``value`` as Incus means it: the zero time is None, and so (``epoch_is_none``)
+    is any time at or before the epoch.  The one place these rules live."""
+    if value.year <= 1:
+        return None
+    if epoch_is_none and value <= EPOCH:
+        return None
+    return value
+
+
+def parse_time(text: object, *, expiry: bool = False) -> datetime | None:
+    """An Incus timestamp; the zero time (and for ``expiry`` the epoch) is None, as is
+    anything that is not an RFC 3339 time."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = parse_rfc3339(text)
+    except ValueError:
+        return None
+    return incus_time(value, epoch_is_none=expiry)
+
+
+def format_time(value: datetime | None) -> str:
+    """RFC 3339 in UTC; None is the epoch, which clears an expiry."""
+    return CLEAR_EXPIRY if value is None else rfc3339(value)
+
+
+def config_value(value: object) -> str:
+    """One value of a config map as the daemon means it (``true``/``false``; null is "")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def config_map(value: object) -> dict[str, str]:
+    """A ``config`` object (server, project, profile) as strings; anything else is empty."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): config_value(v) for k, v in value.items()}
+
+
+def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
+    """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``)."""
+    fingerprint = str(data["fingerprint"])
+    aliases = tuple(
+        ObservedAlias(name=str(a["name"]), description=str(a.get("description") or ""),
+                      target=fingerprint)
+        for a in data.get("aliases") or () if isinstance(a, Mapping) and a.get("name")
+    )
+    properties = {str(k): str(v) for k, v in (data.get("properties") or {}).items()
+                  if v not in (None, "")}
+    return ObservedImage(
+        fingerprint=fingerprint,
+        type="virtual-machine" if data.get("type") == "virtual-machine" else "container",
+        architecture=str(data.get("architecture") or ""),
+        cached=bool(data.get("cached")),
+        auto_update=bool(data.get("auto_update")),
+        public=bool(data.get("public")),
+        profiles=tuple(str(p) for p in data.get("profiles") or ()),
+        properties=properties,
+        expires_at=parse_time(data.get("expires_at"), expiry=True),
+        created_at=parse_time(data.get("created_at")),
+        uploaded_at=parse_time(data.get("uploaded_at")),
+        last_used_at=parse_time(data.get("last_used_at")),
+        size=int(data.get("size") or 0),
+        update_source=update_source(data.get("update_source")),
+        aliases=aliases,
+    )
+
+
+def update_source(source: object) -> UpdateSource | None:
+    """An image's ``update_source``; None when it has none (no ``server``)."""
+    if not isinstance(source, Mapping) or not source.get("server"):
+        return None
+    return UpdateSource(
+        server=str(source.get("server") or ""), protocol=str(source.get("protocol") or ""),
+        alias=str(source.get("alias") or ""),
+        certificate=str(source.get("certificate") or ""),
+    )
+
+
+def images_from_api(listed: object) -> tuple[ObservedImage, ...]:
+    """``GET /1.0/images?recursion=1``'s list, by fingerprint."""
+    objects = [d for d in listed if isinstance(d, Mapping)] if isinstance(listed, list) else []
+    return tuple(sorted((image_from_api(d) for d in objects), key=lambda i: i.fingerprint))
+
+
+def host_architecture(info: Mapping[str, Any]) -> str:
+    """The daemon's own architecture (the first of ``environment.architectures``)."""
+    architectures = (info.get("environment") or {}).get("architectures") or []
+    return str(architectures[0]) if architectures else ""
+
+
+def server_version(info: Mapping[str, Any]) -> str:
+    return str((info.get("environment") or {}).get("server_version") or "")
+
+
+def server_fingerprint(info: Mapping[str, Any]) -> str:
+    """The daemon's certificate fingerprint; empty when it does not say."""
+    return str((info.get("environment") or {}).get("certificate_fingerprint") or "")
+
+
+def kernel_cgroup(version: str) -> str | None:
+    """``"v2"`` on Incus 7 and later (cgroup v1 support was removed); None when unknown."""
+    try:
+        return "v2" if int(version.split(".", 1)[0]) >= 7 else None
+    except ValueError:
+        return None
+
+
+def images_enabled(project: object) -> bool:
+    """Whether a ``GET /1.0/projects/<name>`` metadata has its own image store: the
+    daemon's own reading of ``features.images`` (``shared.IsTrue``)."""
+    config = project.get("config") if isinstance(project, Mapping) else None
+    value = config_value(config.get("features.images")) if isinstance(config, Mapping) else ""
+    return value.lower() in ("true", "1", "yes", "on")
+
+
+def profiles_from_api(listed: object) -> dict[str, Profile]:
+    """``GET /1.0/profiles?recursion=1``'s list, by name."""
+    out: dict[str, Profile] = {}
+    for p in listed if isinstance(listed, list) else ():
+        if isinstance(p, Mapping) and isinstance(p.get("name"), str):
+            devices = {str(k): {str(a): str(b) for a, b in (v or {}).items()}
+                       for k, v in (p.get("devices") or {}).items()}
+            out[p["name"]] = Profile(name=p["name"], devices=devices,
+                                     config=config_map(p.get("config")))
+    return out
+
+
+def instances_from_api(listed: object) -> dict[str, tuple[str, ...]]:
+    """Fingerprint -> names of the instances created from it (``volatile.base_image``),
+    from ``GET /1.0/instances?recursion=1``'s list."""
+    out: dict[str, list[str]] = {}
+    for inst in listed if isinstance(listed, list) else ():
+        if not isinstance(inst, Mapping):
+            continue
+        base = (inst.get("config") or {}).get("volatile.base_image")
+        if isinstance(base, str) and base and isinstance(inst.get("name"), str):
+            out.setdefault(base, []).append(inst["name"])
+    return {fp: tuple(sorted(names)) for fp, names in out.items()}
+
+
+def images_pool(images_volume: str) -> str:
+    """The storage pool of ``storage.images_volume`` (``pool/volume``); "" when none."""
+    return images_volume.split("/", 1)[0] if "/" in images_volume else ""
+
+
+def free_bytes(resources: object) -> int | None:
+    """Free bytes from ``GET /1.0/storage-pools/<pool>/resources``; None when unknown."""
+    space = resources.get("space") if isinstance(resources, Mapping) else None
+    if not isinstance(space, Mapping):
+        return None
+    total, used = space.get("total"), space.get("used")
+    if isinstance(total, int) and isinstance(used, int) and total > 0:
+        return max(total - used, 0)
+    return None
