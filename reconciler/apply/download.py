@@ -27,6 +27,7 @@ from reconciler.apply.records import Records
 from reconciler.errors import ApplyError, NotFound, OperationAbandoned, OperationFailed
 from reconciler.model.changes import ImageDownload
 from reconciler.model.config import RemoteSpec
+from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.observed import ObservedImage
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
@@ -87,8 +88,8 @@ class Download:
         landed, why = self._pull(c, remote.certificate if remote else None)
         if landed != c.fingerprint:
             self.reporter.note(self.target, f"{c.source}: the daemon did not pull "
-                               f"{c.fingerprint[:12]} ({why}); uploading the files, "
-                               "checked against the remote's index, instead")
+                               f"{short_fingerprint(c.fingerprint)} ({why}); uploading the "
+                               "files, checked against the remote's index, instead")
         return landed, why
 
     def _pull(self, c: ImageDownload, certificate: str | None) -> tuple[str | None, str]:
@@ -130,14 +131,16 @@ class Download:
             return ""
         if landed not in present:
             self.store.delete_image(landed)
-        return f"the daemon landed {landed[:12]} (its index of the remote is older)"
+        return (f"the daemon landed {short_fingerprint(landed)} "
+                "(its index of the remote is older)")
 
     def _upload(self, c: ImageDownload, remote: RemoteSpec | None) -> None:
         """Fetch ``c``'s files from the remote (checked against its index by the reader)
         and upload them; the store must land exactly ``c.fingerprint``."""
         if remote is None or not c.pull.files:
-            raise ApplyError(f"target {self.target!r}: cannot land {c.fingerprint[:12]} of "
-                             f"{c.source}: the daemon did not, and the remote offers no files")
+            raise ApplyError(f"target {self.target!r}: cannot land "
+                             f"{short_fingerprint(c.fingerprint)} of {c.source}: the daemon "
+                             "did not, and the remote offers no files")
         wire = c.wire()  # what the reporter knows the change as
         with ExitStack() as stack:
             parts: list[tuple[str, Iterator[bytes]]] = [
@@ -149,4 +152,4 @@ class Download:
                 progress=lambda text: self.reporter.progress(self.target, wire, text))
         if got != c.fingerprint:
             raise ApplyError(f"target {self.target!r}: upload of {c.source} landed "
-                             f"{got[:12]}, not {c.fingerprint[:12]}")
+                             f"{short_fingerprint(got)}, not {short_fingerprint(c.fingerprint)}")
