@@ -6,9 +6,10 @@ Invariants:
   locked keeps its build unless it is being upgraded; entries no longer declared
   drop out.
 * :func:`changes` lists added, removed and moved locks in canonical order.
-* :func:`needs` says exactly which targets ``lock`` must contact (a tracked entry
-  with no ``architecture``, to learn the host's) and which remotes (an entry that
-  is upgraded or not yet locked); nothing else is contacted.
+* :func:`hosts_needed` and :func:`remotes_needed` say exactly which targets
+  ``lock`` must contact (a tracked entry with no ``architecture``, to learn the
+  host's) and which remotes (an entry that is upgraded or not yet locked); nothing
+  else is contacted.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def make_plan(
 
     ``locks`` is the lock file's content (None: there is no lock file): a tracked
     entry then wants its locked build instead of the remote's newest (see
-    :func:`resolve_entry`).
+    :func:`reconciler.core.builds.resolve_entry`).
 
     Raises ``ConflictError`` (every conflict, one per line), ``EmptyFileRefused``
     or ``PlanError`` (an entry that cannot be resolved, or two targets that reach
@@ -161,9 +161,10 @@ def plan_target(
 ) -> TargetPlan:
     """One target's plan: the steps below, composed in this order.
 
-    1. each entry of the target, in file order (:func:`plan_images.plan_entry`):
-       download or adopt and update the image it wants, delete the builds it replaced
-       or the images that expired;
+    1. each entry of the target, in file order
+       (:func:`reconciler.core.plan_images.plan_entry`): download or adopt and
+       update the image it wants, delete the builds it replaced or the images that
+       expired;
     2. prune this owner's images that no entry keeps (or keep their records);
     3. aliases: create, move, redescribe the declared ones; delete the ones this owner
        no longer declares on images that stay;

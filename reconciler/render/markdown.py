@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.plan import Change, Plan
+from reconciler.render.labels import MARKERS, fingerprints, name_of
 from reconciler.render.text import (
-    MARKERS,
     field_lines,
-    fingerprints,
-    name_of,
     notes,
     project_of,
     summary_phrase,

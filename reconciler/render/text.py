@@ -27,55 +27,15 @@ from collections.abc import Iterable, Iterator
 from reconciler.model.fingerprint import short_fingerprint
 from reconciler.model.plan import Action, Change, FieldChange, Plan, Untouched, summarize
 from reconciler.model.result import ApplyResult, Status
-from reconciler.render.labels import outcome_label
+from reconciler.render.labels import (
+    ACTION_WIDTH,
+    ALIAS_ACTIONS,
+    MARKERS,
+    fingerprints,
+    name_of,
+    outcome_label,
+)
 from reconciler.render.units import human_bytes, value
-
-MARKERS: dict[Action, str] = {
-    Action.SERVER_UPDATE: "~",
-    Action.IMAGE_DOWNLOAD: "+",
-    Action.IMAGE_ADOPT: "+",
-    Action.IMAGE_REFRESH: "~",
-    Action.IMAGE_UPDATE: "~",
-    Action.ALIAS_CREATE: "+",
-    Action.ALIAS_MOVE: "~",
-    Action.ALIAS_UPDATE: "~",
-    Action.ALIAS_DELETE: "-",
-    Action.IMAGE_DELETE: "-",
-}
-"""``+`` brings something in, ``~`` changes it in place, ``-`` removes it."""
-
-_ACTION_WIDTH = max(len(a.value) for a in Action)
-_ALIAS_ACTIONS = (Action.ALIAS_CREATE, Action.ALIAS_MOVE, Action.ALIAS_UPDATE,
-                  Action.ALIAS_DELETE)
-
-
-# -- pieces shared with the markdown renderer ---------------------------------------------
-
-def name_of(change: Change) -> str:
-    """What a change is about: the alias, the image's source, or the server keys."""
-    if change.action is Action.SERVER_UPDATE:
-        return ", ".join(change.fields or {}) or "server config"
-    if change.action in _ALIAS_ACTIONS:
-        return change.alias or "?"
-    return change.source or "(no recorded source)"
-
-
-def fingerprints(change: Change) -> tuple[str | None, str | None]:
-    """The (before, after) fingerprints a change concerns; either may be None."""
-    a = change.action
-    if a is Action.IMAGE_REFRESH:
-        return change.fingerprint, change.to
-    if a is Action.ALIAS_CREATE:
-        return None, change.to or change.fingerprint
-    if a is Action.ALIAS_MOVE:
-        return change.from_, change.to
-    if a is Action.ALIAS_UPDATE:
-        return None, change.fingerprint or change.to
-    if a is Action.ALIAS_DELETE:
-        return change.from_ or change.fingerprint, None
-    if a is Action.SERVER_UPDATE:
-        return None, None
-    return None, change.fingerprint
 
 
 def notes(change: Change) -> list[str]:
@@ -115,7 +75,7 @@ _PHRASES: tuple[tuple[tuple[Action, ...], str, str], ...] = (
     ((Action.IMAGE_ADOPT,), "to adopt", "to adopt"),
     ((Action.IMAGE_REFRESH,), "to refresh", "to refresh"),
     ((Action.IMAGE_UPDATE,), "to update", "to update"),
-    (_ALIAS_ACTIONS, "alias change", "alias changes"),
+    (ALIAS_ACTIONS, "alias change", "alias changes"),
     ((Action.IMAGE_DELETE,), "to delete", "to delete"),
 )
 
@@ -174,14 +134,12 @@ def change_line(change: Change) -> str:
         subject = f"{name_of(change)} on {short_fingerprint(after)}"
     elif a is Action.ALIAS_DELETE:
         subject = f"{name_of(change)} (on {short_fingerprint(before)})"
-    elif a is Action.IMAGE_REFRESH:
-        subject = f"{name_of(change)} {short_fingerprint(before)} -> {short_fingerprint(after)}"
     else:
         subject = f"{name_of(change)} {short_fingerprint(after)}"
     extra = notes(change)
     if extra:
         subject += " (" + ", ".join(extra) + ")"
-    return f"{MARKERS[a]} {a.value:<{_ACTION_WIDTH}}  {subject}"
+    return f"{MARKERS[a]} {a.value:<{ACTION_WIDTH}}  {subject}"
 
 
 def _change_block(change: Change) -> Iterator[str]:

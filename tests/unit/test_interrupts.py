@@ -23,6 +23,7 @@ from reconciler.errors import Interrupted, LeaseHeld
 from reconciler.model.plan import Writable
 from reconciler.render.progress import change_label
 from tests.support.builders import NOW, build, catalog, config, entry
+from tests.support.clocks import RunningClock
 from tests.support.fakes import FakeReader, FakeStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -111,7 +112,7 @@ def test_a_signal_while_waiting_for_the_lease_leaves_the_holders_lease_alone() -
     store.config[LEASE_KEY] = theirs.encode()
     with interrupts.handled(), pytest.raises(Interrupted) as caught, Leases(
             [("local", store)], owner="web", timeout=60, poll=0.05,
-            on_wait=lambda t, r: kill_me(), on_note=print):
+            on_wait=lambda t, r: kill_me(), on_note=print, clock=RunningClock(T0)):
         pytest.fail("the lease was taken")
     assert str(caught.value) == ("interrupted (SIGTERM): stopped while waiting for the lease "
                                  "on target 'local'")
@@ -131,7 +132,8 @@ def test_a_signal_right_after_the_lease_was_stored_still_releases_it() -> None:
 
     store.patch_server_config = patch_then_signal  # type: ignore[method-assign]
     with interrupts.handled(), pytest.raises(Interrupted) as caught, Leases(
-            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
+            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print,
+            clock=RunningClock(T0)):
         pytest.fail("the block ran")
     assert caught.value.leases == "lease released"
     assert LEASE_KEY not in store.config
@@ -140,7 +142,8 @@ def test_a_signal_right_after_the_lease_was_stored_still_releases_it() -> None:
 def test_a_signal_inside_the_block_releases_and_says_so() -> None:
     store = FakeStore()
     with interrupts.handled(), pytest.raises(Interrupted) as caught, Leases(
-            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
+            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print,
+            clock=RunningClock(T0)):
         assert held(store) is not None
         kill_me()
         time.sleep(5)
@@ -161,7 +164,8 @@ def test_a_signal_during_the_release_does_not_cut_it_short() -> None:
         return real_get()
 
     with interrupts.handled(), pytest.raises(Interrupted) as caught, Leases(
-            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
+            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print,
+            clock=RunningClock(T0)):
         store.get_server_config = get_with_a_signal  # type: ignore[method-assign]
     assert signalled and LEASE_KEY not in store.config
     assert caught.value.leases == "lease released"
@@ -183,7 +187,7 @@ def test_a_signal_during_a_failed_acquire_is_raised_after_the_release() -> None:
     first.get_server_config = get_signalling_on_release  # type: ignore[method-assign]
     with interrupts.handled(), pytest.raises(Interrupted) as caught, Leases(
             [("a", first), ("b", second)], owner="web", timeout=0,
-            on_wait=lambda t, r: None, on_note=print):
+            on_wait=lambda t, r: None, on_note=print, clock=RunningClock(T0)):
         pass
     assert isinstance(caught.value.__context__, LeaseHeld)
     assert LEASE_KEY not in first.config
@@ -210,7 +214,8 @@ def test_a_signal_just_before_the_release_started_still_releases(
     store = FakeStore()
     monkeypatch.setattr(reconciler.apply.lease, "deferred", late_first_time)
     with pytest.raises(Interrupted) as caught, Leases(
-            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print):
+            [("local", store)], owner="web", on_wait=lambda t, r: None, on_note=print,
+            clock=RunningClock(T0)):
         assert held(store) is not None
     assert caught.value.leases == "lease released"
     assert LEASE_KEY not in store.config
@@ -222,7 +227,7 @@ def test_leases_a_block_never_released_are_released_at_the_end() -> None:
 
     store = FakeStore()
     leases = Leases([("local", store)], owner="web", on_wait=lambda t, r: None,
-                    on_note=print)
+                    on_note=print, clock=RunningClock(T0))
     leases.__enter__()
     assert held(store) is not None
     leases._stop.set()  # the renewal thread holds a reference while it runs

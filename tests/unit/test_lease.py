@@ -31,6 +31,7 @@ from reconciler.apply.lease import (
 from reconciler.core.inventory import encode, parse_config
 from reconciler.errors import LeaseHeld, LeaseLost
 from reconciler.model.observed import Inventory, inventory_key
+from tests.support.clocks import RunningClock
 from tests.support.fakes import FakeStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -263,7 +264,7 @@ def test_leases_release_on_failure_and_share_one_daemon() -> None:
     notes: list[str] = []
     with pytest.raises(RuntimeError), Leases(
             [("a", store), ("b", store)], owner="web", on_wait=lambda t, r: None,
-            on_note=notes.append):
+            on_note=notes.append, clock=RunningClock(T0)):
         held = stored(store)
         assert held is not None and held.holder == holder_name("web")
         raise RuntimeError("apply failed")
@@ -285,7 +286,7 @@ def test_a_failed_second_lease_releases_the_first() -> None:
 def test_lease_is_renewed_in_the_background() -> None:
     store = FakeStore()
     with Leases([("local", store)], owner="web", ttl=0.3, on_wait=lambda t, r: None,
-                on_note=print):
+                on_note=print, clock=RunningClock(T0)):
         first = stored(store)
         assert first is not None
         eventually(lambda: (stored(store) or first).expires > first.expires)
@@ -299,7 +300,7 @@ def test_a_lease_taken_over_while_running_is_an_error_and_left_alone() -> None:
     usurper = record("them", expires=datetime(2099, 1, 1, tzinfo=UTC))
     with pytest.raises(LeaseLost, match="taken over by web@ci-1:42"), Leases(
             [("local", store)], owner="web", ttl=0.3, on_wait=lambda t, r: None,
-            on_note=print) as held:
+            on_note=print, clock=RunningClock(T0)) as held:
         store.config[LEASE_KEY] = usurper.encode()
         eventually(lambda: bool(held.lost))
     assert stored(store) == usurper

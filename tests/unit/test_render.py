@@ -40,8 +40,6 @@ CHANGES = (
             source="images:debian/12", size=123456789),
     _change(Action.IMAGE_ADOPT, reason="nobody's image with the declared fingerprint",
             fingerprint=PIN, source="images:alpine/3.20"),
-    _change(Action.IMAGE_REFRESH, reason="newer build upstream", fingerprint=OLD, to=NEW,
-            source="images:debian/12"),
     _change(Action.IMAGE_UPDATE, reason="declared fields differ", fingerprint=PIN,
             source="images:alpine/3.20",
             fields={"auto_update": FieldChange(from_=True, to=False),
@@ -76,7 +74,6 @@ Target local (project default):
   ~ server.update   images.auto_update_interval: 6 -> 12  # declared server setting differs
   + image.download  images:debian/12 4f3a2b1c9d8e (123.5 MB)  # declared, not in store
   + image.adopt     images:alpine/3.20 222222222222  # nobody's image with the declared fingerprint
-  ~ image.refresh   images:debian/12 111111111111 -> 4f3a2b1c9d8e  # newer build upstream
   ~ image.update    images:alpine/3.20 222222222222  # declared fields differ
       auto_update: true -> false
       profiles: [default] -> [default, web]
@@ -94,12 +91,12 @@ Target prod (project web):
   - image.delete    images:debian/11 111111111111  # no longer declared
   left alone: 333333333333 (owner web)
 
-Plan: 1 server setting to change, 1 to download, 1 to adopt, 1 to refresh, 1 to update, \
+Plan: 1 server setting to change, 1 to download, 1 to adopt, 1 to update, \
 4 alias changes, 1 to delete (123.5 MB to download).
 """
 
 EXPECTED_MARKDOWN = """\
-**Plan:** 1 server setting to change, 1 to download, 1 to adopt, 1 to refresh, 1 to update, \
+**Plan:** 1 server setting to change, 1 to download, 1 to adopt, 1 to update, \
 4 alias changes, 1 to delete (123.5 MB to download).
 
 **Warnings (1)**
@@ -115,8 +112,6 @@ EXPECTED_MARKDOWN = """\
 | `+ image.download` | `images:debian/12` | `4f3a2b1c9d8e` | declared, not in store; 123.5 MB |
 | `+ image.adopt` | `images:alpine/3.20` | `222222222222` | \
 nobody's image with the declared fingerprint |
-| `~ image.refresh` | `images:debian/12` | `111111111111` → `4f3a2b1c9d8e` | \
-newer build upstream |
 | `~ image.update` | `images:alpine/3.20` | `222222222222` | declared fields differ; \
 `auto_update: true -> false`; `profiles: [default] -> [default, web]`; \
 `properties.team: (none) -> web`; `properties.old: x -> (none)` |
@@ -193,7 +188,8 @@ def test_json_is_the_contract_dict() -> None:
     assert out == json.dumps(PLAN.to_json_dict(), indent=2, sort_keys=False) + "\n"
     doc = json.loads(out)
     assert doc["format_version"] == "1"
-    assert doc["summary"] == {"actions": {a.value: 1 for a in Action},
+    assert doc["summary"] == {"actions": {a.value: 1 for a in Action
+                                          if a is not Action.IMAGE_REFRESH},
                               "download_bytes": 123456789}
     move = next(c for c in doc["changes"] if c["action"] == "alias.move")
     assert move["from"] == OLD and move["to"] == NEW
@@ -215,9 +211,9 @@ def test_empty_plan_json_has_empty_changes() -> None:
 
 RESULT = ApplyResult(outcomes=(
     Outcome(change=CHANGES[1], status=Status.DONE, via="upload", fingerprint=NEW),
-    Outcome(change=CHANGES[5], status=Status.FAILED, message="alias exists"),
-    Outcome(change=CHANGES[6], status=Status.SKIPPED, message="earlier change failed"),
-    Outcome(change=CHANGES[9], status=Status.DONE),
+    Outcome(change=CHANGES[4], status=Status.FAILED, message="alias exists"),
+    Outcome(change=CHANGES[5], status=Status.SKIPPED, message="earlier change failed"),
+    Outcome(change=CHANGES[8], status=Status.DONE),
 ))
 
 
@@ -274,7 +270,7 @@ def test_short() -> None:
 
 
 def test_markdown_cells_cannot_break_the_table() -> None:
-    change = CHANGES[8].model_copy(update={"reason": "a | b\nc"})
+    change = CHANGES[7].model_copy(update={"reason": "a | b\nc"})
     out = markdown.render_plan(Plan(changes=(change,), summary=summarize((change,))))
     row = next(line for line in out.splitlines() if "alias.delete" in line)
     assert row == "| `- alias.delete` | `old` | `111111111111` | a \\| b c |"

@@ -1,4 +1,4 @@
-"""Reading remote image servers over HTTP(S): the real :class:`RemoteReader`.
+"""Reading remote image servers over HTTP(S): the real :class:`~reconciler.ports.RemoteReader`.
 
 :class:`HttpRemoteReader` fetches a remote's catalog once per reader (one CLI run)
 and streams image files for the upload fallback.  Parsing is pure and lives in

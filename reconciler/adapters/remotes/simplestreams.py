@@ -125,9 +125,9 @@ def build_catalog(
     """Every image the products documents describe, with the daemon's alias table.
 
     ``paths`` (parallel to ``products_docs``) only labels error messages.
-    ``host_arch`` only filters :attr:`RemoteImage.aliases` the way the daemon
-    lists them (short names only on the host's architecture); the alias table
-    always holds short and long names for every architecture.
+    ``host_arch`` only filters :attr:`reconciler.model.remote.RemoteImage.aliases`
+    the way the daemon lists them (short names only on the host's architecture);
+    the alias table always holds short and long names for every architecture.
     """
     candidates: list[_Candidate] = []
     for number, doc in enumerate(products_docs):
