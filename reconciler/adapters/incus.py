@@ -561,7 +561,8 @@ class IncusStore:
         except OperationFailed:
             self._put_back(before, writable)
             raise
-        self._put_back(before, writable)
+        if fingerprint in before:  # it resolved to an image the store had: overwritten
+            self._put_back(before, writable)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
         return fingerprint
@@ -579,7 +580,9 @@ class IncusStore:
         operation then fails ("Alias already exists" when the image has aliases).
         That image may be nobody's or another owner's: every image that was there
         before the pull and now carries exactly what the request sent gets its
-        previous fields back.  No request when the project held no image.
+        previous fields back.  No request when the project held no image, nor after a
+        pull that landed a fingerprint the project did not hold (nothing was
+        overwritten: the overwrite hits the image the pull resolved to).
         """
         if not before:
             return
