@@ -43,6 +43,7 @@ from reconciler.commands import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
+    _err,
     apply_command,
     diff_command,
     lock_command,
@@ -53,16 +54,10 @@ from reconciler.commands import (
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
-from reconciler.redact import scrub
-from reconciler.render import PlanFormat, terminal_safe
+from reconciler.render import PlanFormat
 from reconciler.services import Services, system_services
 
 # -- the one error handler ------------------------------------------------------------------
-
-def _err(line: str) -> None:
-    """Print one error line: never a URL's credentials, never a raw control character."""
-    click.echo(terminal_safe(scrub(line)), err=True)
-
 
 def _interrupted(exc: Interrupted, *, debug: bool) -> int:
     """One line (``incus-images: interrupted (SIGTERM): ...``); 128 + the signal's number."""

@@ -99,15 +99,11 @@ from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
-    DEFAULT_CONNECT,
-    DEFAULT_READ,
     READ_OPTION,
     Timeouts,
     seconds,
 )
 
-CONNECT_TIMEOUT = DEFAULT_CONNECT
-READ_TIMEOUT = DEFAULT_READ
 STALLED = "is incusd stopped or overloaded?"
 WAIT_SECONDS = 2
 """``/wait?timeout=`` per round: finished operations vanish 5 s after they end."""

@@ -74,7 +74,8 @@ class Download:
             self._upload(c, remote)
             via = "upload"
         self.store.update_image(fp, c.writable)
-        self.records.remember(c)
+        if via == "upload":  # a pull that landed was recorded before its marker was cleared
+            self.records.remember(c)
         return Landed(fingerprint=fp, via=via, message="" if via == "pull" else why)
 
     def _by_daemon(self, c: ImageDownload, remote: RemoteSpec | None) -> tuple[str | None, str]:

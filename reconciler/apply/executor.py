@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 
-from reconciler.apply.download import CREDENTIALS_NOT_FOR_DAEMON, Download, Landed
+from reconciler.apply.download import Download, Landed
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
@@ -75,7 +75,7 @@ from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter, SilentReporter, change_label
 
-__all__ = ["CREDENTIALS_NOT_FOR_DAEMON", "INTERRUPTED", "apply_plan", "where_stopped"]
+__all__ = ["INTERRUPTED", "apply_plan", "where_stopped"]
 
 INTERRUPTED = "not attempted: interrupted"
 
