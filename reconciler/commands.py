@@ -14,7 +14,7 @@ them when it ends.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +32,7 @@ from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
 from reconciler.pipeline import opened_stores
+from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
 from reconciler.render import json as json_render
@@ -178,11 +179,7 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        stage.applying()
-        result = pipeline.apply_plan(config, plan, stores, reader,
-                                     reporter=make_reporter(sys.stderr))
-        stage.applied()
-        return _report(result, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt)
 
 
 def _apply_saved(
@@ -209,11 +206,17 @@ def _apply_saved(
         pipeline.check_fresh(config, plan, name, stores)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
-        stage.applying()
-        result = pipeline.apply_plan(config, plan, stores, reader,
-                                     reporter=make_reporter(sys.stderr))
-        stage.applied()
-        return _report(result, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+
+
+def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
+                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat) -> int:
+    """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, and report."""
+    stage.applying()
+    result = pipeline.apply_plan(config, plan, stores, reader,
+                                 reporter=make_reporter(sys.stderr))
+    stage.applied()
+    return _report(result, fmt)
 
 
 def _report(result: ApplyResult, fmt: PlanFormat) -> int:
