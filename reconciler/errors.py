@@ -67,6 +67,10 @@ class NotFound(StoreError):
     """The daemon answered 404."""
 
 
+class NoQuorum(StoreError):
+    """A clustered target could not list its members: no write may be sent to it."""
+
+
 class PreconditionFailed(StoreError):
     """The daemon answered 412: the ETag sent with ``If-Match`` no longer matches."""
 

@@ -65,6 +65,7 @@ from reconciler.adapters.http import (
 )
 from reconciler.adapters.incus_decode import (
     SERVER_DEFAULTS,
+    clustered,
     config_map,
     format_time,
     free_bytes,
@@ -75,6 +76,8 @@ from reconciler.adapters.incus_decode import (
     images_pool,
     instances_from_api,
     kernel_cgroup,
+    member_name,
+    members_from_api,
     parse_time,
     profiles_from_api,
     server_fingerprint,
@@ -82,6 +85,7 @@ from reconciler.adapters.incus_decode import (
 )
 from reconciler.errors import (
     AlreadyExists,
+    NoQuorum,
     NotFound,
     OperationAbandoned,
     OperationFailed,
@@ -91,6 +95,7 @@ from reconciler.errors import (
 )
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import (
+    ClusterMember,
     ObservedImage,
     Profile,
     TargetState,
@@ -120,6 +125,9 @@ UNTRUSTED = ("the daemon does not trust this client (auth: untrusted); "
 RESTRICTED = ("this client's certificate is restricted to projects {projects}; the tool keeps "
               "its ownership record in the daemon's server config and needs a certificate "
               "trusted without a project restriction")
+
+NO_QUORUM = ("the cluster cannot list its members ({detail}): it has no quorum or is "
+             "failing; nothing was written to it")
 
 _ERRORS: dict[int, type[StoreError]] = {
     403: UntrustedClient, 404: NotFound, 409: AlreadyExists, 412: PreconditionFailed,
@@ -490,7 +498,24 @@ class IncusStore:
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
+            clustered=clustered(info), members=self._members(info), member=member_name(info),
+            url=self.transport.display,
         )
+
+    def _members(self, info: Mapping[str, Any]) -> tuple[ClusterMember, ...]:
+        """A clustered target's members, one list call; () when not clustered.
+
+        Any failure of that call (503 without quorum, a timeout, a 500) means the
+        cluster cannot be trusted with a write: ``NoQuorum``.
+        """
+        if not clustered(info):
+            return ()
+        try:
+            listed = self._call("GET", "/1.0/cluster/members", "cluster member list",
+                                params={"recursion": "1"}, project="default").get("metadata")
+        except StoreError as exc:
+            raise NoQuorum(self.target, NO_QUORUM.format(detail=_detail(exc))) from exc
+        return members_from_api(listed)
 
     def _profiles(self) -> dict[str, Profile]:
         """The project's profiles, one list call."""
@@ -671,6 +696,13 @@ class IncusStore:
 
     def delete_alias(self, name: str) -> None:
         self._call("DELETE", _alias_path(name), f"alias {name!r}")
+
+
+def _detail(exc: StoreError) -> str:
+    """An error's message without its ``target '...': `` prefix."""
+    text = str(exc)
+    prefix = f"target {exc.target!r}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _final(op: Mapping[str, Any], what: str, target: str) -> dict[str, Any] | None:

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.model.observed import ObservedAlias, ObservedImage, Profile, UpdateSource
+from reconciler.model.observed import (
+    ClusterMember,
+    ObservedAlias,
+    ObservedImage,
+    Profile,
+    UpdateSource,
+)
 from reconciler.model.times import parse_rfc3339, rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -194,3 +200,25 @@ def free_bytes(resources: object) -> int | None:
     if isinstance(total, int) and isinstance(used, int) and total > 0:
         return max(total - used, 0)
     return None
+
+
+def clustered(info: Mapping[str, Any]) -> bool:
+    """``environment.server_clustered`` of ``GET /1.0`` (answered even without quorum)."""
+    return bool((info.get("environment") or {}).get("server_clustered"))
+
+
+def member_name(info: Mapping[str, Any]) -> str:
+    """``environment.server_name``: the member a request went through."""
+    return str((info.get("environment") or {}).get("server_name") or "")
+
+
+def members_from_api(listed: object) -> tuple[ClusterMember, ...]:
+    """``GET /1.0/cluster/members?recursion=1``'s list, by name."""
+    out = []
+    for m in listed if isinstance(listed, list) else ():
+        if isinstance(m, Mapping) and isinstance(m.get("server_name"), str):
+            out.append(ClusterMember(
+                name=m["server_name"], url=str(m.get("url") or ""),
+                status=str(m.get("status") or ""), message=str(m.get("message") or ""),
+                roles=tuple(str(r) for r in m.get("roles") or ())))
+    return tuple(sorted(out, key=lambda m: m.name))

@@ -135,6 +135,31 @@ class Profile(Frozen):
     devices: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
+class ClusterMember(Frozen):
+    """One member of a clustered target, as ``GET /1.0/cluster/members?recursion=1`` lists it.
+
+    ``status`` is the daemon's word (``Online``, ``Offline``, ``Evacuated``, ...).
+    ``reachable`` is whether the member's ``url`` accepted a connection when the
+    target was observed (None when not checked); a member killed seconds ago still
+    shows ``Online`` for ``cluster.offline_threshold`` (20 s), so only both together
+    say it is healthy.  ``images_free_bytes`` is that member's free image space where
+    known (``GET /1.0/cluster/members/<name>/state``), else None.
+    """
+
+    name: str
+    url: str = ""
+    status: str = "Online"
+    message: str = ""
+    roles: tuple[str, ...] = ()
+    reachable: bool | None = None
+    images_free_bytes: int | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Online and, where checked, accepting connections."""
+        return self.status == "Online" and self.reachable is not False
+
+
 class TargetState(Frozen):
     """A snapshot of one target.
 
@@ -157,6 +182,9 @@ class TargetState(Frozen):
     when the daemon does not say.  ``server_fingerprint`` identifies the daemon (its
     certificate's fingerprint; empty when it does not say), so two targets that
     reach one image store can be told apart from two that do not.
+    ``clustered`` is the daemon's ``environment.server_clustered``; ``members`` are the
+    cluster's members (empty when not clustered), ``member`` the name of the one
+    this observation went through, ``url`` the address it was reached at.
     """
 
     target: str
@@ -174,6 +202,14 @@ class TargetState(Frozen):
     images_free_bytes: int | None = None
     kernel_cgroup: str | None = None
     server_fingerprint: str = ""
+    clustered: bool = False
+    members: tuple[ClusterMember, ...] = ()
+    member: str = ""
+    url: str = ""
+
+    def unhealthy_members(self) -> tuple[ClusterMember, ...]:
+        """The members that are not Online or did not accept a connection."""
+        return tuple(m for m in self.members if not m.healthy)
 
     def image(self, fingerprint: str) -> ObservedImage | None:
         for img in self.images:

@@ -39,6 +39,7 @@ from reconciler.errors import (
 )
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
+    ClusterMember,
     ObservedAlias,
     ObservedImage,
     Profile,
@@ -95,6 +96,8 @@ class FakeStore:
         """Run once just before the alias of that name is created (someone racing the tool)."""
         self.fail_alias: set[str] = set()
         """Alias names whose move or delete fails (the daemon or the connection gave up)."""
+        self.members: tuple[ClusterMember, ...] = ()
+        """A clustered target's members (empty: a standalone daemon)."""
 
     # -- helpers for tests --------------------------------------------------------------------
 
@@ -120,7 +123,9 @@ class FakeStore:
                            images=tuple(images), profiles=dict(self.profiles),
                            instances=dict(self.instances),
                            images_free_bytes=self.images_free_bytes,
-                           kernel_cgroup=self.kernel_cgroup)
+                           kernel_cgroup=self.kernel_cgroup,
+                           clustered=bool(self.members), members=self.members,
+                           member=self.members[0].name if self.members else "")
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
