@@ -49,7 +49,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -99,6 +99,7 @@ from reconciler.model.observed import (
     ObservedImage,
     Profile,
     TargetState,
+    Verification,
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
@@ -551,6 +552,12 @@ class IncusStore:
             return self._get_image(fingerprint)[0]
         except NotFound:
             return None
+
+    def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:
+        """Export each image through each member (:mod:`reconciler.adapters.incus_verify`)."""
+        from reconciler.adapters.incus_verify import verify_copies
+
+        return verify_copies(self.spec, self.transport, self.timeouts, fingerprints, state)
 
     # -- images -----------------------------------------------------------------------
 
