@@ -35,7 +35,7 @@ from reconciler.core.plan_images import plan_entry
 from reconciler.core.plan_store import (
     prune,
     server_changes,
-    space_warning,
+    space_warnings,
     stale_cached,
     untouched,
 )
@@ -200,7 +200,7 @@ def plan_target(
     server, server_conflicts = server_changes(view, config.server)
     changes = (*entry_changes, *deletion_changes(Stamp.of(state), deletions, state.instances),
                *aliases, *alias_deletes, *server)
-    space = () if (found := space_warning(view, changes)) is None else (found,)
+    space = space_warnings(view, changes)
     broken = copy_warnings(view, Fates(
         repaired={c.fingerprint for c in entry_changes
                   if isinstance(c, ImageDownload) and c.replace_cached},

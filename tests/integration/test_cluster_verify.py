@@ -198,3 +198,23 @@ def test_standalone_daemon_verify(world: World) -> None:
     again = world.cli("plan", "--verify", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 
+
+
+def test_each_members_image_space_is_observed(cluster: Cluster) -> None:
+    """``storage.space`` (item 7): the free space of each member's own images volume."""
+    for i in (1, 2, 3):
+        cluster.api("POST", f"/1.0/storage-pools?target=m{i}", {"name": "sp", "driver": "dir"})
+    cluster.api("POST", "/1.0/storage-pools", {"name": "sp", "driver": "dir"})
+    cluster.api("POST", "/1.0/storage-pools/sp/volumes/custom?target=m2", {"name": "imgs"})
+    cluster.api("PATCH", "/1.0?target=m2", {"config": {"storage.images_volume": "sp/imgs"}})
+    try:
+        with connect(cluster.https_target(1)) as store:
+            members = {m.name: m for m in store.observe().members}
+        free = members["m2"].images_free_bytes
+        assert free is not None and free > 0
+        assert members["m1"].images_free_bytes is None  # images on its own disk: not exposed
+        assert members["m3"].images_free_bytes is None
+    finally:
+        cluster.api("PATCH", "/1.0?target=m2", {"config": {"storage.images_volume": ""}})
+        cluster.api("DELETE", "/1.0/storage-pools/sp/volumes/custom/imgs?target=m2")
+        cluster.api("DELETE", "/1.0/storage-pools/sp")
