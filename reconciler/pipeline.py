@@ -28,6 +28,7 @@ from typing import Literal
 
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
+from reconciler.core.copies import managed_fingerprints, unchecked_notes
 from reconciler.core.diff import DiffReport, EntryDiff
 from reconciler.core.inventory import with_inventories
 from reconciler.core.lock import LockOutcome
@@ -157,8 +158,6 @@ def observe(stores: Mapping[str, ImageStore], *, verify_for: str | None = None
 
 
 def _observe_one(store: ImageStore, verify_for: str | None) -> TargetState:
-    from reconciler.core.copies import managed_fingerprints
-
     state = with_inventories(store.observe())
     if verify_for is None:
         return state
@@ -320,14 +319,13 @@ def gather_status(
     A remote that cannot be read leaves ``update_available`` unknown (null) for its
     images and adds a note; an unreachable target is an error, as for ``plan``.
     """
-    from reconciler.core.copies import unchecked_notes
     from reconciler.core.status import remote_for_server, shape
 
     stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
     states = observe(stores, verify_for=config.owner if verify else None)
-    checked = [n for s in states.values() for n in unchecked_notes(s)]
+    unchecked = [n for s in states.values() for n in unchecked_notes(s)]
     if offline:
-        return StatusRun(shape(config, states, None, locks), checked)
+        return StatusRun(shape(config, states, None, locks), unchecked)
     wanted = {e.remote for e in config.entries}
     for state in states.values():
         for img in state.images:
@@ -336,7 +334,7 @@ def gather_status(
                 if remote is not None:
                     wanted.add(remote.name)
     catalogs: dict[str, RemoteCatalog] = {}
-    notes: list[str] = checked
+    notes: list[str] = unchecked
     for name in sorted(wanted):
         try:
             catalogs[name] = reader.fetch_catalog(config.remotes[name])
