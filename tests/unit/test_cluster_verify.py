@@ -243,3 +243,39 @@ def test_status_verify_notes_the_members_it_could_not_check(w: World) -> None:
     assert json.loads(out)["targets"]["c"]["unchecked_members"] == {"m3": "it is Offline"}
     assert "--verify could not check member m3: it is Offline" in err
 
+
+
+# -- the adapter's routes to members ---------------------------------------------------------
+
+def _routes(spec_certs: bool, state_members: tuple[ClusterMember, ...]) -> dict[str, str]:
+    import requests
+
+    from reconciler.adapters.http import Transport
+    from reconciler.adapters.incus_verify import routes_of
+    from reconciler.model.config import TargetSpec
+    from reconciler.model.observed import TargetState
+
+    spec = TargetSpec(name="c", url="https://127.0.0.1:8443",
+                      client_cert="CERT" if spec_certs else None,
+                      client_key="KEY" if spec_certs else None)
+    own = Transport(requests.Session(), "https://127.0.0.1:8443", spec.url)
+    state = TargetState(target="c", project="default", effective_project="default",
+                        host_architecture="x86_64", clustered=bool(state_members),
+                        members=state_members, member="m1" if state_members else "")
+    return {r.member: ("own" if r.transport is own else r.url or f"no: {r.reason}")
+            for r in routes_of(spec, own, state)}
+
+
+def test_each_member_is_reached_at_its_url_with_the_targets_certificate() -> None:
+    assert _routes(True, members("m3")) == {
+        "m1": "own", "m2": "https://127.0.0.2:8443", "m3": "no: it is Offline"}
+
+
+def test_without_a_client_certificate_only_the_contacted_member_is_reached() -> None:
+    routes = _routes(False, members())
+    assert routes["m1"] == "own"
+    assert routes["m2"].startswith("no: no client certificate")
+
+
+def test_a_standalone_daemon_is_its_one_member() -> None:
+    assert _routes(False, ()) == {"": "own"}
