@@ -243,6 +243,14 @@ def _targets_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _verify_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--verify", is_flag=True,
+        help="Also check that every image this file manages can be read through every "
+        "cluster member (one export request per image and member); broken copies are "
+        "reported, and repaired by apply when every member is healthy.")(fn)
+
+
 def _allow_empty_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--allow-empty", is_flag=True,
@@ -338,12 +346,14 @@ def validate(ctx: click.Context, file: Path) -> None:
 @click.option("--out", "out", metavar="PLAN", default=None,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan to this file, for apply PLAN (and show PLAN).")
+@_verify_option
 @_timeout_options
 @_debug_option
 @click.pass_context
 def plan(
     ctx: click.Context, file: Path, targets: tuple[str, ...], fmt: str,
     detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None,
+    verify: bool,
 ) -> None:
     """Show what apply would change, changing nothing.
 
@@ -365,7 +375,7 @@ def plan(
     run(ctx, lambda services: plan_command(
         services, file=file, targets=targets, fmt=cast(PlanFormat, fmt),
         detailed_exitcode=detailed_exitcode, fail_on_warnings=fail_on_warnings,
-        allow_empty=allow_empty, out=out))
+        allow_empty=allow_empty, out=out, verify=verify))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -388,13 +398,14 @@ def plan(
               help="How long a lease lasts unless renewed (a crashed apply's lapses after it).")
 @click.argument("plan_file", metavar="[PLAN]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
+@_verify_option
 @_timeout_options
 @_debug_option
 @click.pass_context
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
     fmt: str, lock_timeout: float, operation_timeout: float, lease_ttl: float,
-    plan_file: Path | None,
+    plan_file: Path | None, verify: bool,
 ) -> None:
     """Plan, then make the image stores match the file.
 
@@ -427,7 +438,7 @@ def apply(
     run(ctx, lambda services: apply_command(
         services, file=file, targets=targets, yes=yes, allow_empty=allow_empty,
         fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
-        lease_ttl=lease_ttl, operation_timeout=operation_timeout))
+        lease_ttl=lease_ttl, operation_timeout=operation_timeout, verify=verify))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -520,10 +531,11 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
               show_default=True, help="text for people, json for scripts.")
 @click.option("--offline", is_flag=True,
               help="Do not read the remotes: update_available is unknown (null).")
+@_verify_option
 @_timeout_options
 @_debug_option
 @click.pass_context
-def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
+def status(ctx: click.Context, file: Path, fmt: str, offline: bool, verify: bool) -> None:
     """Show the image stores as they are.
 
     Every image of every target: who manages it, aliases, expiry, last use,
@@ -536,7 +548,7 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
       incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
     """
     run(ctx, lambda services: status_command(
-        services, file=file, fmt=fmt, offline=offline))
+        services, file=file, fmt=fmt, offline=offline, verify=verify))
 
 
 def main(argv: Sequence[str] | None = None, *, services: Services | None = None) -> int:

@@ -109,12 +109,13 @@ def validate_command(services: Services, *, file: Path) -> int:
 def plan_command(
     services: Services, *, file: Path, targets: Sequence[str], fmt: PlanFormat,
     detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None = None,
+    verify: bool = False,
 ) -> int:
     config = _load(file, services)
     names = config.check_targets(targets)
     with opened_stores(config, services) as stores, services.reader() as reader:
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock())
+                                  allow_empty=allow_empty, now=services.clock(), verify=verify)
     if out is not None:
         plan = planfile.save(plan, out)
         _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
@@ -145,16 +146,20 @@ def apply_command(
     services: Services, *, file: Path, targets: Sequence[str], yes: bool, allow_empty: bool,
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
-    operation_timeout: float | None = None,
+    operation_timeout: float | None = None, verify: bool = False,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``).
 
     The leases, the plan's observation and apply use the same stores, opened once.
+    ``verify``: the plan checks this owner's images through every member first.
     """
     if plan_file is not None:
         if targets:
             raise IncusImagesError("--target cannot be used with a saved plan: the plan "
                                    "already says which targets it changes")
+        if verify:
+            raise IncusImagesError("--verify cannot be used with a saved plan: verify when "
+                                   "making it (plan --verify --out PLAN)")
         return _apply_saved(services, file=file, plan_file=plan_file, fmt=fmt,
                             lock_timeout=lock_timeout, lease_ttl=lease_ttl,
                             operation_timeout=operation_timeout)
@@ -165,7 +170,7 @@ def apply_command(
             _leases(config, names or sorted(config.targets), stores, timeout=lock_timeout,
                     ttl=lease_ttl):
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock())
+                                  allow_empty=allow_empty, now=services.clock(), verify=verify)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
             click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
@@ -284,14 +289,16 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
 
-def status_command(services: Services, *, file: Path, fmt: str, offline: bool) -> int:
+def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
+                   verify: bool = False) -> int:
     from reconciler.adapters.lockfile import read_locks
     from reconciler.render import status as status_render
 
     config = _load(file, services)
     with opened_stores(config, services) as stores, services.reader() as reader:
         found = pipeline.gather_status(config, offline=offline, reader=reader,
-                                       connect=stores.connect, locks=read_locks(config.path))
+                                       connect=stores.connect, locks=read_locks(config.path),
+                                       verify=verify)
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text

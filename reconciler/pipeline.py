@@ -28,6 +28,7 @@ from typing import Literal
 
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
+from reconciler.core.copies import managed_fingerprints, unchecked_notes
 from reconciler.core.diff import DiffReport, EntryDiff
 from reconciler.core.inventory import with_inventories
 from reconciler.core.lock import LockOutcome
@@ -138,15 +139,30 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
-def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
+def observe(stores: Mapping[str, ImageStore], *, verify_for: str | None = None
+            ) -> dict[str, TargetState]:
     """Every target observed concurrently, with its owners' records read
-    (:func:`~reconciler.core.inventory.with_inventories`)."""
+    (:func:`~reconciler.core.inventory.with_inventories`).
+
+    ``verify_for`` (``--verify``): an owner whose managed images are then checked through
+    every member (:meth:`ImageStore.verify_copies`, the result in
+    ``TargetState.verification``); None sends no per-image request.
+    """
     if not stores:
         return {}
     with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
         with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
-            futures = {name: pool.submit(store.observe) for name, store in stores.items()}
-        return {name: with_inventories(f.result()) for name, f in futures.items()}
+            futures = {name: pool.submit(_observe_one, store, verify_for)
+                       for name, store in stores.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _observe_one(store: ImageStore, verify_for: str | None) -> TargetState:
+    state = with_inventories(store.observe())
+    if verify_for is None:
+        return state
+    found = store.verify_copies(managed_fingerprints(state, verify_for), state)
+    return state.model_copy(update={"verification": found})
 
 
 def make_plan(
@@ -158,18 +174,20 @@ def make_plan(
     allow_empty: bool,
     now: datetime,
     locks: Locks | Literal["beside"] | None = "beside",
+    verify: bool = False,
 ) -> Plan:
     """Plan ``config`` against the live stores (remotes read once each), at ``now``.
 
     ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
-    no locks); ``diff`` passes the locks of the revision it plans.
+    no locks); ``diff`` passes the locks of the revision it plans.  ``verify``: check
+    this owner's images through every member first (``--verify``).
     """
     if isinstance(locks, str):
         from reconciler.adapters.lockfile import read_locks
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
-    states = observe(pick(stores, names))
+    states = observe(pick(stores, names), verify_for=config.owner if verify else None)
     siblings = same_daemon_targets(config, names)
     if siblings:  # --target: the targets left out may still share a store with one chosen
         others = observe(pick(stores, siblings))
@@ -292,8 +310,11 @@ def gather_status(
     reader: RemoteReader,
     connect: Connect,
     locks: Locks | None,
+    verify: bool = False,
 ) -> StatusRun:
     """Observe every target; unless ``offline``, read the remotes the images come from.
+    ``verify``: check this owner's images through every member (``--verify``); each
+    member that could not be checked is a note.
 
     A remote that cannot be read leaves ``update_available`` unknown (null) for its
     images and adds a note; an unreachable target is an error, as for ``plan``.
@@ -301,9 +322,10 @@ def gather_status(
     from reconciler.core.status import remote_for_server, shape
 
     stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
-    states = observe(stores)
+    states = observe(stores, verify_for=config.owner if verify else None)
+    unchecked = [n for s in states.values() for n in unchecked_notes(s)]
     if offline:
-        return StatusRun(shape(config, states, None, locks))
+        return StatusRun(shape(config, states, None, locks), unchecked)
     wanted = {e.remote for e in config.entries}
     for state in states.values():
         for img in state.images:
@@ -312,7 +334,7 @@ def gather_status(
                 if remote is not None:
                     wanted.add(remote.name)
     catalogs: dict[str, RemoteCatalog] = {}
-    notes: list[str] = []
+    notes: list[str] = unchecked
     for name in sorted(wanted):
         try:
             catalogs[name] = reader.fetch_catalog(config.remotes[name])

@@ -7,12 +7,12 @@ pass in-memory ones (``tests/support/fakes.py``).  Methods use Incus's own verbs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import ObservedImage, TargetState
+from reconciler.model.observed import ObservedImage, TargetState, Verification
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 
@@ -54,6 +54,17 @@ class ImageStore(Protocol):
         ...
 
     def get_image(self, fingerprint: str) -> ObservedImage | None: ...
+
+    def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:
+        """Check that each image's files can be read through every member of ``state``
+        (``state`` is this store's observation; a standalone daemon is its one member).
+
+        One export request per image and member whose answer's status is read and
+        whose body is not.  A member that cannot be reached, or whose answers say
+        nothing about the image, is ``unchecked`` with the reason; nothing raises for
+        one member.  Members are checked concurrently, each request bounded in time.
+        """
+        ...
 
     def pull_image(
         self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress

@@ -11,7 +11,10 @@ Invariants:
 * ``observe`` sends a constant number of requests whatever the store holds:
   ``GET /1.0``, at most one ``GET /1.0/certificates/<own fingerprint>`` (HTTPS
   clients: refuse a project-restricted certificate early), at most one
-  ``GET /1.0/projects/<project>``, and one ``GET /1.0/images?recursion=1``.
+  ``GET /1.0/projects/<project>``, and one ``GET /1.0/images?recursion=1``; on a
+  cluster, one member list and at most two reads per member for its free image space
+  (:mod:`reconciler.adapters.incus_space`).  Only ``verify_copies`` (``--verify``)
+  sends a request per image (:mod:`reconciler.adapters.incus_verify`).
 * ``observe`` reports the whole server config, the tool's ownership records
   included (the core reads those), and the daemon's defaults of the ``images.*``
   keys it does not list (``SERVER_DEFAULTS``).  The JSON is decoded by the pure
@@ -49,7 +52,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -99,6 +102,7 @@ from reconciler.model.observed import (
     ObservedImage,
     Profile,
     TargetState,
+    Verification,
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
@@ -498,7 +502,8 @@ class IncusStore:
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
-            clustered=clustered(info), members=self._members(info), member=member_name(info),
+            clustered=clustered(info), members=self._member_space(self._members(info), info),
+            member=member_name(info),
             url=self.transport.display,
         )
 
@@ -516,6 +521,21 @@ class IncusStore:
         except StoreError as exc:
             raise NoQuorum(self.target, NO_QUORUM.format(detail=_detail(exc))) from exc
         return members_from_api(listed)
+
+    def _member_space(self, members: tuple[ClusterMember, ...], info: Mapping[str, Any]
+                      ) -> tuple[ClusterMember, ...]:
+        """Each member's free image space (:mod:`reconciler.adapters.incus_space`)."""
+        from reconciler.adapters.incus_space import with_free_space
+
+        def get(path: str, params: Mapping[str, str]) -> Any:
+            try:
+                return self._call("GET", path, "member free space", params=params,
+                                  project="default").get("metadata")
+            except StoreError:
+                return None
+
+        return with_free_space(members, contacted=member_name(info),
+                               contacted_config=config_map(info.get("config")), get=get)
 
     def _profiles(self) -> dict[str, Profile]:
         """The project's profiles, one list call."""
@@ -551,6 +571,12 @@ class IncusStore:
             return self._get_image(fingerprint)[0]
         except NotFound:
             return None
+
+    def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:
+        """Export each image through each member (:mod:`reconciler.adapters.incus_verify`)."""
+        from reconciler.adapters.incus_verify import verify_copies
+
+        return verify_copies(self.spec, self.transport, self.timeouts, fingerprints, state)
 
     # -- images -----------------------------------------------------------------------
 

@@ -202,6 +202,13 @@ def free_bytes(resources: object) -> int | None:
     return None
 
 
+def pool_free_bytes(member_state: object, pool: str) -> int | None:
+    """Free bytes of ``pool`` from ``GET /1.0/cluster/members/<name>/state``; None when
+    unknown."""
+    pools = member_state.get("storage_pools") if isinstance(member_state, Mapping) else None
+    return free_bytes(pools.get(pool)) if isinstance(pools, Mapping) else None
+
+
 def clustered(info: Mapping[str, Any]) -> bool:
     """``environment.server_clustered`` of ``GET /1.0`` (answered even without quorum)."""
     return bool((info.get("environment") or {}).get("server_clustered"))

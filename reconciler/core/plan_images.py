@@ -14,6 +14,7 @@ from datetime import datetime
 
 from reconciler.core import requirements
 from reconciler.core.builds import Resolved, expiry_of, iso, pull_alias, resolve_entry, short
+from reconciler.core.copies import repair_reason
 from reconciler.core.plan_changes import Deletion, Stamp
 from reconciler.core.plan_fields import image_update
 from reconciler.core.plan_view import TargetView, entry_key
@@ -112,8 +113,10 @@ def plan_entry(view: TargetView, entry: EntrySpec, catalog: RemoteCatalog | None
     if conflict is not None:
         return EntryPlan(warnings=warnings + found, notes=notes, conflicts=(conflict,),
                          keep=keep)
-    if w.current is None or w.current.cached:
-        changes, more = fetch(view, w, record, remote)
+    repair = None if w.current is None or w.resolved.build is None else repair_reason(
+        view, w.fingerprint)
+    if w.current is None or w.current.cached or repair is not None:
+        changes, more = fetch(view, w, record, remote, repair)
     else:
         changes, more = keep_present(view, w, w.current, record)
     replaced = f"replaced by the newer build {short(w.fingerprint)}"
@@ -163,11 +166,13 @@ def preflight(view: TargetView, entry: EntrySpec, build: RemoteImage | None,
 
 
 def fetch(view: TargetView, w: Wanted, record: RecordedImage, remote: RemoteSpec | None,
+          repair: str | None = None,
           ) -> tuple[tuple[TypedChange, ...], tuple[PlanWarning, ...]]:
-    """Download a wanted image the store lacks, or holds only as a daemon-cached copy
-    (which is deleted and pulled again).  Warns ``auto_update.no_source`` when the
-    remote needs credentials, so the tool uploads the build and the daemon cannot
-    update it.  Raises ``PlanError`` when the build is neither served nor present."""
+    """Download a wanted image the store lacks, or holds only as a daemon-cached copy or
+    as a broken one (``repair``: the reason; either is deleted and pulled again).  Warns
+    ``auto_update.no_source`` when the remote needs credentials, so the tool uploads the
+    build and the daemon cannot update it.  Raises ``PlanError`` when the build is neither
+    served nor present."""
     entry = w.entry
     build = w.resolved.build
     if build is None:
@@ -175,7 +180,7 @@ def fetch(view: TargetView, w: Wanted, record: RecordedImage, remote: RemoteSpec
             f"pinned fingerprint {w.fingerprint} of {entry.source} is neither in target "
             f"{view.target!r} nor served by remote {entry.remote!r}"
         ))
-    change = download(view, w, build, record)
+    change = download(view, w, build, record, repair)
     if not (entry.auto_update and not entry.pinned and remote and not remote.daemon_can_pull):
         return (change,), ()
     return (change,), (PlanWarning(
@@ -187,10 +192,11 @@ def fetch(view: TargetView, w: Wanted, record: RecordedImage, remote: RemoteSpec
 
 
 def download(view: TargetView, w: Wanted, build: RemoteImage,
-             record: RecordedImage) -> ImageDownload:
+             record: RecordedImage, repair: str | None = None) -> ImageDownload:
     """``image.download`` of ``build``.  Only a tracked entry's newest build is pulled by
     alias (so the daemon records the alias as the image's source); a pin or an older
-    locked build is pulled by fingerprint."""
+    locked build is pulled by fingerprint.  A present copy (daemon-cached, or broken:
+    ``repair`` is the reason) is deleted first (``replace_cached``)."""
     entry, catalog = w.entry, w.catalog
     assert catalog is not None
     if entry.pinned or build.fingerprint != w.fingerprint or not w.resolved.latest:
@@ -207,8 +213,8 @@ def download(view: TargetView, w: Wanted, build: RemoteImage,
         expires_at=w.expiry if w.expiry is not None else build.expires_at,
     )
     replace_cached = w.current is not None
-    reason = ("declared, present only as a daemon-cached copy (deleted and pulled again)"
-              if replace_cached else "declared, not in store")
+    reason = repair or ("declared, present only as a daemon-cached copy (deleted and pulled "
+                        "again)" if replace_cached else "declared, not in store")
     return Stamp.of(view.state).download(
         reason, fingerprint=w.fingerprint, source=entry.source, size=build.size, pull=pull,
         writable=writable, record=record, replace_cached=replace_cached)

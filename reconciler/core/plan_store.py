@@ -84,19 +84,32 @@ def server_conflicts(view: TargetView, key: str, value: str) -> list[str]:
             if other != view.owner and inv.server.get(key, value) != value]
 
 
-def space_warning(view: TargetView, changes: Sequence[TypedChange]) -> PlanWarning | None:
-    """``storage.space`` when the planned downloads exceed the image store's free space
-    (only where the daemon exposes it)."""
+def space_warnings(view: TargetView, changes: Sequence[TypedChange]
+                   ) -> tuple[PlanWarning, ...]:
+    """``storage.space`` when the planned downloads exceed the image store's free space,
+    only where the daemon exposes it.  On a cluster whose members' space is known, one
+    warning per member short of it (each member may hold a copy), naming the member;
+    otherwise the contacted daemon's store is checked."""
     downloads = [c for c in changes if isinstance(c, ImageDownload)]
     need = sum(c.size for c in downloads)
+    if not downloads:
+        return ()
+    image = ", ".join(sorted({c.source for c in downloads}))
+    known = [m for m in view.state.members if m.images_free_bytes is not None]
+    if known:
+        return tuple(
+            PlanWarning(code="storage.space", target=view.target, image=image,
+                        message=f"the planned downloads need {need} bytes but the image "
+                        f"store of member {m.name} has {m.images_free_bytes} bytes free; "
+                        "free space or enlarge that member's storage.images_volume")
+            for m in known if m.images_free_bytes is not None and need > m.images_free_bytes)
     free = view.state.images_free_bytes
-    if free is None or not downloads or need <= free:
-        return None
-    return PlanWarning(
-        code="storage.space", target=view.target,
-        image=", ".join(sorted({c.source for c in downloads})),
+    if free is None or need <= free:
+        return ()
+    return (PlanWarning(
+        code="storage.space", target=view.target, image=image,
         message=f"the planned downloads need {need} bytes but the image store has {free} "
-                "bytes free; free space or enlarge storage.images_volume")
+                "bytes free; free space or enlarge storage.images_volume"),)
 
 
 def untouched(view: TargetView, keep: Collection[str],

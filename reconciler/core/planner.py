@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.copies import Fates, copy_warnings, unchecked_notes
 from reconciler.core.inventory import with_inventories
 from reconciler.core.ownership import attribute
 from reconciler.core.plan_aliases import alias_changes, alias_deletions
@@ -34,7 +35,7 @@ from reconciler.core.plan_images import plan_entry
 from reconciler.core.plan_store import (
     prune,
     server_changes,
-    space_warning,
+    space_warnings,
     stale_cached,
     untouched,
 )
@@ -169,7 +170,9 @@ def plan_target(
     3. aliases: create, move, redescribe the declared ones; delete the ones this owner
        no longer declares on images that stay;
     4. daemon-cached images unused past ``policy.cached``;
-    5. server settings; 6. the free-space warning; 7. the images left alone.
+    5. server settings; 6. the free-space warning; 7. the broken copies ``--verify``
+    found (``cluster.broken_copy``) and the members it could not check (notes);
+    8. the images left alone.
 
     An image asked to be deleted twice is deleted once, with the first reason given.
     """
@@ -197,14 +200,19 @@ def plan_target(
     server, server_conflicts = server_changes(view, config.server)
     changes = (*entry_changes, *deletion_changes(Stamp.of(state), deletions, state.instances),
                *aliases, *alias_deletes, *server)
-    space = () if (found := space_warning(view, changes)) is None else (found,)
+    space = space_warnings(view, changes)
+    broken = copy_warnings(view, Fates(
+        repaired={c.fingerprint for c in entry_changes
+                  if isinstance(c, ImageDownload) and c.replace_cached},
+        deleted={d.fingerprint for d in deletions},
+        wanted={e.keep[0] for e in entries if e.keep is not None}))
     return TargetPlan(
         changes=changes,
-        warnings=(*(w for e in entries for w in e.warnings), *space),
+        warnings=(*(w for e in entries for w in e.warnings), *space, *broken),
         conflicts=(*(c for e in entries for c in e.conflicts), *alias_conflicts,
                    *server_conflicts),
         untouched=untouched(view, keep, {d.fingerprint for d in deletions}),
-        notes=tuple(n for e in entries for n in e.notes),
+        notes=(*(n for e in entries for n in e.notes), *unchecked_notes(state)),
         ownership=Inventory(owner=config.owner, project=state.effective_project, images=keep,
                             server=dict(config.server)),
     )

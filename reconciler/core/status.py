@@ -26,7 +26,13 @@ from reconciler.model.keys import EntryKey
 from reconciler.model.lock import Locks
 from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
-from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
+from reconciler.model.status import (
+    BrokenCopyStatus,
+    ImageStatus,
+    Provenance,
+    StatusReport,
+    TargetStatus,
+)
 from reconciler.redact import redact_url, without_userinfo
 
 
@@ -94,7 +100,15 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     ]
     images.sort(key=lambda i: (not i.managed, i.owner is None, i.owner or "", i.source or "",
                                i.fingerprint))
-    return TargetStatus(project=state.project, images=images)
+    found = state.verification
+    if found is None:
+        return TargetStatus(project=state.project, images=images)
+    return TargetStatus(
+        project=state.project, images=images,
+        broken_copies=[BrokenCopyStatus(fingerprint=b.fingerprint, member=b.member,
+                                        detail=b.detail)
+                       for b in found.broken if attrs.get(b.fingerprint) is not None],
+        unchecked_members=dict(found.unchecked))
 
 
 def _image(

@@ -160,6 +160,36 @@ class ClusterMember(Frozen):
         return self.status == "Online" and self.reachable is not False
 
 
+class BrokenCopy(Frozen):
+    """An image the store lists whose files one member cannot serve.
+
+    Found by ``--verify``: an export of ``fingerprint`` through ``member`` answered an
+    error before any byte of the image (the record claims a copy the member lacks).
+    ``member`` is "" on a standalone daemon; ``detail`` is the daemon's own words.
+    """
+
+    fingerprint: str
+    member: str = ""
+    detail: str = ""
+
+
+class Verification(Frozen):
+    """What ``--verify`` found on one target: the broken copies of the images it checked,
+    the members it checked, and the members it could not check, each with why
+    (``unchecked``: member name to reason).  An image is checked through every member
+    in ``checked``; none is broken where ``broken`` does not say so.
+    """
+
+    fingerprints: tuple[str, ...] = ()
+    checked: tuple[str, ...] = ()
+    unchecked: dict[str, str] = Field(default_factory=dict)
+    broken: tuple[BrokenCopy, ...] = ()
+
+    def broken_members(self, fingerprint: str) -> tuple[str, ...]:
+        """The members (sorted) through which ``fingerprint`` is broken."""
+        return tuple(sorted({b.member for b in self.broken if b.fingerprint == fingerprint}))
+
+
 class TargetState(Frozen):
     """A snapshot of one target.
 
@@ -185,6 +215,7 @@ class TargetState(Frozen):
     ``clustered`` is the daemon's ``environment.server_clustered``; ``members`` are the
     cluster's members (empty when not clustered), ``member`` the name of the one
     this observation went through, ``url`` the address it was reached at.
+    ``verification`` is what ``--verify`` found (None: copies were not verified).
     """
 
     target: str
@@ -206,6 +237,7 @@ class TargetState(Frozen):
     members: tuple[ClusterMember, ...] = ()
     member: str = ""
     url: str = ""
+    verification: Verification | None = None
 
     def unhealthy_members(self) -> tuple[ClusterMember, ...]:
         """The members that are not Online or did not accept a connection."""

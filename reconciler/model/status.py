@@ -2,8 +2,9 @@
 
 ``schemas/status.schema.json`` is generated from :class:`StatusReport`.  The shape
 is the contract's (``{"targets": {name: {"project", "images": [...]}}}``); every
-key listed there is always present (null when unknown).  ``provenance`` is the
-one optional extra, written only when the owner's inventory records it.
+key listed there is always present (null when unknown).  ``provenance`` is an
+optional extra, written only when the owner's inventory records it; a target's
+``broken_copies`` and ``unchecked_members`` are written only under ``--verify``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,23 @@ class ImageStatus(Frozen):
     provenance: Provenance | None = None
 
 
+class BrokenCopyStatus(Frozen):
+    """An image of this owner whose files one member cannot serve (``status --verify``)."""
+
+    fingerprint: str
+    member: str = Field(description='The member\'s name; "" for a standalone daemon.')
+    detail: str = Field(description="The daemon's answer to the export, in its own words.")
+
+
 class TargetStatus(Frozen):
     project: str
     images: list[ImageStatus] = Field(default_factory=list)
+    broken_copies: list[BrokenCopyStatus] | None = Field(
+        default=None, description="Only with --verify: every broken copy of an image this "
+        "owner manages, by fingerprint and member ([] when none).")
+    unchecked_members: dict[str, str] | None = Field(
+        default=None, description="Only with --verify: the members that could not be "
+        "checked, with why.")
 
 
 class StatusReport(Frozen):
@@ -58,6 +73,9 @@ class StatusReport(Frozen):
         """The contract's JSON: every listed key present, ``provenance`` only when known."""
         data = self.model_dump(mode="json")
         for target in data["targets"].values():
+            for key in ("broken_copies", "unchecked_members"):
+                if target.get(key) is None:
+                    target.pop(key, None)
             for img in target["images"]:
                 if img.get("provenance") is None:
                     img.pop("provenance", None)

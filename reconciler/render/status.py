@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 
 from reconciler.model.fingerprint import short_fingerprint, short_hex
-from reconciler.model.status import ImageStatus, StatusReport
+from reconciler.model.status import ImageStatus, StatusReport, TargetStatus
 from reconciler.model.times import minutes_as_given
 from reconciler.render.units import human_bytes, plural
 
@@ -67,6 +67,30 @@ def _provenance(img: ImageStatus) -> str | None:
     return "provenance: " + " ".join(parts)
 
 
+def _where(member: str) -> str:
+    return f"member {member}" if member else "the daemon"
+
+
+def _broken(target: TargetStatus, img: ImageStatus | None) -> list[str]:
+    """``broken copy on member m2: <the daemon's words>`` per broken copy of ``img``."""
+    if img is None or not target.broken_copies:
+        return []
+    return [f"broken copy on {_where(b.member)}: {b.detail or 'unreadable'}"
+            for b in target.broken_copies if b.fingerprint == img.fingerprint]
+
+
+def _verified(target: TargetStatus) -> list[str]:
+    """Under ``--verify``: how many broken copies, and the members not checked."""
+    if target.broken_copies is None:
+        return []
+    broken = target.broken_copies
+    lines = [f"  --verify: {plural(len(broken), 'broken copy', 'broken copies')}"
+             if broken else "  --verify: every copy checked is readable"]
+    lines += [f"  --verify could not check {_where(m)}: {why}"
+              for m, why in sorted((target.unchecked_members or {}).items())]
+    return lines
+
+
 def render_text(report: StatusReport) -> str:
     """Every target's images as aligned columns, newline-terminated."""
     blocks: list[str] = []
@@ -84,6 +108,8 @@ def render_text(report: StatusReport) -> str:
             extra = _provenance(img) if img is not None else None
             if extra:
                 lines.append("    " + extra)
+            lines += ["    " + b for b in _broken(target, img)]
+        lines += _verified(target)
         blocks.append("\n".join(lines))
     if not blocks:
         blocks.append("No targets.")

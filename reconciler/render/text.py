@@ -45,7 +45,8 @@ def notes(change: Change) -> list[str]:
         if change.size is not None:
             out.append(human_bytes(change.size))
         if change.replace_cached:
-            out.append("replaces the daemon-cached copy")
+            out.append("deletes the broken copy first" if change.reason.startswith("broken copy")
+                       else "replaces the daemon-cached copy")
     if change.action is Action.IMAGE_DELETE and change.instances:
         out.append("instances created from it: " + ", ".join(change.instances))
     if change.action is Action.ALIAS_CREATE and change.description:

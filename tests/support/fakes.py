@@ -23,7 +23,7 @@ import hashlib
 import io
 import lzma
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -39,12 +39,14 @@ from reconciler.errors import (
 )
 from reconciler.model.config import RemoteSpec
 from reconciler.model.observed import (
+    BrokenCopy,
     ClusterMember,
     ObservedAlias,
     ObservedImage,
     Profile,
     TargetState,
     UpdateSource,
+    Verification,
 )
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
@@ -98,6 +100,10 @@ class FakeStore:
         """Alias names whose move or delete fails (the daemon or the connection gave up)."""
         self.members: tuple[ClusterMember, ...] = ()
         """A clustered target's members (empty: a standalone daemon)."""
+        self.broken: dict[str, set[str]] = {}
+        """fingerprint -> members whose copy of it is broken ("": the standalone daemon)."""
+        self.reaches_members = True
+        """False: like a unix-socket target, ``verify_copies`` reaches no other member."""
 
     # -- helpers for tests --------------------------------------------------------------------
 
@@ -126,6 +132,24 @@ class FakeStore:
                            kernel_cgroup=self.kernel_cgroup,
                            clustered=bool(self.members), members=self.members,
                            member=self.members[0].name if self.members else "")
+
+    def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:
+        """Like ``IncusStore.verify_copies``: every healthy member reachable is checked
+        (one export per image and member, counted in ``calls``), the others unchecked."""
+        fps = tuple(sorted(set(fingerprints)))
+        if not state.clustered:
+            reach, unchecked = [""], {}
+        else:
+            reach = [m.name for m in state.members if m.name == state.member
+                     or (m.healthy and self.reaches_members)]
+            unchecked = {m.name: ("no client certificate to reach it" if m.healthy
+                                  else f"it is {m.status}")
+                         for m in state.members if m.name not in reach}
+        self.calls += [f"export {fp} via {m or self.target}" for m in reach for fp in fps]
+        broken = tuple(BrokenCopy(fingerprint=fp, member=m, detail="no such file or directory")
+                       for fp in fps for m in reach if m in self.broken.get(fp, set()))
+        return Verification(fingerprints=fps, checked=tuple(sorted(reach)),
+                            unchecked=unchecked, broken=broken)
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
@@ -231,6 +255,7 @@ class FakeStore:
         self.calls.append(f"delete {fingerprint}")
         self._image(fingerprint)
         del self.images[fingerprint]
+        self.broken.pop(fingerprint, None)
         self.aliases = {n: v for n, v in self.aliases.items() if v[0] != fingerprint}
 
     def create_alias(self, name: str, target: str, description: str) -> None:
