@@ -20,6 +20,9 @@ from reconciler.model.keys import EntryKey
 from reconciler.redact import has_userinfo
 
 DEFAULT_OWNER = "incus-images"
+CLUSTER_SERVER_KEYS = ("cluster.images_minimal_replica",)
+"""``server:`` keys that only a cluster has a use for: ``plan`` refuses them for a
+standalone daemon (the daemon itself would store them and never act on them)."""
 
 
 class RemoteSpec(Frozen):
