@@ -26,12 +26,18 @@ from reconciler.adapters import planfile
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
-from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
+from reconciler.errors import (
+    ChangesFailed,
+    IncusImagesError,
+    Interrupted,
+    Refused,
+    TargetsFailed,
+)
 from reconciler.model.config import Config
 from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
-from reconciler.pipeline import opened_stores
+from reconciler.pipeline import DEFAULT_PARALLELISM, opened_stores
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
@@ -62,14 +68,15 @@ def _load(path: Path, services: Services) -> Config:
 
 
 def _leases(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
-            timeout: float, ttl: float) -> Leases:
+            timeout: float, ttl: float, set_aside_failed: bool = False) -> Leases:
     """The leases an apply holds on ``targets`` while it plans and applies (stderr notes)."""
     def waiting(target: str, holder: LeaseRecord) -> None:
         _err(f"{PROG}: target {target!r} is locked by {holder.describe()}; "
              f"waiting up to {timeout:g}s (--lock-timeout)")
 
     return pipeline.leases(config, targets, stores, timeout=timeout, ttl=ttl, on_wait=waiting,
-                           on_note=lambda text: _err(f"{PROG}: note: {text}"))
+                           on_note=lambda text: _err(f"{PROG}: note: {text}"),
+                           set_aside_failed=set_aside_failed)
 
 
 class _Stage:
@@ -109,22 +116,45 @@ def validate_command(services: Services, *, file: Path) -> int:
 def plan_command(
     services: Services, *, file: Path, targets: Sequence[str], fmt: PlanFormat,
     detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
+    """Plan every target (``parallelism`` at a time) and print the plan; a target that
+    cannot be observed is an error of its own (exit 1) after the others' plan."""
     config = _load(file, services)
     names = config.check_targets(targets)
     with opened_stores(config, services) as stores, services.reader() as reader:
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock())
+                                  allow_empty=allow_empty, now=services.clock(),
+                                  parallelism=parallelism)
+    _reach_notes(plan)
     if out is not None:
         plan = planfile.save(plan, out)
         _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
              f"{PROG} apply -f {file} {out}")
     click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
     _step_summary(services, lambda: render_plan(plan, "markdown", file_name=str(file)))
+    _raise_failed_targets(plan)
     if fail_on_warnings and plan.warnings:
         raise Refused(f"the plan has {plural(len(plan.warnings), 'warning')} "
                       "and --fail-on-warnings is set")
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
+
+
+def _reach_notes(plan: Plan) -> None:
+    """A note on stderr for each target declared with ``urls:``: the address used."""
+    for target, reach in sorted((plan.targets or {}).items()):
+        if reach.error is None:
+            _err(f"{PROG}: note: {reach.line(target)}")
+
+
+def _raise_failed_targets(plan: Plan) -> None:
+    """Raise :class:`TargetsFailed` when some targets could not be observed."""
+    failed = plan.failed_targets
+    if failed:
+        raise TargetsFailed([*failed.values(),
+                             f"not planned: {', '.join(repr(t) for t in failed)} "
+                             f"({plural(len(failed), 'target')} failed; the others were "
+                             "planned)"])
 
 
 def _confirm(question: str, stdin: TextIO | None) -> bool:
@@ -145,11 +175,14 @@ def apply_command(
     services: Services, *, file: Path, targets: Sequence[str], yes: bool, allow_empty: bool,
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
-    operation_timeout: float | None = None,
+    operation_timeout: float | None = None, parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``).
 
     The leases, the plan's observation and apply use the same stores, opened once.
+    ``parallelism`` targets are observed and applied at once; a target whose daemon
+    fails before it is planned (its lease, its observation) fails alone: the others
+    are planned and applied, and the run exits 1 naming it.
     """
     if plan_file is not None:
         if targets:
@@ -163,14 +196,18 @@ def apply_command(
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
             _leases(config, names or sorted(config.targets), stores, timeout=lock_timeout,
-                    ttl=lease_ttl):
+                    ttl=lease_ttl, set_aside_failed=True) as held:
+        failed = pipeline.not_leased(config, names or sorted(config.targets), held)
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock())
+                                  allow_empty=allow_empty, now=services.clock(),
+                                  parallelism=parallelism, failed=failed)
+        _reach_notes(plan)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
             click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
             shown = True
         if not plan.has_changes:
+            _raise_failed_targets(plan)
             return EXIT_OK
         if not yes:
             if not _is_tty(services.stdin):
@@ -179,7 +216,8 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+                                 parallelism=parallelism)
 
 
 def _apply_saved(
@@ -210,11 +248,12 @@ def _apply_saved(
 
 
 def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
-                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat) -> int:
+                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat, *,
+                      parallelism: int = DEFAULT_PARALLELISM) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, and report."""
     stage.applying()
     result = pipeline.apply_plan(config, plan, stores, reader,
-                                 reporter=make_reporter(sys.stderr))
+                                 reporter=make_reporter(sys.stderr), parallelism=parallelism)
     stage.applied()
     return _report(result, fmt)
 
@@ -225,8 +264,10 @@ def _report(result: ApplyResult, fmt: PlanFormat) -> int:
     click.echo(terminal_safe(renderer(result)), nl=False)
     if not result.ok:
         raise ChangesFailed([
-            f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
-            for o in result.failed
+            *(f"{o.change.target}: {change_label(o.change)} failed: "
+              f"{o.message or 'no reason given'}" for o in result.failed),
+            *(f"{why} (not planned, nothing applied)"
+              for why in result.failed_targets.values()),
         ])
     return EXIT_OK
 
@@ -284,14 +325,16 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
 
-def status_command(services: Services, *, file: Path, fmt: str, offline: bool) -> int:
+def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
+                   parallelism: int = DEFAULT_PARALLELISM) -> int:
     from reconciler.adapters.lockfile import read_locks
     from reconciler.render import status as status_render
 
     config = _load(file, services)
     with opened_stores(config, services) as stores, services.reader() as reader:
         found = pipeline.gather_status(config, offline=offline, reader=reader,
-                                       connect=stores.connect, locks=read_locks(config.path))
+                                       connect=stores.connect, locks=read_locks(config.path),
+                                       parallelism=parallelism)
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text

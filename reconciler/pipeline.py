@@ -34,17 +34,20 @@ from reconciler.core.lock import LockOutcome
 from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
 from reconciler.core.status import StatusRun
-from reconciler.errors import IncusImagesError, RemoteError, ValidationFailed
+from reconciler.errors import IncusImagesError, RemoteError, TargetsFailed, ValidationFailed
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import TargetState
-from reconciler.model.plan import Plan
+from reconciler.model.plan import Plan, TargetReach
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 from reconciler.services import Services
+
+DEFAULT_PARALLELISM = 10
+"""How many targets ``plan``, ``apply`` and ``status`` work on at once (``--parallelism``)."""
 
 Connect = Callable[[TargetSpec], ImageStore]
 """Opens a target's store (``Stores.connect`` of :func:`opened_stores`)."""
@@ -138,15 +141,51 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
-def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
-    """Every target observed concurrently, with its owners' records read
-    (:func:`~reconciler.core.inventory.with_inventories`)."""
+def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM
+            ) -> dict[str, TargetState]:
+    """Every target observed, ``parallelism`` at a time, with its owners' records read
+    (:func:`~reconciler.core.inventory.with_inventories`); the first target (in
+    ``stores``' order) that fails raises."""
+    states, failures = observe_each(stores, parallelism)
+    for exc in failures.values():
+        raise exc
+    return states
+
+
+def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM
+                 ) -> tuple[dict[str, TargetState], dict[str, IncusImagesError]]:
+    """Every target observed, at most ``parallelism`` at once: the states of those that
+    answered and the error of each that did not, both in ``stores``' order.
+
+    One target's failure (unreachable, no quorum, untrusted) is that target's alone;
+    anything that is not an :class:`IncusImagesError` (a bug, an interrupt) propagates.
+    """
     if not stores:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
+        return {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(stores)))) as pool:
         with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
             futures = {name: pool.submit(store.observe) for name, store in stores.items()}
-        return {name: with_inventories(f.result()) for name, f in futures.items()}
+        states: dict[str, TargetState] = {}
+        failures: dict[str, IncusImagesError] = {}
+        for name, future in futures.items():
+            try:
+                states[name] = with_inventories(future.result())
+            except IncusImagesError as exc:
+                failures[name] = exc
+        return states, failures
+
+
+def pick_each(stores: Mapping[str, ImageStore], names: Sequence[str]
+              ) -> tuple[dict[str, ImageStore], dict[str, IncusImagesError]]:
+    """Like :func:`pick`, but a target whose store cannot be opened is set aside with why."""
+    picked: dict[str, ImageStore] = {}
+    failures: dict[str, IncusImagesError] = {}
+    for name in names:
+        try:
+            picked[name] = stores[name]
+        except IncusImagesError as exc:
+            failures[name] = exc
+    return picked, failures
 
 
 def make_plan(
@@ -158,36 +197,64 @@ def make_plan(
     allow_empty: bool,
     now: datetime,
     locks: Locks | Literal["beside"] | None = "beside",
+    parallelism: int = DEFAULT_PARALLELISM,
+    failed: Mapping[str, IncusImagesError] | None = None,
 ) -> Plan:
     """Plan ``config`` against the live stores (remotes read once each), at ``now``.
 
     ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
-    no locks); ``diff`` passes the locks of the revision it plans.
+    no locks); ``diff`` passes the locks of the revision it plans.  At most
+    ``parallelism`` targets are observed at once.  A target that cannot be observed
+    (or is in ``failed``: its lease could not be taken) is left out of the plan and
+    named in its ``targets`` with why (:attr:`Plan.failed_targets`); the others are
+    planned all the same.
     """
     if isinstance(locks, str):
         from reconciler.adapters.lockfile import read_locks
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
-    states = observe(pick(stores, names))
+    picked, failures = pick_each(stores, [n for n in names if n not in (failed or {})])
+    states, unobserved = observe_each(picked, parallelism)
+    failures = {**dict(failed or {}), **failures, **unobserved}
+    if failures and not states:  # nothing to plan: the errors are the whole answer
+        errors = [failures[n] for n in sorted(failures)]
+        if len(errors) == 1:
+            raise errors[0]
+        raise TargetsFailed([str(e) for e in errors])
     siblings = same_daemon_targets(config, names)
     if siblings:  # --target: the targets left out may still share a store with one chosen
-        others = observe(pick(stores, siblings))
+        reachable_siblings = pick_each(stores, siblings)[0]
+        others = observe_each(reachable_siblings, parallelism)[0]  # the unreachable: unknown
         check_distinct_stores([*states.values(), *others.values()], involving=names)
-    catalogs = fetch_catalogs(config, names, reader)
+    catalogs = fetch_catalogs(config, list(states), reader)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
-    return saveable(config, plan.model_copy(update={"created_at": now}), states)
+    reach = reached(config, states, {n: str(e) for n, e in failures.items()})
+    return saveable(config, plan.model_copy(update={"created_at": now, "targets": reach}),
+                    states)
+
+
+def reached(config: Config, states: Mapping[str, TargetState], failures: Mapping[str, str]
+            ) -> dict[str, TargetReach] | None:
+    """The plan's ``targets``: the address used for each target declared with ``urls:``,
+    and why each failed target could not be observed (None when there is neither)."""
+    out = {name: TargetReach(url=state.url, passed_over=dict(state.passed_over) or None)
+           for name, state in states.items() if config.targets[name].urls}
+    out.update({name: TargetReach(error=why) for name, why in failures.items()})
+    return dict(sorted(out.items())) or None
 
 
 def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
-               reporter: Reporter) -> ApplyResult:
-    """Apply ``plan`` through ``stores``; connection details and credentials come from
-    ``config`` only (never from the plan)."""
+               reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM) -> ApplyResult:
+    """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
+    connection details and credentials come from ``config`` only (never from the plan).
+    The result names the targets the plan could not observe (``failed_targets``)."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
-    return _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
-                  reporter=reporter)
+    result = _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
+                    reporter=reporter, parallelism=parallelism)
+    return result.model_copy(update={"failed_targets": plan.failed_targets})
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
@@ -217,18 +284,38 @@ def leases(
     ttl: float,
     on_wait: Callable[[str, LeaseRecord], None],
     on_note: Callable[[str], None],
+    set_aside_failed: bool = False,
 ) -> Leases:
     """The leases an apply on ``targets`` holds (one per daemon URL), not yet taken.
 
     Use it as a context manager around planning and applying, inside the block of
-    ``stores`` (the leases, and their renewal thread, use those stores).
+    ``stores`` (the leases, and their renewal thread, use those stores).  With
+    ``set_aside_failed`` a daemon that fails is set aside (:func:`not_leased`).
     """
+    held = [(name, stores[name]) for _, name in sorted(_lease_holders(config, targets).items())]
+    return Leases(held, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
+                  on_note=on_note, set_aside_failed=set_aside_failed)
+
+
+def _lease_holders(config: Config, targets: Sequence[str]) -> dict[str, str]:
+    """Daemon URL -> the target whose store takes its lease (the first by name)."""
     by_url: dict[str, str] = {}
     for name in sorted(set(targets)):
         by_url.setdefault(config.targets[name].url.rstrip("/"), name)
-    held = [(name, stores[name]) for _, name in sorted(by_url.items())]
-    return Leases(held, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
-                  on_note=on_note)
+    return by_url
+
+
+def not_leased(config: Config, targets: Sequence[str], held: Leases
+               ) -> dict[str, IncusImagesError]:
+    """The targets among ``targets`` whose daemon's lease could not be taken (it failed),
+    with the error: every target on that daemon, not only the one that took it."""
+    holders = _lease_holders(config, targets)
+    out: dict[str, IncusImagesError] = {}
+    for name in sorted(set(targets)):
+        holder = holders[config.targets[name].url.rstrip("/")]
+        if holder in held.failed:
+            out[name] = held.failed[holder]
+    return out
 
 
 def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore]
@@ -292,18 +379,22 @@ def gather_status(
     reader: RemoteReader,
     connect: Connect,
     locks: Locks | None,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> StatusRun:
-    """Observe every target; unless ``offline``, read the remotes the images come from.
+    """Observe every target (``parallelism`` at once); unless ``offline``, read the
+    remotes the images come from.
 
     A remote that cannot be read leaves ``update_available`` unknown (null) for its
-    images and adds a note; an unreachable target is an error, as for ``plan``.
+    images and adds a note; an unreachable target is an error.  A target declared
+    with ``urls:`` gets a note saying which address answered.
     """
     from reconciler.core.status import remote_for_server, shape
 
     stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
-    states = observe(stores)
+    states = observe(stores, parallelism)
+    via = [reach.line(name) for name, reach in (reached(config, states, {}) or {}).items()]
     if offline:
-        return StatusRun(shape(config, states, None, locks))
+        return StatusRun(shape(config, states, None, locks), via)
     wanted = {e.remote for e in config.entries}
     for state in states.values():
         for img in state.images:
@@ -312,7 +403,7 @@ def gather_status(
                 if remote is not None:
                     wanted.add(remote.name)
     catalogs: dict[str, RemoteCatalog] = {}
-    notes: list[str] = []
+    notes: list[str] = via
     for name in sorted(wanted):
         try:
             catalogs[name] = reader.fetch_catalog(config.remotes[name])

@@ -94,7 +94,9 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     ]
     images.sort(key=lambda i: (not i.managed, i.owner is None, i.owner or "", i.source or "",
                                i.fingerprint))
-    return TargetStatus(project=state.project, images=images)
+    declared = config.targets.get(state.target)
+    return TargetStatus(project=state.project, images=images,
+                        url=state.url if declared is not None and declared.urls else None)
 
 
 def _image(

@@ -185,6 +185,8 @@ class TargetState(Frozen):
     ``clustered`` is the daemon's ``environment.server_clustered``; ``members`` are the
     cluster's members (empty when not clustered), ``member`` the name of the one
     this observation went through, ``url`` the address it was reached at.
+    ``passed_over`` lists the addresses of a target declared with ``urls:`` that were
+    tried before ``url`` and did not answer, each with why, in the order tried.
     """
 
     target: str
@@ -206,6 +208,7 @@ class TargetState(Frozen):
     members: tuple[ClusterMember, ...] = ()
     member: str = ""
     url: str = ""
+    passed_over: dict[str, str] = Field(default_factory=dict)
 
     def unhealthy_members(self) -> tuple[ClusterMember, ...]:
         """The members that are not Online or did not accept a connection."""

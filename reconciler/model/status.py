@@ -2,8 +2,9 @@
 
 ``schemas/status.schema.json`` is generated from :class:`StatusReport`.  The shape
 is the contract's (``{"targets": {name: {"project", "images": [...]}}}``); every
-key listed there is always present (null when unknown).  ``provenance`` is the
-one optional extra, written only when the owner's inventory records it.
+key listed there is always present (null when unknown).  ``provenance`` (written
+only when the owner's inventory records it) and a target's ``url`` (only for a
+target declared with ``urls:``) are the optional extras.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class ImageStatus(Frozen):
 class TargetStatus(Frozen):
     project: str
     images: list[ImageStatus] = Field(default_factory=list)
+    url: str | None = Field(default=None, description="For a target declared with urls: "
+                            "the address that answered (absent otherwise).")
 
 
 class StatusReport(Frozen):
@@ -58,6 +61,8 @@ class StatusReport(Frozen):
         """The contract's JSON: every listed key present, ``provenance`` only when known."""
         data = self.model_dump(mode="json")
         for target in data["targets"].values():
+            if target.get("url") is None:
+                target.pop("url", None)
             for img in target["images"]:
                 if img.get("provenance") is None:
                     img.pop("provenance", None)
