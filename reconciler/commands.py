@@ -190,7 +190,7 @@ def apply_command(
                                    "already says which targets it changes")
         return _apply_saved(services, file=file, plan_file=plan_file, fmt=fmt,
                             lock_timeout=lock_timeout, lease_ttl=lease_ttl,
-                            operation_timeout=operation_timeout)
+                            operation_timeout=operation_timeout, parallelism=parallelism)
     config = _load(file, services)
     names = config.check_targets(targets)
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
@@ -223,6 +223,7 @@ def apply_command(
 def _apply_saved(
     services: Services, *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float,
     lease_ttl: float, operation_timeout: float | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
     """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
 
@@ -241,10 +242,11 @@ def _apply_saved(
             services.reader() as reader, _until_applied() as stage, \
             _leases(config, touched(plan), stores, timeout=lock_timeout,
                     ttl=lease_ttl):
-        pipeline.check_fresh(config, plan, name, stores)
+        pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+                                 parallelism=parallelism)
 
 
 def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
@@ -314,8 +316,11 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
 
     def plan_head(config: Config, locks: Locks | None) -> Plan:
         with opened_stores(config, services) as stores, services.reader() as reader:
-            return pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
+            plan = pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
                                       now=services.clock(), locks=locks)
+        if plan.failed_targets:  # a diff is about every target: a partial one would mislead
+            raise TargetsFailed(list(plan.failed_targets.values()))
+        return plan
 
     report = run_diff(file, base=base, head=head, environ=services.environ, plan=plan_head)
     markdown = diff_render.render_markdown(report)

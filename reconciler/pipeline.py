@@ -15,6 +15,11 @@ Invariants:
 * Stores are connected in the calling (main) thread, never in a worker: the
   stages pick the stores they need out of the mapping before any thread starts
   (the run's timeouts are a context variable that threads do not inherit).
+* At most ``parallelism`` targets are observed (and applied) at once, and results
+  are in target order whatever finished first.  For ``plan`` and ``apply``, a target
+  that cannot be observed fails alone (:func:`observe_each`): the plan leaves it out
+  and names it (``Plan.targets``); only when no target could be observed does
+  planning raise.
 """
 
 from __future__ import annotations
@@ -318,8 +323,8 @@ def not_leased(config: Config, targets: Sequence[str], held: Leases
     return out
 
 
-def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore]
-                ) -> None:
+def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore],
+                parallelism: int = DEFAULT_PARALLELISM) -> None:
     """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
 
     ``plan`` has passed ``freshness.check_matches`` against ``config``; ``name``
@@ -327,7 +332,8 @@ def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, Imag
     """
     from reconciler.core import freshness
 
-    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan))), name)
+    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan)), parallelism),
+                          name)
 
 
 # -- lock, status, diff: the reading commands' flows ------------------------------------------

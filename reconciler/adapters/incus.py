@@ -35,6 +35,11 @@ Invariants:
   ``OperationAbandoned`` saying whether the daemon confirmed that it stopped.
 * Messages name the target (``StoreError(self.target, ...)``) and never carry key
   material.
+* A target with several addresses (``urls:``, members of one cluster) sends its first
+  request to each in turn until one answers, and uses that one for the rest of the
+  command (:meth:`IncusStore._send_choosing`); only a request that never reached a
+  daemon (connection, TLS or connect-timeout failure), or a ``GET`` answered 503, moves
+  on.  ``passed_over`` (and the observation's) says which were skipped and why.
 * Every request waits at most the store's :class:`~reconciler.timeouts.Timeouts`:
   ``connect`` to connect (and finish the TLS handshake), ``read`` for each read of the
   answer; a long poll (``/wait?timeout=N``) waits ``N + read``.  A daemon that stops

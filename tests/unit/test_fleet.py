@@ -239,3 +239,24 @@ def test_parallelism_must_be_at_least_one(w: World, command: str) -> None:
 def test_parallelism_one_gives_the_same_output(w: World) -> None:
     w.changed()
     assert w.run("plan", "--parallelism", "1") == w.run("plan")
+
+
+def test_diff_fails_when_a_target_cannot_be_planned(w: World, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    """A pull request's diff is about every target: a partial plan would read as
+    "no changes there", so an unreachable target is an error (exit 1)."""
+    import git
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(w.root.parent.parent))
+    repo = git.Repo.init(w.root)
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "t")
+        cw.set_value("user", "email", "t@example.test")
+    w.write(FULL)
+    repo.index.add(["images.yaml"])
+    repo.index.commit("base")
+    _unreachable(w, "prod")
+    code, out, err = w.run("diff", "--base", "HEAD")
+    assert (code, out) == (1, "")
+    assert err == ("incus-images: error: target 'prod': cannot connect to "
+                   "https://10.0.0.9:8443: connection refused\n")
