@@ -133,10 +133,11 @@ def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
 
 
 def same_daemon_targets(config: Config, names: Sequence[str]) -> list[str]:
-    """The declared targets not in ``names`` whose URL is one of theirs (the same daemon)."""
-    urls = {config.targets[n].url.rstrip("/") for n in names}
+    """The declared targets not in ``names`` that share an address with one of them (the
+    same daemon, or the same cluster through ``urls:``)."""
+    urls = {a.rstrip("/") for n in names for a in config.targets[n].addresses}
     return sorted(n for n, t in config.targets.items()
-                  if n not in names and t.url.rstrip("/") in urls)
+                  if n not in names and any(a.rstrip("/") in urls for a in t.addresses))
 
 
 def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader

@@ -259,3 +259,17 @@ def test_a_plan_without_urls_targets_has_no_targets_key(w: World) -> None:
     w.write(FULL)
     code, out, err = w.run("plan", "--format", "json")
     assert (code, err) == (0, "") and "targets" not in json.loads(out)
+
+
+def test_a_target_left_out_by_target_is_checked_when_it_shares_any_address() -> None:
+    """``plan --target a``: ``b`` lists a's daemon among its addresses, so the two may be
+    one store and ``b`` is observed for the check (see ``check_distinct_stores``)."""
+    from reconciler.model.config import Config
+    from reconciler.pipeline import same_daemon_targets
+
+    config = Config(path="images.yaml", digest="0" * 64, targets={
+        "a": TargetSpec(name="a", url=M2),
+        "b": TargetSpec(name="b", url=M1, urls=(M1, M2)),
+        "c": TargetSpec(name="c", url=M3)})
+    assert same_daemon_targets(config, ["a"]) == ["b"]
+    assert same_daemon_targets(config, ["b"]) == ["a"]
