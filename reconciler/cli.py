@@ -53,6 +53,7 @@ from reconciler.commands import (
     validate_command,
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
+from reconciler.pipeline import DEFAULT_PARALLELISM
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.render import PlanFormat
 from reconciler.services import Services, system_services
@@ -249,6 +250,13 @@ def _verify_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Also check that every image this file manages can be read through every "
         "cluster member (one export request per image and member); broken copies are "
         "reported, and repaired by apply when every member is healthy.")(fn)
+def _parallelism_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--parallelism", "parallelism", metavar="N", type=click.IntRange(min=1),
+        default=DEFAULT_PARALLELISM, show_default=True,
+        help="How many targets to work on at once. A target that cannot be reached fails "
+        "alone: the others go ahead, and the run exits 1 naming it.",
+    )(fn)
 
 
 def _allow_empty_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -347,6 +355,7 @@ def validate(ctx: click.Context, file: Path) -> None:
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan to this file, for apply PLAN (and show PLAN).")
 @_verify_option
+@_parallelism_option
 @_timeout_options
 @_debug_option
 @click.pass_context
@@ -354,6 +363,7 @@ def plan(
     ctx: click.Context, file: Path, targets: tuple[str, ...], fmt: str,
     detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None,
     verify: bool,
+    parallelism: int,
 ) -> None:
     """Show what apply would change, changing nothing.
 
@@ -375,7 +385,7 @@ def plan(
     run(ctx, lambda services: plan_command(
         services, file=file, targets=targets, fmt=cast(PlanFormat, fmt),
         detailed_exitcode=detailed_exitcode, fail_on_warnings=fail_on_warnings,
-        allow_empty=allow_empty, out=out, verify=verify))
+        allow_empty=allow_empty, out=out, verify=verify, parallelism=parallelism))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -399,13 +409,14 @@ def plan(
 @click.argument("plan_file", metavar="[PLAN]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
 @_verify_option
+@_parallelism_option
 @_timeout_options
 @_debug_option
 @click.pass_context
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
     fmt: str, lock_timeout: float, operation_timeout: float, lease_ttl: float,
-    plan_file: Path | None, verify: bool,
+    plan_file: Path | None, verify: bool, parallelism: int,
 ) -> None:
     """Plan, then make the image stores match the file.
 
@@ -427,6 +438,10 @@ def apply(
     Each daemon operation (an image download) is waited for until it ends, up
     to --operation-timeout; then the tool cancels it and the change fails.
 
+    Up to --parallelism targets are planned and applied at once; a target that
+    cannot be reached fails alone (its changes are not planned), the others are
+    applied, and the result names it.
+
     \b
     Exit status: 0 applied (or nothing to change), 1 error, refused, stale,
     locked or a change failed.
@@ -438,7 +453,8 @@ def apply(
     run(ctx, lambda services: apply_command(
         services, file=file, targets=targets, yes=yes, allow_empty=allow_empty,
         fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
-        lease_ttl=lease_ttl, operation_timeout=operation_timeout, verify=verify))
+        lease_ttl=lease_ttl, operation_timeout=operation_timeout, verify=verify,
+        parallelism=parallelism))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -532,10 +548,12 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
 @click.option("--offline", is_flag=True,
               help="Do not read the remotes: update_available is unknown (null).")
 @_verify_option
+@_parallelism_option
 @_timeout_options
 @_debug_option
 @click.pass_context
-def status(ctx: click.Context, file: Path, fmt: str, offline: bool, verify: bool) -> None:
+def status(ctx: click.Context, file: Path, fmt: str, offline: bool, verify: bool,
+           parallelism: int) -> None:
     """Show the image stores as they are.
 
     Every image of every target: who manages it, aliases, expiry, last use,
@@ -548,7 +566,8 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool, verify: bool
       incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
     """
     run(ctx, lambda services: status_command(
-        services, file=file, fmt=fmt, offline=offline, verify=verify))
+        services, file=file, fmt=fmt, offline=offline, verify=verify,
+        parallelism=parallelism))
 
 
 def main(argv: Sequence[str] | None = None, *, services: Services | None = None) -> int:

@@ -26,12 +26,18 @@ from reconciler.adapters import planfile
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
-from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
+from reconciler.errors import (
+    ChangesFailed,
+    IncusImagesError,
+    Interrupted,
+    Refused,
+    TargetsFailed,
+)
 from reconciler.model.config import Config
 from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
-from reconciler.pipeline import opened_stores
+from reconciler.pipeline import DEFAULT_PARALLELISM, opened_stores
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
@@ -62,14 +68,15 @@ def _load(path: Path, services: Services) -> Config:
 
 
 def _leases(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
-            timeout: float, ttl: float) -> Leases:
+            timeout: float, ttl: float, set_aside_failed: bool = False) -> Leases:
     """The leases an apply holds on ``targets`` while it plans and applies (stderr notes)."""
     def waiting(target: str, holder: LeaseRecord) -> None:
         _err(f"{PROG}: target {target!r} is locked by {holder.describe()}; "
              f"waiting up to {timeout:g}s (--lock-timeout)")
 
     return pipeline.leases(config, targets, stores, timeout=timeout, ttl=ttl, on_wait=waiting,
-                           on_note=lambda text: _err(f"{PROG}: note: {text}"))
+                           on_note=lambda text: _err(f"{PROG}: note: {text}"),
+                           set_aside_failed=set_aside_failed)
 
 
 class _Stage:
@@ -110,22 +117,45 @@ def plan_command(
     services: Services, *, file: Path, targets: Sequence[str], fmt: PlanFormat,
     detailed_exitcode: bool, fail_on_warnings: bool, allow_empty: bool, out: Path | None = None,
     verify: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
+    """Plan every target (``parallelism`` at a time) and print the plan; a target that
+    cannot be observed is an error of its own (exit 1) after the others' plan."""
     config = _load(file, services)
     names = config.check_targets(targets)
     with opened_stores(config, services) as stores, services.reader() as reader:
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock(), verify=verify)
+                                  allow_empty=allow_empty, now=services.clock(), verify=verify,
+                                  parallelism=parallelism)
+    _reach_notes(plan)
     if out is not None:
         plan = planfile.save(plan, out)
         _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
              f"{PROG} apply -f {file} {out}")
     click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
     _step_summary(services, lambda: render_plan(plan, "markdown", file_name=str(file)))
+    _raise_failed_targets(plan)
     if fail_on_warnings and plan.warnings:
         raise Refused(f"the plan has {plural(len(plan.warnings), 'warning')} "
                       "and --fail-on-warnings is set")
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK
+
+
+def _reach_notes(plan: Plan) -> None:
+    """A note on stderr for each target declared with ``urls:``: the address used."""
+    for target, reach in sorted((plan.targets or {}).items()):
+        if reach.error is None:
+            _err(f"{PROG}: note: {reach.line(target)}")
+
+
+def _raise_failed_targets(plan: Plan) -> None:
+    """Raise :class:`TargetsFailed` when some targets could not be observed."""
+    failed = plan.failed_targets
+    if failed:
+        raise TargetsFailed([*failed.values(),
+                             f"not planned: {', '.join(repr(t) for t in failed)} "
+                             f"({plural(len(failed), 'target')} failed; the others were "
+                             "planned)"])
 
 
 def _confirm(question: str, stdin: TextIO | None) -> bool:
@@ -147,11 +177,15 @@ def apply_command(
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
     operation_timeout: float | None = None, verify: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``).
 
     The leases, the plan's observation and apply use the same stores, opened once.
     ``verify``: the plan checks this owner's images through every member first.
+    ``parallelism`` targets are observed and applied at once; a target whose daemon
+    fails before it is planned (its lease, its observation) fails alone: the others
+    are planned and applied, and the run exits 1 naming it.
     """
     if plan_file is not None:
         if targets:
@@ -162,20 +196,24 @@ def apply_command(
                                    "making it (plan --verify --out PLAN)")
         return _apply_saved(services, file=file, plan_file=plan_file, fmt=fmt,
                             lock_timeout=lock_timeout, lease_ttl=lease_ttl,
-                            operation_timeout=operation_timeout)
+                            operation_timeout=operation_timeout, parallelism=parallelism)
     config = _load(file, services)
     names = config.check_targets(targets)
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
             _leases(config, names or sorted(config.targets), stores, timeout=lock_timeout,
-                    ttl=lease_ttl):
+                    ttl=lease_ttl, set_aside_failed=True) as held:
+        failed = pipeline.not_leased(config, names or sorted(config.targets), held)
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
-                                  allow_empty=allow_empty, now=services.clock(), verify=verify)
+                                  allow_empty=allow_empty, now=services.clock(), verify=verify,
+                                  parallelism=parallelism, failed=failed)
+        _reach_notes(plan)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
             click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
             shown = True
         if not plan.has_changes:
+            _raise_failed_targets(plan)
             return EXIT_OK
         if not yes:
             if not _is_tty(services.stdin):
@@ -184,12 +222,14 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+                                 parallelism=parallelism)
 
 
 def _apply_saved(
     services: Services, *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float,
     lease_ttl: float, operation_timeout: float | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> int:
     """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
 
@@ -208,18 +248,20 @@ def _apply_saved(
             services.reader() as reader, _until_applied() as stage, \
             _leases(config, touched(plan), stores, timeout=lock_timeout,
                     ttl=lease_ttl):
-        pipeline.check_fresh(config, plan, name, stores)
+        pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+                                 parallelism=parallelism)
 
 
 def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
-                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat) -> int:
+                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat, *,
+                      parallelism: int = DEFAULT_PARALLELISM) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, and report."""
     stage.applying()
     result = pipeline.apply_plan(config, plan, stores, reader,
-                                 reporter=make_reporter(sys.stderr))
+                                 reporter=make_reporter(sys.stderr), parallelism=parallelism)
     stage.applied()
     return _report(result, fmt)
 
@@ -230,8 +272,10 @@ def _report(result: ApplyResult, fmt: PlanFormat) -> int:
     click.echo(terminal_safe(renderer(result)), nl=False)
     if not result.ok:
         raise ChangesFailed([
-            f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
-            for o in result.failed
+            *(f"{o.change.target}: {change_label(o.change)} failed: "
+              f"{o.message or 'no reason given'}" for o in result.failed),
+            *(f"{why} (not planned, nothing applied)"
+              for why in result.failed_targets.values()),
         ])
     return EXIT_OK
 
@@ -278,8 +322,11 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
 
     def plan_head(config: Config, locks: Locks | None) -> Plan:
         with opened_stores(config, services) as stores, services.reader() as reader:
-            return pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
+            plan = pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
                                       now=services.clock(), locks=locks)
+        if plan.failed_targets:  # a diff is about every target: a partial one would mislead
+            raise TargetsFailed(list(plan.failed_targets.values()))
+        return plan
 
     report = run_diff(file, base=base, head=head, environ=services.environ, plan=plan_head)
     markdown = diff_render.render_markdown(report)
@@ -290,7 +337,7 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
 
 
 def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
-                   verify: bool = False) -> int:
+                   verify: bool = False, parallelism: int = DEFAULT_PARALLELISM) -> int:
     from reconciler.adapters.lockfile import read_locks
     from reconciler.render import status as status_render
 
@@ -298,7 +345,7 @@ def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
     with opened_stores(config, services) as stores, services.reader() as reader:
         found = pipeline.gather_status(config, offline=offline, reader=reader,
                                        connect=stores.connect, locks=read_locks(config.path),
-                                       verify=verify)
+                                       verify=verify, parallelism=parallelism)
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     renderer = status_render.render_json if fmt == "json" else status_render.render_text

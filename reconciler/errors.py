@@ -145,6 +145,15 @@ class ChangesFailed(ApplyError):
         super().__init__(f"{count} change{'' if count == 1 else 's'} failed")
 
 
+class TargetsFailed(IncusImagesError):
+    """Some targets could not be observed: their changes were neither planned nor applied
+    (the other targets' were).  One line per target."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived: the run stops before its next change, releases its
     leases, and exits ``128 + signum`` (130, 143) with one line.

@@ -15,6 +15,11 @@ Invariants:
 * Stores are connected in the calling (main) thread, never in a worker: the
   stages pick the stores they need out of the mapping before any thread starts
   (the run's timeouts are a context variable that threads do not inherit).
+* At most ``parallelism`` targets are observed (and applied) at once, and results
+  are in target order whatever finished first.  For ``plan`` and ``apply``, a target
+  that cannot be observed fails alone (:func:`observe_each`): the plan leaves it out
+  and names it (``Plan.targets``); only when no target could be observed does
+  planning raise.
 """
 
 from __future__ import annotations
@@ -35,17 +40,20 @@ from reconciler.core.lock import LockOutcome
 from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
 from reconciler.core.status import StatusRun
-from reconciler.errors import IncusImagesError, RemoteError, ValidationFailed
+from reconciler.errors import IncusImagesError, RemoteError, TargetsFailed, ValidationFailed
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import TargetState
-from reconciler.model.plan import Plan
+from reconciler.model.plan import Plan, TargetReach
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 from reconciler.services import Services
+
+DEFAULT_PARALLELISM = 10
+"""How many targets ``plan``, ``apply`` and ``status`` work on at once (``--parallelism``)."""
 
 Connect = Callable[[TargetSpec], ImageStore]
 """Opens a target's store (``Stores.connect`` of :func:`opened_stores`)."""
@@ -126,10 +134,11 @@ def select_targets(config: Config, names: Sequence[str] | None) -> list[str]:
 
 
 def same_daemon_targets(config: Config, names: Sequence[str]) -> list[str]:
-    """The declared targets not in ``names`` whose URL is one of theirs (the same daemon)."""
-    urls = {config.targets[n].url.rstrip("/") for n in names}
+    """The declared targets not in ``names`` that share an address with one of them (the
+    same daemon, or the same cluster through ``urls:``)."""
+    urls = {a.rstrip("/") for n in names for a in config.targets[n].addresses}
     return sorted(n for n, t in config.targets.items()
-                  if n not in names and t.url.rstrip("/") in urls)
+                  if n not in names and any(a.rstrip("/") in urls for a in t.addresses))
 
 
 def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
@@ -139,22 +148,43 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
-def observe(stores: Mapping[str, ImageStore], *, verify_for: str | None = None
-            ) -> dict[str, TargetState]:
-    """Every target observed concurrently, with its owners' records read
-    (:func:`~reconciler.core.inventory.with_inventories`).
+def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
+            verify_for: str | None = None) -> dict[str, TargetState]:
+    """Every target observed, ``parallelism`` at a time, with its owners' records read
+    (:func:`~reconciler.core.inventory.with_inventories`); the first target (in
+    ``stores``' order) that fails raises.  ``verify_for``: see :func:`observe_each`."""
+    states, failures = observe_each(stores, parallelism, verify_for=verify_for)
+    for exc in failures.values():
+        raise exc
+    return states
 
+
+def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
+                 verify_for: str | None = None
+                 ) -> tuple[dict[str, TargetState], dict[str, IncusImagesError]]:
+    """Every target observed, at most ``parallelism`` at once: the states of those that
+    answered and the error of each that did not, both in ``stores``' order.
+
+    One target's failure (unreachable, no quorum, untrusted) is that target's alone;
+    anything that is not an :class:`IncusImagesError` (a bug, an interrupt) propagates.
     ``verify_for`` (``--verify``): an owner whose managed images are then checked through
     every member (:meth:`ImageStore.verify_copies`, the result in
     ``TargetState.verification``); None sends no per-image request.
     """
     if not stores:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(4, len(stores))) as pool:
+        return {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(stores)))) as pool:
         with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
             futures = {name: pool.submit(_observe_one, store, verify_for)
                        for name, store in stores.items()}
-        return {name: f.result() for name, f in futures.items()}
+        states: dict[str, TargetState] = {}
+        failures: dict[str, IncusImagesError] = {}
+        for name, future in futures.items():
+            try:
+                states[name] = future.result()
+            except IncusImagesError as exc:
+                failures[name] = exc
+        return states, failures
 
 
 def _observe_one(store: ImageStore, verify_for: str | None) -> TargetState:
@@ -163,6 +193,19 @@ def _observe_one(store: ImageStore, verify_for: str | None) -> TargetState:
         return state
     found = store.verify_copies(managed_fingerprints(state, verify_for), state)
     return state.model_copy(update={"verification": found})
+
+
+def pick_each(stores: Mapping[str, ImageStore], names: Sequence[str]
+              ) -> tuple[dict[str, ImageStore], dict[str, IncusImagesError]]:
+    """Like :func:`pick`, but a target whose store cannot be opened is set aside with why."""
+    picked: dict[str, ImageStore] = {}
+    failures: dict[str, IncusImagesError] = {}
+    for name in names:
+        try:
+            picked[name] = stores[name]
+        except IncusImagesError as exc:
+            failures[name] = exc
+    return picked, failures
 
 
 def make_plan(
@@ -175,37 +218,66 @@ def make_plan(
     now: datetime,
     locks: Locks | Literal["beside"] | None = "beside",
     verify: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
+    failed: Mapping[str, IncusImagesError] | None = None,
 ) -> Plan:
     """Plan ``config`` against the live stores (remotes read once each), at ``now``.
 
     ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
-    no locks); ``diff`` passes the locks of the revision it plans.  ``verify``: check
-    this owner's images through every member first (``--verify``).
+    no locks); ``diff`` passes the locks of the revision it plans.  At most
+    ``parallelism`` targets are observed at once.  A target that cannot be observed
+    (or is in ``failed``: its lease could not be taken) is left out of the plan and
+    named in its ``targets`` with why (:attr:`Plan.failed_targets`); the others are
+    planned all the same.  ``verify``: check this owner's images through every
+    member first (``--verify``).
     """
     if isinstance(locks, str):
         from reconciler.adapters.lockfile import read_locks
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
-    states = observe(pick(stores, names), verify_for=config.owner if verify else None)
+    picked, failures = pick_each(stores, [n for n in names if n not in (failed or {})])
+    states, unobserved = observe_each(picked, parallelism,
+                                      verify_for=config.owner if verify else None)
+    failures = {**dict(failed or {}), **failures, **unobserved}
+    if failures and not states:  # nothing to plan: the errors are the whole answer
+        errors = [failures[n] for n in sorted(failures)]
+        if len(errors) == 1:
+            raise errors[0]
+        raise TargetsFailed([str(e) for e in errors])
     siblings = same_daemon_targets(config, names)
     if siblings:  # --target: the targets left out may still share a store with one chosen
-        others = observe(pick(stores, siblings))
+        reachable_siblings = pick_each(stores, siblings)[0]
+        others = observe_each(reachable_siblings, parallelism)[0]  # the unreachable: unknown
         check_distinct_stores([*states.values(), *others.values()], involving=names)
-    catalogs = fetch_catalogs(config, names, reader)
+    catalogs = fetch_catalogs(config, list(states), reader)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
-    return saveable(config, plan.model_copy(update={"created_at": now}), states)
+    reach = reached(config, states, {n: str(e) for n, e in failures.items()})
+    return saveable(config, plan.model_copy(update={"created_at": now, "targets": reach}),
+                    states)
+
+
+def reached(config: Config, states: Mapping[str, TargetState], failures: Mapping[str, str]
+            ) -> dict[str, TargetReach] | None:
+    """The plan's ``targets``: the address used for each target declared with ``urls:``,
+    and why each failed target could not be observed (None when there is neither)."""
+    out = {name: TargetReach(url=state.url, passed_over=dict(state.passed_over) or None)
+           for name, state in states.items() if config.targets[name].urls}
+    out.update({name: TargetReach(error=why) for name, why in failures.items()})
+    return dict(sorted(out.items())) or None
 
 
 def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
-               reporter: Reporter) -> ApplyResult:
-    """Apply ``plan`` through ``stores``; connection details and credentials come from
-    ``config`` only (never from the plan)."""
+               reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM) -> ApplyResult:
+    """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
+    connection details and credentials come from ``config`` only (never from the plan).
+    The result names the targets the plan could not observe (``failed_targets``)."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
-    return _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
-                  reporter=reporter)
+    result = _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
+                    reporter=reporter, parallelism=parallelism)
+    return result.model_copy(update={"failed_targets": plan.failed_targets})
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
@@ -235,22 +307,42 @@ def leases(
     ttl: float,
     on_wait: Callable[[str, LeaseRecord], None],
     on_note: Callable[[str], None],
+    set_aside_failed: bool = False,
 ) -> Leases:
     """The leases an apply on ``targets`` holds (one per daemon URL), not yet taken.
 
     Use it as a context manager around planning and applying, inside the block of
-    ``stores`` (the leases, and their renewal thread, use those stores).
+    ``stores`` (the leases, and their renewal thread, use those stores).  With
+    ``set_aside_failed`` a daemon that fails is set aside (:func:`not_leased`).
     """
+    held = [(name, stores[name]) for _, name in sorted(_lease_holders(config, targets).items())]
+    return Leases(held, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
+                  on_note=on_note, set_aside_failed=set_aside_failed)
+
+
+def _lease_holders(config: Config, targets: Sequence[str]) -> dict[str, str]:
+    """Daemon URL -> the target whose store takes its lease (the first by name)."""
     by_url: dict[str, str] = {}
     for name in sorted(set(targets)):
         by_url.setdefault(config.targets[name].url.rstrip("/"), name)
-    held = [(name, stores[name]) for _, name in sorted(by_url.items())]
-    return Leases(held, owner=config.owner, ttl=ttl, timeout=timeout, on_wait=on_wait,
-                  on_note=on_note)
+    return by_url
 
 
-def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore]
-                ) -> None:
+def not_leased(config: Config, targets: Sequence[str], held: Leases
+               ) -> dict[str, IncusImagesError]:
+    """The targets among ``targets`` whose daemon's lease could not be taken (it failed),
+    with the error: every target on that daemon, not only the one that took it."""
+    holders = _lease_holders(config, targets)
+    out: dict[str, IncusImagesError] = {}
+    for name in sorted(set(targets)):
+        holder = holders[config.targets[name].url.rstrip("/")]
+        if holder in held.failed:
+            out[name] = held.failed[holder]
+    return out
+
+
+def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore],
+                parallelism: int = DEFAULT_PARALLELISM) -> None:
     """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
 
     ``plan`` has passed ``freshness.check_matches`` against ``config``; ``name``
@@ -258,7 +350,8 @@ def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, Imag
     """
     from reconciler.core import freshness
 
-    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan))), name)
+    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan)), parallelism),
+                          name)
 
 
 # -- lock, status, diff: the reading commands' flows ------------------------------------------
@@ -311,21 +404,24 @@ def gather_status(
     connect: Connect,
     locks: Locks | None,
     verify: bool = False,
+    parallelism: int = DEFAULT_PARALLELISM,
 ) -> StatusRun:
-    """Observe every target; unless ``offline``, read the remotes the images come from.
-    ``verify``: check this owner's images through every member (``--verify``); each
-    member that could not be checked is a note.
+    """Observe every target (``parallelism`` at once); unless ``offline``, read the
+    remotes the images come from.  ``verify``: check this owner's images through every
+    member (``--verify``); each member that could not be checked is a note.
 
     A remote that cannot be read leaves ``update_available`` unknown (null) for its
-    images and adds a note; an unreachable target is an error, as for ``plan``.
+    images and adds a note; an unreachable target is an error.  A target declared
+    with ``urls:`` gets a note saying which address answered.
     """
     from reconciler.core.status import remote_for_server, shape
 
     stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
-    states = observe(stores, verify_for=config.owner if verify else None)
-    unchecked = [n for s in states.values() for n in unchecked_notes(s)]
+    states = observe(stores, parallelism, verify_for=config.owner if verify else None)
+    via = [reach.line(name) for name, reach in (reached(config, states, {}) or {}).items()]
+    via += [n for s in states.values() for n in unchecked_notes(s)]
     if offline:
-        return StatusRun(shape(config, states, None, locks), unchecked)
+        return StatusRun(shape(config, states, None, locks), via)
     wanted = {e.remote for e in config.entries}
     for state in states.values():
         for img in state.images:
@@ -334,7 +430,7 @@ def gather_status(
                 if remote is not None:
                     wanted.add(remote.name)
     catalogs: dict[str, RemoteCatalog] = {}
-    notes: list[str] = unchecked
+    notes: list[str] = via
     for name in sorted(wanted):
         try:
             catalogs[name] = reader.fetch_catalog(config.remotes[name])

@@ -38,6 +38,11 @@ Invariants:
   ``OperationAbandoned`` saying whether the daemon confirmed that it stopped.
 * Messages name the target (``StoreError(self.target, ...)``) and never carry key
   material.
+* A target with several addresses (``urls:``, members of one cluster) sends its first
+  request to each in turn until one answers, and uses that one for the rest of the
+  command (:meth:`IncusStore._send_choosing`); only a request that never reached a
+  daemon (connection, TLS or connect-timeout failure), or a ``GET`` answered 503, moves
+  on.  ``passed_over`` (and the observation's) says which were skipped and why.
 * Every request waits at most the store's :class:`~reconciler.timeouts.Timeouts`:
   ``connect`` to connect (and finish the TLS handshake), ``read`` for each read of the
   answer; a long poll (``/wait?timeout=N``) waits ``N + read``.  A daemon that stops
@@ -50,9 +55,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -64,6 +71,7 @@ from reconciler.adapters.http import (
     connect_timed_out,
     exception_chain,
     failure_kind,
+    failure_reason,
     open_transport,
 )
 from reconciler.adapters.incus_decode import (
@@ -108,6 +116,7 @@ from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
+    CONNECT_OPTION,
     READ_OPTION,
     Timeouts,
     seconds,
@@ -152,17 +161,53 @@ def connect(target: TargetSpec, timeouts: Timeouts | None = None, *,
     """An :class:`IncusStore` for ``target``; nothing is sent until the first call.
 
     ``unix://`` without a path means the local socket (:func:`default_socket_path`).
-    ``timeouts`` default to 10 s to connect and 30 s per read.
+    ``timeouts`` default to 10 s to connect and 30 s per read.  A target with
+    several addresses (``urls:``) gets one transport per address, the first in
+    use and the others to fall back to (:meth:`IncusStore._send_choosing`).
     """
-    url = target.url
+    transports: list[Transport] = []
+    try:
+        for address in target.addresses:
+            transports.append(_transport(target, address))
+    except BaseException:
+        for transport in transports:
+            transport.close()
+        raise
+    return IncusStore(target, transports[0], timeouts, operation_timeout=operation_timeout,
+                      alternates=transports[1:])
+
+
+def _transport(target: TargetSpec, url: str) -> Transport:
     if url.rstrip("/") in ("unix:", "unix:/", "unix://"):
         url = "unix://" + default_socket_path()
     try:
-        transport = open_transport(url, client_cert=target.client_cert,
-                                   client_key=target.client_key, server_cert=target.server_cert)
+        return open_transport(url, client_cert=target.client_cert,
+                              client_key=target.client_key, server_cert=target.server_cert)
     except (ValueError, OSError) as exc:
-        raise StoreError(target.name, f"cannot use {redact_url(target.url)}: {exc}") from exc
-    return IncusStore(target, transport, timeouts, operation_timeout=operation_timeout)
+        raise StoreError(target.name, f"cannot use {redact_url(url)}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request as :meth:`IncusStore._send` sends it (possibly to several addresses)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    json: Any
+    data: Any
+    headers: dict[str, str]
+    read: float
+
+
+def _reason(resp: requests.Response) -> str:
+    """The daemon's error text of an answer, else the HTTP reason."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error or resp.reason or resp.status_code)
 
 
 def _alias_path(name: str) -> str:
@@ -192,6 +237,7 @@ class IncusStore:
         self, spec: TargetSpec, transport: Transport, timeouts: Timeouts | None = None, *,
         operation_timeout: float = OPERATION_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        alternates: Sequence[Transport] = (),
     ) -> None:
         self.spec = spec
         self.timeouts = timeouts or Timeouts()
@@ -201,6 +247,12 @@ class IncusStore:
         self.project = spec.project
         self.transport = transport
         self.session = transport.session
+        self._all = (transport, *alternates)
+        self._choosing: threading.Lock | None = threading.Lock() if alternates else None
+        """Held while the first answering address is picked; None once it is (or for
+        a target with one address)."""
+        self.passed_over: dict[str, str] = {}
+        """The addresses tried before the one in use, each with why it was not used."""
 
     def __enter__(self) -> IncusStore:
         return self
@@ -209,7 +261,8 @@ class IncusStore:
         self.close()
 
     def close(self) -> None:
-        self.transport.close()
+        for transport in self._all:
+            transport.close()
 
     # -- transport and envelopes -------------------------------------------------------
 
@@ -221,14 +274,68 @@ class IncusStore:
         """Send one request; ``read_timeout`` (default: the store's) bounds each read."""
         query = {"project": project or self.project, **(params or {})}
         read = self.timeouts.read if read_timeout is None else read_timeout
+        request = _Request(method, path, query, json, data, dict(headers or {}), read)
+        choosing = self._choosing
+        if choosing is not None:
+            with choosing:
+                if self._choosing is not None:
+                    return self._send_choosing(request)
         try:
-            return self.session.request(
-                method, self.transport.base + path, params=query, json=json, data=data,
-                headers=dict(headers or {}), timeout=(self.timeouts.connect, read),
-            )
+            return self._request(request)
         except requests.exceptions.RequestException as exc:
             raise StoreError(self.target, self._failure_message(method, path, exc, read)) \
                 from exc
+
+    def _request(self, r: _Request) -> requests.Response:
+        return self.session.request(
+            r.method, self.transport.base + r.path, params=r.query, json=r.json, data=r.data,
+            headers=r.headers, timeout=(self.timeouts.connect, r.read))
+
+    def _send_choosing(self, r: _Request) -> requests.Response:
+        """The first request of a target with several addresses: each is tried in turn
+        until one answers, and that one is used from then on.
+
+        An address does not answer when the connection or the TLS handshake fails or
+        times out (the request never reached a daemon, so sending it again elsewhere is
+        safe), or when a ``GET`` is answered 503 (that member cannot serve).  Any other
+        failure is the target's error as with one address.  When none answers, one
+        error lists each address with why.
+        """
+        for transport in self._all:
+            self._use(transport)
+            try:
+                resp = self._request(r)
+            except requests.exceptions.RequestException as exc:
+                why = self._unanswered(exc)
+                if why is None:
+                    raise StoreError(self.target, self._failure_message(
+                        r.method, r.path, exc, r.read)) from exc
+                self.passed_over[transport.display] = why
+                continue
+            if resp.status_code == 503 and r.method == "GET":
+                self.passed_over[transport.display] = f"answered 503 ({_reason(resp)})"
+                continue
+            self._choosing = None
+            return resp
+        tried = "; ".join(f"{url}: {why}" for url, why in self.passed_over.items())
+        raise StoreError(self.target, f"none of its addresses answered ({tried})")
+
+    def _use(self, transport: Transport) -> None:
+        self.transport = transport
+        self.session = transport.session
+
+    def _unanswered(self, exc: BaseException) -> str | None:
+        """Why an address did not answer, or None when the request may have reached it."""
+        kind = failure_kind(exc)
+        if kind == "connect":
+            return failure_reason(exc)
+        if kind == "connect_timeout" or kind == "handshake_timeout":
+            what = "the TLS handshake timed out" if kind == "handshake_timeout" else "timed out"
+            return f"{what} after {seconds(self.timeouts.connect)} ({CONNECT_OPTION})"
+        if kind == "tls":
+            pinned = "not the pinned server_cert: " if self.transport.pinned else ""
+            return f"TLS verification failed ({pinned}{_tls_detail(exc)})"
+        return None
 
     def _failure_message(self, method: str, path: str, exc: BaseException, read: float) -> str:
         """The words for a request that got no answer (see adapters.http.failure_kind)."""
@@ -503,8 +610,8 @@ class IncusStore:
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
             clustered=clustered(info), members=self._member_space(self._members(info), info),
-            member=member_name(info),
-            url=self.transport.display,
+            member=member_name(info), url=self.transport.display,
+            passed_over=dict(self.passed_over),
         )
 
     def _members(self, info: Mapping[str, Any]) -> tuple[ClusterMember, ...]:

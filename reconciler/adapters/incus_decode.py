@@ -39,6 +39,7 @@ SERVER_DEFAULTS: dict[str, str] = {
     "images.auto_update_cached": "true",
     "images.remote_cache_expiry": "10",
     "images.compression_algorithm": "gzip",
+    "cluster.images_minimal_replica": "3",
 }
 """The daemon's value of a server key it does not list in its config."""
 

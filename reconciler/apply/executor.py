@@ -87,8 +87,10 @@ def apply_plan(
     reader: RemoteReader,
     remotes: Mapping[str, RemoteSpec],
     reporter: Reporter | None = None,
+    parallelism: int = 4,
 ) -> ApplyResult:
-    """Apply every change of ``plan``; targets run concurrently, each in plan order."""
+    """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
+    at once), each in plan order; outcomes are in target order whatever finished first."""
     rep = reporter or SilentReporter()
     targets = sorted({c.target for c in plan.changes})
     missing = [t for t in targets if t not in stores]
@@ -97,7 +99,7 @@ def apply_plan(
     if not targets:
         return ApplyResult()
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=min(4, len(targets)))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(targets))))
     futures: list[Future[list[Outcome]]] = []
     try:
         with threads_without_signals():  # the workers leave SIGINT/SIGTERM to this thread

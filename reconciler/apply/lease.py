@@ -286,6 +286,9 @@ class Leases:
     failure to take one releases those already taken.  If a lease was lost while
     the block ran, leaving the block raises :class:`LeaseLost` (unless the block
     itself raised).  ``on_note`` hears about renewals or releases that failed.
+    With ``set_aside_failed``, a daemon that fails (a ``StoreError``: unreachable, no
+    quorum...) while its lease is taken is set aside in :attr:`failed` instead, and the
+    other leases are taken: one unreachable target does not stop the others.
 
     On an :class:`~reconciler.errors.Interrupted` (SIGINT, SIGTERM) the leases are
     released like on any way out, including while waiting for one, and the
@@ -298,7 +301,7 @@ class Leases:
                  ttl: float = DEFAULT_TTL, timeout: float = DEFAULT_TIMEOUT,
                  on_wait: Callable[[str, LeaseRecord], None],
                  on_note: Callable[[str], None], clock: Clock | None = None,
-                 poll: float = POLL_SECONDS) -> None:
+                 poll: float = POLL_SECONDS, set_aside_failed: bool = False) -> None:
         self.clock = clock or SystemClock()
         me = Holder(name=holder_name(owner), token=uuid.uuid4().hex, host=local_host(),
                     pid=os.getpid())
@@ -315,6 +318,10 @@ class Leases:
         self._held: list[Lease] = []
         self._released: list[str] = []
         self._kept: list[str] = []
+        self.set_aside_failed = set_aside_failed
+        self.failed: dict[str, StoreError] = {}
+        """With ``set_aside_failed``: the targets whose daemon failed while its lease was
+        taken (unreachable...), with the error; the other leases are held all the same."""
         weakref.finalize(self, _release_left, self._held, self._stop)
 
     def __enter__(self) -> Leases:
@@ -333,7 +340,13 @@ class Leases:
                 self._held.append(lease)
                 taking = lease
                 waiting.clear()
-                lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+                try:
+                    lease.acquire(timeout=self.timeout, on_wait=on_wait, poll=self.poll)
+                except StoreError as exc:
+                    if not self.set_aside_failed:
+                        raise
+                    self._held.remove(lease)  # its daemon failed: not ours, nothing to release
+                    self.failed[lease.target] = exc
                 taking = None
             if self._held:
                 self._thread = threading.Thread(target=self._renew_loop,

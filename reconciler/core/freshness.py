@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from reconciler.core.ownership import attribute
 from reconciler.errors import PlanFileError, StalePlan
-from reconciler.model.config import Config
+from reconciler.model.config import CLUSTER_SERVER_KEYS, Config
 from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import Plan
@@ -64,7 +64,8 @@ def take(state: TargetState, owner: str, fingerprints: Iterable[str],
     targets = {n: (held[n].target if n in held else None) for n in sorted(set(aliases))}
     inventory = state.inventories.get(owner) or Inventory(owner=owner,
                                                           project=state.effective_project)
-    server = {k: v for k, v in sorted(state.server_config.items()) if k.startswith("images.")}
+    server = {k: v for k, v in sorted(state.server_config.items())
+              if k.startswith("images.") or k in CLUSTER_SERVER_KEYS}
     return ObservedSnapshot(project=state.effective_project, images=images, aliases=targets,
                             inventory=inventory, server=server)
 

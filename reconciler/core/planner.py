@@ -42,7 +42,7 @@ from reconciler.core.plan_store import (
 from reconciler.core.plan_view import view_of
 from reconciler.errors import ConflictError, EmptyFileRefused, PlanError
 from reconciler.model.changes import ImageDownload, TypedChange
-from reconciler.model.config import Config
+from reconciler.model.config import CLUSTER_SERVER_KEYS, Config
 from reconciler.model.lock import LockedBuild, LockKey
 from reconciler.model.observed import Inventory, TargetState
 from reconciler.model.plan import Change, Plan, PlanWarning, Untouched, summarize
@@ -85,6 +85,7 @@ def make_plan(
     """
     states = {name: with_inventories(state) for name, state in states.items()}
     check_distinct_stores(states.values())
+    check_cluster_keys(config.server, states.values())
     if not config.entries and not allow_empty:
         for state in states.values():
             owned = [fp for fp, a in attribute(state).items() if a.owner == config.owner]
@@ -152,6 +153,20 @@ def check_distinct_stores(
                    f"{project!r}")
         problems.append(f"targets {names} reach one image store, the images of project "
                         f"{project!r} of one daemon{why}: keep one of them in the file")
+    if problems:
+        raise PlanError("\n".join(problems))
+
+
+def check_cluster_keys(server: Mapping[str, str], states: Iterable[TargetState]) -> None:
+    """Refuse a cluster-only ``server:`` key (``CLUSTER_SERVER_KEYS``) on a standalone
+    daemon: the daemon would store it and never act on it, so declaring it there is a
+    mistake in the file.  Raises ``PlanError``, one line per target, in target order."""
+    keys = [k for k in CLUSTER_SERVER_KEYS if k in server]
+    problems = [
+        f"target {s.target!r}: server key {key} applies to clusters only, and the daemon "
+        f"{'at ' + s.url + ' ' if s.url else ''}is not clustered: remove {key} from "
+        "`server:`, or this target from the file"
+        for s in sorted(states, key=lambda s: s.target) if not s.clustered for key in keys]
     if problems:
         raise PlanError("\n".join(problems))
 

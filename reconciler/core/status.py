@@ -100,11 +100,13 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     ]
     images.sort(key=lambda i: (not i.managed, i.owner is None, i.owner or "", i.source or "",
                                i.fingerprint))
+    declared = config.targets.get(state.target)
+    url = state.url if declared is not None and declared.urls else None
     found = state.verification
     if found is None:
-        return TargetStatus(project=state.project, images=images)
+        return TargetStatus(project=state.project, images=images, url=url)
     return TargetStatus(
-        project=state.project, images=images,
+        project=state.project, images=images, url=url,
         broken_copies=[BrokenCopyStatus(fingerprint=b.fingerprint, member=b.member,
                                         detail=b.detail)
                        for b in found.broken if attrs.get(b.fingerprint) is not None],

@@ -96,9 +96,11 @@ def _targets(
     out: dict[str, TargetSpec] = {}
     for name, target in model.targets.items():
         base: YPath = ("targets", name)
+        urls = tuple(target_url(u, environ) for u in target.urls or ())
         out[name] = TargetSpec(
             name=name,
-            url=target_url(target.url, environ),
+            url=urls[0] if urls else target_url(target.url, environ),
+            urls=urls,
             project=target.project,
             client_cert=materials.pem.get((*base, "client_cert")),
             client_key=materials.pem.get((*base, "client_key")),

@@ -1,9 +1,12 @@
 """The daemon settings a desired-state file may manage under ``server:``, and their values.
 
 Only the ``images.*`` keys Incus 6.0 knows are accepted (a key it does not
-know would be refused by the daemon at apply time); each value is checked as
-the daemon will check it, so that a bad value fails ``validate``, not ``apply``.
-Every ``*_problem`` function returns None or a message fragment.
+know would be refused by the daemon at apply time), and the cluster-only
+``cluster.images_minimal_replica`` (:data:`~reconciler.model.config.CLUSTER_SERVER_KEYS`:
+``validate`` has no network and accepts it; ``plan`` refuses it for a standalone
+daemon); each value is checked as the daemon will check it, so that a bad value
+fails ``validate``, not ``apply``.  Every ``*_problem`` function returns None or
+a message fragment.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 from reconciler.desired.shown import shown
 from reconciler.model import arch
+from reconciler.model.config import CLUSTER_SERVER_KEYS
 
 ServerValue = object
 _WHOLE = re.compile(r"^-?[0-9]{1,18}$")
@@ -28,6 +32,16 @@ def _whole(value: ServerValue) -> str | None:
         return f"must be a whole number, not {shown(value)}"
     if isinstance(value, int) and abs(value) >= 10**18:
         return f"must be a whole number below 10^18, not {shown(value)}"
+    return None
+
+
+def _replica(value: ServerValue) -> str | None:
+    """Incus 6.0 (``imageMinimalReplicaValidator``): -1 (every member) or at least 1."""
+    if (problem := _whole(value)) is not None:
+        return problem
+    count = int(str(value))
+    if count < 1 and count != -1:
+        return f"must be -1 (every member) or a number of members from 1 up, not {shown(value)}"
     return None
 
 
@@ -58,8 +72,10 @@ SERVER_KEYS: dict[str, Callable[[ServerValue], str | None]] = {
     "images.compression_algorithm": _compression,
     "images.default_architecture": _architecture,
     "images.remote_cache_expiry": _whole,
+    "cluster.images_minimal_replica": _replica,
 }
-"""Key -> its value check (Incus 6.0: the server-level ``images.*`` keys)."""
+"""Key -> its value check (Incus 6.0: the server-level ``images.*`` keys, and the
+cluster-only image key)."""
 
 
 def server_key_problem(key: str) -> str | None:
@@ -67,7 +83,8 @@ def server_key_problem(key: str) -> str | None:
     if key in SERVER_KEYS:
         return None
     if not key.startswith("images.") or key == "images.":
-        return f"server key {shown(key)} is not allowed: only images.* settings can be managed"
+        return (f"server key {shown(key)} is not allowed: only images.* settings and "
+                f"{', '.join(CLUSTER_SERVER_KEYS)} can be managed")
     return (f"server key {shown(key)} is not an Incus setting "
             f"(known: {', '.join(sorted(SERVER_KEYS))})")
 

@@ -220,9 +220,7 @@ class _Semantics:
             if not isinstance(target, dict):
                 continue
             base: YPath = ("targets", name)
-            url = target.get("url")
-            if isinstance(url, str) and (problem := target_url_problem(url)):
-                self.rep.at_value((*base, "url"), f"{render_path((*base, 'url'))} {problem}")
+            self._target_urls(base, target)
             project = target.get("project")
             if isinstance(project, str) and (problem := project_problem(project)):
                 path = (*base, "project")
@@ -240,6 +238,19 @@ class _Semantics:
         environ = self.ctx.environ
         for path, message in same_store_problems(targets, lambda u: target_url(u, environ)):
             self.rep.at_key(path, message)
+
+    def _target_urls(self, base: YPath, target: dict[str, Any]) -> None:
+        """``url``, or each of ``urls`` (never both), as a target URL."""
+        places: list[tuple[YPath, Any]] = [((*base, "url"), target.get("url"))]
+        urls = target.get("urls")
+        if isinstance(urls, list):
+            places += [((*base, "urls", i), u) for i, u in enumerate(urls)]
+            if "url" in target:
+                self.rep.at_key((*base, "urls"), f"{render_path(base)} sets both url and urls: "
+                                "keep one (urls lists every address to try)")
+        for path, url in places:
+            if isinstance(url, str) and (problem := target_url_problem(url)):
+                self.rep.at_value(path, f"{render_path(path)} {problem}")
 
     def _version(self) -> None:
         # The shape check compares with ==, so true and 1.0 would pass for 1.

@@ -20,6 +20,9 @@ from reconciler.model.keys import EntryKey
 from reconciler.redact import has_userinfo
 
 DEFAULT_OWNER = "incus-images"
+CLUSTER_SERVER_KEYS = ("cluster.images_minimal_replica",)
+"""``server:`` keys that only a cluster has a use for: ``plan`` refuses them for a
+standalone daemon (the daemon itself would store them and never act on them)."""
 
 
 class RemoteSpec(Frozen):
@@ -46,14 +49,25 @@ class RemoteSpec(Frozen):
 
 
 class TargetSpec(Frozen):
-    """An image store.  ``url`` is ``unix:///path`` or ``https://host:port``."""
+    """An image store.  ``url`` is ``unix:///path`` or ``https://host:port``.
+
+    ``urls`` lists every address of a target declared with ``urls:`` (members of one
+    cluster, tried in order; ``url`` is the first of them); it is empty for a target
+    declared with ``url:``.  :attr:`addresses` is what to try, either way.
+    """
 
     name: str
     url: str
+    urls: tuple[str, ...] = ()
     project: str = "default"
     client_cert: str | None = Field(default=None, repr=False)
     client_key: str | None = Field(default=None, repr=False)
     server_cert: str | None = Field(default=None, repr=False)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The URLs to try, in order (one unless the target was declared with ``urls:``)."""
+        return self.urls or (self.url,)
 
 
 class AliasDecl(Frozen):

@@ -43,6 +43,11 @@ class TargetFile(Frozen):
         default=None, description="unix:///path/to/unix.socket or https://host:port; "
         "default: the local daemon's socket."
     )
+    urls: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Instead of url: addresses of members of one cluster, tried in order; "
+        "the first that answers is used.",
+    )
     project: str = "default"
     client_cert: str | None = Field(default=None, description="PEM text or a path.")
     client_key: str | None = Field(default=None, description="PEM text or a path.")

@@ -216,6 +216,8 @@ class TargetState(Frozen):
     cluster's members (empty when not clustered), ``member`` the name of the one
     this observation went through, ``url`` the address it was reached at.
     ``verification`` is what ``--verify`` found (None: copies were not verified).
+    ``passed_over`` lists the addresses of a target declared with ``urls:`` that were
+    tried before ``url`` and did not answer, each with why, in the order tried.
     """
 
     target: str
@@ -238,6 +240,7 @@ class TargetState(Frozen):
     member: str = ""
     url: str = ""
     verification: Verification | None = None
+    passed_over: dict[str, str] = Field(default_factory=dict)
 
     def unhealthy_members(self) -> tuple[ClusterMember, ...]:
         """The members that are not Online or did not accept a connection."""

@@ -161,6 +161,27 @@ class Untouched(Frozen):
     aliases: tuple[str, ...] = ()
 
 
+class TargetReach(Frozen):
+    """How a target was reached, for a target declared with several addresses
+    (``urls:``), or why it could not be observed (``error``: none of its changes is in
+    the plan; ``plan`` and ``apply`` exit 1 naming it).
+
+    ``url`` is the address used; ``passed_over`` the ones tried before it, each with
+    why it did not answer."""
+
+    url: str | None = None
+    passed_over: dict[str, str] | None = None
+    error: str | None = None
+
+    def line(self, target: str) -> str:
+        """``target 'prod': via URL (URL2 did not answer: why)`` or the error."""
+        if self.error is not None:
+            return self.error
+        skipped = "; ".join(f"{u} did not answer: {why}"
+                            for u, why in (self.passed_over or {}).items())
+        return f"target {target!r}: via {self.url}" + (f" ({skipped})" if skipped else "")
+
+
 class Plan(Frozen):
     """A whole plan.  ``ownership`` is each touched target's inventory after apply.
 
@@ -182,6 +203,9 @@ class Plan(Frozen):
     """Things the plan could not check (for example a host's cgroup layout); not warnings."""
     untouched: tuple[Untouched, ...] = ()
     ownership: dict[str, Inventory] = Field(default_factory=dict)
+    targets: dict[str, TargetReach] | None = None
+    """Targets declared with ``urls:`` (the address used) and targets that could not be
+    observed (why); None when there are none."""
     desired_digest: str | None = None
     provenance: Provenance | None = None
     observed: dict[str, ObservedSnapshot] | None = None
@@ -190,6 +214,12 @@ class Plan(Frozen):
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def failed_targets(self) -> dict[str, str]:
+        """The targets that could not be observed, with why, by name."""
+        return {t: r.error for t, r in sorted((self.targets or {}).items())
+                if r.error is not None}
 
     def for_target(self, target: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.target == target)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import Field
+
 from reconciler.model.base import Frozen
 from reconciler.model.plan import Change
 
@@ -26,7 +28,11 @@ class Outcome(Frozen):
 
 
 class ApplyResult(Frozen):
+    """Every change's outcome; ``failed_targets`` are the targets the plan could not
+    observe (unreachable, no quorum...), with why: none of their changes was planned."""
+
     outcomes: tuple[Outcome, ...] = ()
+    failed_targets: dict[str, str] = Field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -34,4 +40,4 @@ class ApplyResult(Frozen):
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.failed_targets

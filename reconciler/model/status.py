@@ -2,9 +2,10 @@
 
 ``schemas/status.schema.json`` is generated from :class:`StatusReport`.  The shape
 is the contract's (``{"targets": {name: {"project", "images": [...]}}}``); every
-key listed there is always present (null when unknown).  ``provenance`` is an
-optional extra, written only when the owner's inventory records it; a target's
-``broken_copies`` and ``unchecked_members`` are written only under ``--verify``.
+key listed there is always present (null when unknown).  The optional extras:
+``provenance`` (written only when the owner's inventory records it), a target's
+``url`` (only for a target declared with ``urls:``) and its ``broken_copies`` and
+``unchecked_members`` (only under ``--verify``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class TargetStatus(Frozen):
     unchecked_members: dict[str, str] | None = Field(
         default=None, description="Only with --verify: the members that could not be "
         "checked, with why.")
+    url: str | None = Field(default=None, description="For a target declared with urls: "
+                            "the address that answered (absent otherwise).")
 
 
 class StatusReport(Frozen):
@@ -73,7 +76,7 @@ class StatusReport(Frozen):
         """The contract's JSON: every listed key present, ``provenance`` only when known."""
         data = self.model_dump(mode="json")
         for target in data["targets"].values():
-            for key in ("broken_copies", "unchecked_members"):
+            for key in ("broken_copies", "unchecked_members", "url"):
                 if target.get(key) is None:
                     target.pop(key, None)
             for img in target["images"]:

@@ -21,17 +21,21 @@ def render_plan(plan: Plan) -> str:
 
 
 def result_dict(result: ApplyResult) -> dict[str, Any]:
-    """``{"format_version", "ok", "outcomes": [{"status", "change", ...}]}``.
+    """``{"format_version", "ok", "outcomes": [{"status", "change", ...}]}``, and
+    ``failed_targets`` (target -> why) when some targets could not be observed.
 
     Each outcome embeds its change in the plan's JSON shape.
     """
-    return {
+    out: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "ok": result.ok,
         "outcomes": [
             o.model_dump(mode="json", by_alias=True, exclude_none=True) for o in result.outcomes
         ],
     }
+    if result.failed_targets:
+        out["failed_targets"] = dict(result.failed_targets)
+    return out
 
 
 def render_result(result: ApplyResult) -> str:

@@ -63,10 +63,14 @@ def change_row(change: Change) -> str:
 def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
     """The whole plan as markdown, newline-terminated."""
     phrase = summary_phrase(plan)
-    if phrase is None:
+    failed = plan.failed_targets
+    if phrase is None and not failed:
         lines = [f"**No changes.** The image stores match {code(file_name)}."]
     else:
-        lines = [f"**Plan:** {phrase}."]
+        lines = [f"**Plan:** {phrase or 'no changes'}."]
+    if failed:
+        lines += ["", f"**Not planned ({len(failed)})**", ""]
+        lines += [f"- {code(t)}: {' '.join(why.split())}" for t, why in failed.items()]
     if plan.warnings:
         lines += ["", f"**Warnings ({len(plan.warnings)})**", ""]
         lines += [

@@ -35,7 +35,7 @@ from reconciler.render.labels import (
     name_of,
     outcome_label,
 )
-from reconciler.render.units import human_bytes, value
+from reconciler.render.units import human_bytes, plural, value
 
 
 def notes(change: Change) -> list[str]:
@@ -174,11 +174,18 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
         block.extend(f"  left alone: {untouched_text(u)}"
                      for u in plan.untouched if u.target == target)
         blocks.append(block)
+    failed = plan.failed_targets
+    blocks.extend([_header(target, None), "  not planned: it could not be observed (see the "
+                   "error)"] for target in failed)
     phrase = summary_phrase(plan)
-    if phrase is None:
+    if phrase is None and failed:
+        blocks.append([f"No changes on the targets that could be observed; "
+                       f"{plural(len(failed), 'target')} not planned."])
+    elif phrase is None:
         blocks.append([f"No changes. The image stores match {file_name}."])
     else:
-        blocks.append([f"Plan: {phrase}."])
+        blocks.append([f"Plan: {phrase}." + (f" {plural(len(failed), 'target')} not planned."
+                                               if failed else "")])
     return _join(blocks)
 
 
@@ -193,9 +200,17 @@ def render_result(result: ApplyResult) -> str:
         block.extend(f"  {change_line(o.change)}  {outcome_label(o)}"
                      for o in mine)
         blocks.append(block)
+    blocks.extend([_header(target, None), "  not planned, nothing applied"]
+                  for target in result.failed_targets)
     counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
+    failed = ""
+    if result.failed_targets:
+        names = ", ".join(result.failed_targets)
+        failed = f"; could not reach target{'s' if len(result.failed_targets) > 1 else ''} " \
+                 f"{names}"
     if not result.outcomes:
-        blocks.append(["Apply complete: no changes."])
+        verdict = "failed" if failed else "complete"
+        blocks.append([f"Apply {verdict}: no changes{failed}."])
     else:
         parts = [f"{counts[Status.DONE]} done"]
         if counts[Status.FAILED]:
@@ -203,6 +218,6 @@ def render_result(result: ApplyResult) -> str:
         if counts[Status.SKIPPED]:
             parts.append(f"{counts[Status.SKIPPED]} skipped")
         verdict = "complete" if result.ok else "failed"
-        blocks.append([f"Apply {verdict}: {', '.join(parts)}."])
+        blocks.append([f"Apply {verdict}: {', '.join(parts)}{failed}."])
     return _join(blocks)
 

@@ -300,13 +300,15 @@ def _fail(exc: BaseException) -> Callable[[], None]:
 def test_expected_error_one_line_no_traceback(w: World) -> None:
     w.write(FULL)
     w.stores["local"].on_observe = _fail(StoreError("local", "connection refused"))
-    assert w.run("plan") == (1, "", "incus-images: error: target 'local': connection refused\n")
+    assert w.run("plan", "--target", "local") == (
+        1, "", "incus-images: error: target 'local': connection refused\n")
 
 
 def test_expected_error_with_debug_has_traceback(w: World) -> None:
     w.write(FULL)
     w.stores["local"].on_observe = _fail(StoreError("local", "connection refused"))
-    for argv in (["--debug", "plan"], ["plan", "--debug"]):
+    for argv in (["--debug", "plan", "--target", "local"],
+                 ["plan", "--debug", "--target", "local"]):
         code, _, err = w.run(*argv)
         assert code == 1
         assert err.startswith("Traceback (most recent call last):")

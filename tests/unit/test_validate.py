@@ -319,8 +319,8 @@ SEMANTIC_CASES = {
           images.auto_update_interval: 6
           core.https_address: ":8443"
         """,
-        ["7:3: server key 'core.https_address' is not allowed: only images.* settings can "
-         "be managed"],
+        ["7:3: server key 'core.https_address' is not allowed: only images.* settings and "
+         "cluster.images_minimal_replica can be managed"],
     ),
 }
 
