@@ -31,11 +31,11 @@ from reconciler.render.labels import (
     ACTION_WIDTH,
     ALIAS_ACTIONS,
     MARKERS,
+    change_label,
     fingerprints,
     name_of,
-    outcome_label,
 )
-from reconciler.render.units import human_bytes, value
+from reconciler.render.units import elapsed, human_bytes, value
 
 
 def notes(change: Change) -> list[str]:
@@ -183,25 +183,57 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
 
 # -- apply result ---------------------------------------------------------------------------
 
-def render_result(result: ApplyResult) -> str:
-    """What apply did, per target, then ``Apply complete: ...`` or ``Apply failed: ...``."""
-    blocks: list[list[str]] = []
-    for target in sorted({o.change.target for o in result.outcomes}):
-        mine = [o for o in result.outcomes if o.change.target == target]
-        block = [_header(target, mine[0].change.project)]
-        block.extend(f"  {change_line(o.change)}  {outcome_label(o)}"
-                     for o in mine)
-        blocks.append(block)
-    counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
-    if not result.outcomes:
-        blocks.append(["Apply complete: no changes."])
-    else:
-        parts = [f"{counts[Status.DONE]} done"]
-        if counts[Status.FAILED]:
-            parts.append(f"{counts[Status.FAILED]} failed")
-        if counts[Status.SKIPPED]:
-            parts.append(f"{counts[Status.SKIPPED]} skipped")
-        verdict = "complete" if result.ok else "failed"
-        blocks.append([f"Apply {verdict}: {', '.join(parts)}."])
-    return _join(blocks)
+_COLUMN = len("skipped: ")
 
+
+def _done_counts(result: ApplyResult) -> str:
+    """``1 image.download (1.3 kB downloaded), 1 alias.create``: the changes made, per
+    action in the order apply performs them; the bytes are the downloaded images' sizes."""
+    done = [o.change for o in result.outcomes if o.status is Status.DONE]
+    parts: list[str] = []
+    for action in Action:
+        mine = [c for c in done if c.action is action]
+        if not mine:
+            continue
+        part = f"{len(mine)} {action.value}"
+        size = sum(c.size or 0 for c in mine) if action is Action.IMAGE_DOWNLOAD else 0
+        if size:
+            part += f" ({human_bytes(size)} downloaded)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def render_result(result: ApplyResult, *, seconds: float | None = None) -> str:
+    """A summary of what apply did, not the plan again::
+
+        Apply failed: 1 done, 1 failed, 1 skipped in 12s.
+          done:    1 image.adopt
+          failed:  local: image.download images:debian/12 4f3a2b1c9d8e: <why>
+          skipped: local: alias.create debian-12 4f3a2b1c9d8e (not attempted: ...)
+
+    The first line counts outcomes (and says how long apply took, when ``seconds``
+    is given); then the changes made, counted per action with the bytes
+    downloaded, and every failed and skipped change by name.  Each change's own
+    line was printed on stderr while apply ran.
+    """
+    if not result.outcomes:
+        return "Apply complete: no changes.\n"
+    counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
+    parts = [f"{counts[Status.DONE]} done"]
+    parts += [f"{counts[s]} {s.value}" for s in (Status.FAILED, Status.SKIPPED) if counts[s]]
+    took = f" in {elapsed(seconds)}" if seconds is not None else ""
+    verdict = "complete" if result.ok else "failed"
+    lines = [f"Apply {verdict}: {', '.join(parts)}{took}."]
+    made = _done_counts(result)
+    if made:
+        lines.append(f"  {'done:':<{_COLUMN}}{made}")
+    for o in result.outcomes:
+        if o.status is Status.FAILED:
+            why = o.message or "no reason given"
+            lines.append(f"  {'failed:':<{_COLUMN}}{o.change.target}: {change_label(o.change)}: "
+                         f"{' '.join(why.split())}")
+        elif o.status is Status.SKIPPED:
+            why = f" ({o.message})" if o.message else ""
+            lines.append(f"  {'skipped:':<{_COLUMN}}{o.change.target}: "
+                         f"{change_label(o.change)}{why}")
+    return "\n".join(lines) + "\n"
