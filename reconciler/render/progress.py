@@ -38,11 +38,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TaskProgressColumn,
     TextColumn,
@@ -247,6 +249,35 @@ def _stage(reading: Reading, change: Change) -> str:
     return stage
 
 
+def _daemon_speed(task: Task) -> float | None:
+    speed = task.fields.get("speed")
+    return float(speed) if isinstance(speed, int | float) and speed > 0 else None
+
+
+class _Speed(TransferSpeedColumn):
+    """Bytes/s: the daemon's own measure when its text gives one (it updates its
+    percentage only every few percent, too seldom for rich's estimate), else rich's."""
+
+    def render(self, task: Task) -> Text:
+        speed = _daemon_speed(task)
+        if speed is None:
+            return super().render(task)
+        return Text(f"{filesize.decimal(int(speed))}/s", style="progress.data.speed")
+
+
+class _Eta(TimeRemainingColumn):
+    """Time left, from the daemon's speed when it gives one, else rich's estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = _daemon_speed(task)
+        if speed is None or task.total is None or task.finished:
+            return super().render(task)
+        left = int(max(task.total - task.completed, 0) / speed)
+        minutes, seconds = divmod(left, 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
 _OUTCOME_STYLE = {Status.DONE: "green", Status.FAILED: "red", Status.SKIPPED: "yellow"}
 
 
@@ -274,8 +305,8 @@ class TtyReporter:
             BarColumn(bar_width=24),
             TaskProgressColumn(),
             DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
+            _Speed(),
+            _Eta(),
             console=self._console, transient=True, get_time=clock, expand=True,
             redirect_stdout=False,  # stdout is the plan and the result: never the bars
         )
@@ -306,9 +337,10 @@ class TtyReporter:
                     self._bars.start()
                     self._live = True
                 task = self._bars.add_task(_one_line(f"{target}: {name_of(change)}"),
-                                           total=change.size, stage="")
+                                           total=change.size, stage="", speed=None)
                 self._tasks[key] = task
-            self._bars.update(task, completed=reading.done_bytes, stage=_stage(reading, change))
+            self._bars.update(task, completed=reading.done_bytes, stage=_stage(reading, change),
+                              speed=reading.speed)
 
     def done(self, outcome: Outcome) -> None:
         change = outcome.change
