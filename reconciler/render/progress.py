@@ -31,6 +31,7 @@ wall clock directly, so tests move it by hand.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -272,7 +273,7 @@ class _Eta(TimeRemainingColumn):
         speed = _daemon_speed(task)
         if speed is None or task.total is None or task.finished:
             return super().render(task)
-        left = int(max(task.total - task.completed, 0) / speed)
+        left = math.ceil(max(task.total - task.completed, 0) / speed)
         minutes, seconds = divmod(left, 60)
         hours, minutes = divmod(minutes, 60)
         return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
