@@ -61,7 +61,7 @@ from reconciler.redact import scrub
 from reconciler.render import colour
 from reconciler.render.labels import change_label as change_label
 from reconciler.render.labels import name_of, outcome_label
-from reconciler.render.readings import Reading, read
+from reconciler.render.readings import SMALL_STAGES, Reading, read
 from reconciler.render.readings import percent_in as percent_in
 from reconciler.render.safe import terminal_safe
 from reconciler.render.units import elapsed, human_bytes
@@ -143,7 +143,7 @@ def _fraction(reading: Reading, size: int | None) -> float | None:
     """How much of the change's image has moved, 0 to 1 (None: unknown)."""
     if reading.done_bytes is not None and size:
         return reading.done_bytes / size
-    if reading.percent is not None and reading.stage not in ("metadata",):
+    if reading.percent is not None and reading.stage not in SMALL_STAGES:
         return reading.percent / 100
     return None
 

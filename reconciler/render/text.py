@@ -1,8 +1,9 @@
 """The plan and the apply result as plain text, for terminals and CI logs.
 
-Pure: a function of the :class:`Plan` (or :class:`ApplyResult`) alone, no colour,
-no clock, no environment.  Nothing is printed that the plan does not hold, and
-the plan holds no key material.  Layout (Terraform-like)::
+Pure: a function of the :class:`Plan` (or :class:`ApplyResult`, and the seconds
+apply took, passed in) alone, no colour, no clock, no environment.  Nothing is
+printed that the plan does not hold, and the plan holds no key material.  Layout
+(Terraform-like)::
 
     Warnings:
       ! local: images:nest/1.0: instances need ... [requirements.nesting]

@@ -48,11 +48,9 @@ def run_on_a_terminal(world: World, *args: str, env: Mapping[str, str] | None = 
     """Run the CLI with a pseudo-terminal (120 x 40) as stdin, stdout and stderr; return
     its exit status and everything it wrote to the terminal."""
     argv = [sys.executable, "-m", "reconciler", *args, "-f", str(world.dir / "images.yaml")]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color",
-                **(env or {})}
-    for name in ("INCUS_SOCKET", "COLUMNS", "LINES", *(() if env and "NO_COLOR" in env
-                                                       else ("NO_COLOR",))):
-        full_env.pop(name, None)
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("INCUS_SOCKET", "NO_COLOR", "COLUMNS", "LINES")}
+    full_env = {**inherited, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", **(env or {})}
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(argv, cwd=world.dir, env=full_env, stdin=slave, stdout=slave,
