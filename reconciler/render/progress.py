@@ -300,9 +300,9 @@ class TtyReporter:
         self._console = Console(file=stream, force_terminal=True, highlight=False, markup=False,
                                 emoji=False, width=width, legacy_windows=False, soft_wrap=False)
         self._bars = Progress(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True, ratio=1,
-                                                                 overflow="ellipsis")),
-            TextColumn("{task.fields[stage]}", style="dim"),
+            TextColumn("{task.description}", markup=False,
+                       table_column=Column(no_wrap=True, ratio=1, overflow="ellipsis")),
+            TextColumn("{task.fields[stage]}", style="dim", markup=False),
             BarColumn(bar_width=24),
             TaskProgressColumn(),
             DownloadColumn(),

@@ -235,8 +235,12 @@ def test_tty_reads_markup_and_escapes_as_text() -> None:
     out = FakeTty()
     rep = TtyReporter(out, width=120)
     rep.note("local", "[bold red]not markup[/] \x1b[2J")
+    odd = BIG.model_copy(update={"source": "r:[red]x[/]"})
+    rep.progress("local", odd, "rootfs: 5%")
+    rep._bars.refresh()
     screen = _screen(rep, out)
     assert "[bold red]not markup[/] \\u001b[2J" in screen
+    assert "local: r:[red]x[/]" in screen
 
 
 @pytest.mark.parametrize(("stream", "environ", "off", "kind"), [
