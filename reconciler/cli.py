@@ -421,8 +421,8 @@ def apply(
     a terminal (CI) it refuses unless --yes is given, or there is nothing to
     change.  Progress goes to stderr (on a terminal, a bar per download; else
     lines with the time elapsed); the plan and a summary of the result to
-    stdout.  Each target's changes run in order; after a failure the rest of that target is
-    skipped, and running apply again picks up where it stopped.
+    stdout.  Each target's changes run in order; after a failure the rest of
+    that target is skipped, and running apply again picks up where it stopped.
 
     With PLAN (from plan --out) it applies exactly that plan, without asking:
     it observes the targets again and refuses, changing nothing, when anything
