@@ -55,7 +55,7 @@ from reconciler.commands import (
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
 from reconciler.pipeline import DEFAULT_PARALLELISM
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
-from reconciler.render import PlanFormat
+from reconciler.render import PlanFormat, colour
 from reconciler.services import Services, system_services
 
 # -- the one error handler ------------------------------------------------------------------
@@ -119,7 +119,7 @@ def run(ctx: click.Context, body: Callable[[Services], int]) -> NoReturn:
     services (the real ones unless :func:`main` was given others)."""
     found = ctx.find_object(Globals) or Globals()
     services = found.services or system_services()
-    with timeouts.using(found.timeouts()):
+    with timeouts.using(found.timeouts()), colour.disabled(found.no_color):
         status = exit_status(lambda: body(services), debug=_debug(ctx))
     ctx.exit(status)
 
@@ -130,6 +130,7 @@ class Globals:
     (None: :func:`reconciler.services.system_services`)."""
 
     debug: bool = False
+    no_color: bool = False
     connect_timeout: float | None = None
     read_timeout: float | None = None
     services: Services | None = None
@@ -211,6 +212,19 @@ def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def _colour_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--no-color``, on the group and on the commands that print plans (either place)."""
+    def disable(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.ensure_object(Globals).no_color = True
+        return value
+
+    return click.option(
+        "--no-color", is_flag=True, expose_value=False, is_eager=True, callback=disable,
+        help="No colour and no live progress bars (as NO_COLOR=1 does).",
+    )(fn)
+
+
 def _timeout_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--connect-timeout`` and ``--read-timeout``, on the group and on each command
     that talks to remotes or daemons (given twice, the one after the command wins)."""
@@ -276,10 +290,12 @@ Environment:
   INCUS_DIR            the local daemon's directory when INCUS_SOCKET is unset
                        (default: /var/lib/incus)
   GITHUB_STEP_SUMMARY  when set, plan and diff also append their markdown to it
-  NO_COLOR             nothing to turn off: colour is not used yet
+  NO_COLOR             when set (any value), no colour and no live progress
+                       bars, like --no-color; TERM=dumb does the same
   CI                   not read: apply asks only when stdin is a terminal (else
-                       it needs --yes); progress rewrites its line only when
-                       stderr is a terminal
+                       it needs --yes); progress draws bars only when stderr
+                       is a terminal, else it prints plain lines with the time
+                       elapsed (and a "still ..." line at least every 30 s)
   ${VAR}               any variable the file references as ${VAR}
 
 \b
@@ -292,6 +308,7 @@ Shell completion (bash; zsh_source and fish_source for the others):
 @click.version_option(__version__, "-V", "--version", prog_name=PROG,
                       message="%(prog)s %(version)s")
 @_debug_option
+@_colour_option
 @_timeout_options
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -358,6 +375,7 @@ def validate(ctx: click.Context, file: Path) -> None:
 @_parallelism_option
 @_timeout_options
 @_debug_option
+@_colour_option
 @click.pass_context
 def plan(
     ctx: click.Context, file: Path, targets: tuple[str, ...], fmt: str,
@@ -412,6 +430,7 @@ def plan(
 @_parallelism_option
 @_timeout_options
 @_debug_option
+@_colour_option
 @click.pass_context
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
@@ -422,9 +441,10 @@ def apply(
 
     Prints the plan and, on a terminal, asks before changing anything.  Without
     a terminal (CI) it refuses unless --yes is given, or there is nothing to
-    change.  Progress goes to stderr; the plan and the result to stdout.  Each
-    target's changes run in order; after a failure the rest of that target is
-    skipped, and running apply again picks up where it stopped.
+    change.  Progress goes to stderr (on a terminal, a bar per download; else
+    lines with the time elapsed); the plan and a summary of the result to
+    stdout.  Each target's changes run in order; after a failure the rest of
+    that target is skipped, and running apply again picks up where it stopped.
 
     With PLAN (from plan --out) it applies exactly that plan, without asking:
     it observes the targets again and refuses, changing nothing, when anything
@@ -463,6 +483,7 @@ def apply(
               default="text", show_default=True,
               help="text for people, json for scripts, markdown for pull requests.")
 @_debug_option
+@_colour_option
 @click.pass_context
 def show(ctx: click.Context, plan_file: Path, fmt: str) -> None:
     """Render a saved plan (from plan --out), contacting nothing.

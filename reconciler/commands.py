@@ -40,11 +40,11 @@ from reconciler.model.result import ApplyResult
 from reconciler.pipeline import DEFAULT_PARALLELISM, opened_stores
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import scrub
-from reconciler.render import PlanFormat, render_plan, terminal_safe
+from reconciler.render import PlanFormat, colour, render_plan, terminal_safe
 from reconciler.render import json as json_render
 from reconciler.render import text as text_render
 from reconciler.render.labels import change_label
-from reconciler.render.progress import make_reporter
+from reconciler.render.progress import reporting
 from reconciler.render.saved import describe
 from reconciler.render.units import plural
 from reconciler.services import Services
@@ -58,6 +58,14 @@ DEFAULT_LEASE_TTL = 60.0
 def _err(line: str) -> None:
     """Print one error or note line: never a URL's credentials, never a raw control character."""
     click.echo(terminal_safe(scrub(line)), err=True)
+
+
+def _out(text: str, fmt: str, services: Services, *, nl: bool = False) -> None:
+    """Print ``text`` (already terminal-safe) on stdout, coloured when it is a text plan or
+    result going to a terminal that wants colour (:func:`reconciler.render.colour.wanted`)."""
+    if fmt == "text" and colour.wanted(sys.stdout, services.environ):
+        text = colour.paint(text)
+    click.echo(text, nl=nl)
 
 
 def _load(path: Path, services: Services) -> Config:
@@ -132,7 +140,7 @@ def plan_command(
         plan = planfile.save(plan, out)
         _err(f"{PROG}: saved the plan to {out}; apply exactly this plan with: "
              f"{PROG} apply -f {file} {out}")
-    click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
+    _out(render_plan(plan, fmt, file_name=str(file)), fmt, services)
     _step_summary(services, lambda: render_plan(plan, "markdown", file_name=str(file)))
     _raise_failed_targets(plan)
     if fail_on_warnings and plan.warnings:
@@ -210,7 +218,7 @@ def apply_command(
         _reach_notes(plan)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
-            click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
+            _out(render_plan(plan, fmt, file_name=str(file)), fmt, services)
             shown = True
         if not plan.has_changes:
             _raise_failed_targets(plan)
@@ -222,7 +230,7 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+        return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
                                  parallelism=parallelism)
 
 
@@ -242,7 +250,7 @@ def _apply_saved(
     name = str(plan_file)
     check_matches(plan, config, name)
     if not plan.has_changes:
-        click.echo(render_plan(plan, fmt, file_name=str(file)), nl=False)
+        _out(render_plan(plan, fmt, file_name=str(file)), fmt, services)
         return EXIT_OK
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
@@ -250,26 +258,33 @@ def _apply_saved(
                     ttl=lease_ttl):
         pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
-            click.echo(render_plan(plan, fmt, file_name=str(file)))
-        return _apply_and_report(config, plan, stores, reader, stage, fmt,
+            _out(render_plan(plan, fmt, file_name=str(file)), fmt, services, nl=True)
+        return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
                                  parallelism=parallelism)
 
 
-def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
-                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat, *,
-                      parallelism: int = DEFAULT_PARALLELISM) -> int:
-    """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, and report."""
+def _apply_and_report(services: Services, config: Config, plan: Plan,
+                      stores: Mapping[str, ImageStore], reader: RemoteReader, stage: _Stage,
+                      fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM) -> int:
+    """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, with progress
+    on stderr (timed by ``services.clock``), and report."""
     stage.applying()
-    result = pipeline.apply_plan(config, plan, stores, reader,
-                                 reporter=make_reporter(sys.stderr), parallelism=parallelism)
+    started = services.clock()
+    with reporting(sys.stderr, environ=services.environ,
+                   clock=lambda: services.clock().timestamp()) as reporter:
+        result = pipeline.apply_plan(config, plan, stores, reader, reporter=reporter,
+                                     parallelism=parallelism)
     stage.applied()
-    return _report(result, fmt)
+    return _report(result, fmt, services, (services.clock() - started).total_seconds())
 
 
-def _report(result: ApplyResult, fmt: PlanFormat) -> int:
-    """Print an apply result; every failed change is an error line (exit 1)."""
-    renderer = json_render.render_result if fmt == "json" else text_render.render_result
-    click.echo(terminal_safe(renderer(result)), nl=False)
+def _report(result: ApplyResult, fmt: PlanFormat, services: Services, seconds: float) -> int:
+    """Print an apply result (text: a summary, in ``seconds``); every failed change is an
+    error line (exit 1)."""
+    if fmt == "json":
+        click.echo(terminal_safe(json_render.render_result(result)), nl=False)
+    else:
+        _out(terminal_safe(text_render.render_result(result, seconds=seconds)), fmt, services)
     if not result.ok:
         raise ChangesFailed([
             *(f"{o.change.target}: {change_label(o.change)} failed: "
@@ -288,7 +303,7 @@ def show_command(services: Services, *, plan_file: Path, fmt: PlanFormat) -> int
         return EXIT_OK
     made_from = plan.provenance.path if plan.provenance else "its desired-state file"
     click.echo(terminal_safe(describe(plan)) + "\n")
-    click.echo(render_plan(plan, fmt, file_name=made_from), nl=False)
+    _out(render_plan(plan, fmt, file_name=made_from), fmt, services)
     return EXIT_OK
 
 

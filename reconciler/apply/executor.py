@@ -190,6 +190,7 @@ class _TargetRun:
     def _attempt(self, c: Change, t: TypedChange | PlanError) -> Outcome:
         """``c`` (typed: ``t``) through its handler; a failure is its outcome, not an
         exception."""
+        self.reporter.start(self.target, c)
         try:
             if isinstance(t, PlanError):
                 raise t

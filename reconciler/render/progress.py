@@ -3,40 +3,82 @@
 ``apply`` receives a :class:`Reporter` and calls it; it never prints itself.
 Reporters write to the stream they are given (the CLI passes stderr, so stdout
 keeps only the plan and the result) and never raise on their own account.
-``apply`` runs targets concurrently, so every reporter here is thread-safe: each
-call holds the reporter's lock while it updates state and writes.
+``apply`` runs targets, and downloads within a target, concurrently, so every
+reporter here is thread-safe (each call holds the reporter's lock while it
+updates state and writes) and follows any number of running changes at once,
+each keyed by its target and the change itself.
 
-Calls apply makes, per change: ``progress(...)`` any number of times (the first
-call marks the change's start), then exactly one ``done(outcome)``; changes left
-out because of an interrupt get no call (the interrupt's line says where apply
-stopped).  ``note``
-is for target-level remarks ("connected", "inventory saved").
+Calls apply makes, per change attempted: ``start`` once, ``progress(...)`` any
+number of times, then exactly one ``done(outcome)``; a change skipped after a
+failure gets only ``done``; changes left out because of an interrupt get no call
+(the interrupt's line says where apply stopped).  ``note`` is for target-level
+remarks ("connected", "inventory saved").  Progress texts are turned into
+numbers by :mod:`reconciler.render.readings` only.
+
+Two reporters, chosen by :func:`reporting`:
+
+* :class:`TtyReporter` (stderr is a terminal and colour is allowed): a ``rich``
+  bar per running download (its size from the plan, bytes, percentage, bytes/s,
+  ETA), several at once; finished changes and notes as permanent lines above.
+* :class:`PlainReporter` (a pipe, a file, CI; or ``NO_COLOR``, ``--no-color``,
+  ``TERM=dumb``: a live display needs escape sequences): plain throttled lines
+  with the time elapsed, a heartbeat at least every ``heartbeat`` seconds while
+  a change says nothing, and each change's time on its last line.
+
+Time comes from the ``clock`` passed in (seconds, any origin), never from the
+wall clock directly, so tests move it by hand.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from reconciler.model.plan import Change
-from reconciler.model.result import Outcome
+from rich import filesize
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Column
+from rich.text import Text
+
+from reconciler.model.plan import Action, Change
+from reconciler.model.result import Outcome, Status
 from reconciler.redact import scrub
+from reconciler.render import colour
 from reconciler.render.labels import change_label as change_label
-from reconciler.render.labels import outcome_label
+from reconciler.render.labels import name_of, outcome_label
+from reconciler.render.readings import SMALL_STAGES, Reading, read
+from reconciler.render.readings import percent_in as percent_in
 from reconciler.render.safe import terminal_safe
+from reconciler.render.units import elapsed, human_bytes
 
 THROTTLE_SECONDS = 5.0
+HEARTBEAT_SECONDS = 30.0
+TICK_SECONDS = 1.0
+"""How often the heartbeat thread looks at the clock (real time)."""
 MILESTONES = (25, 50, 75, 100)
-_PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s?%")
+Clock = Callable[[], float]
+"""Seconds from any fixed origin (``time.monotonic``; tests pass their own)."""
 
 
 class Reporter(Protocol):
     """What ``apply`` tells the person watching.  ``text`` is one line, for people."""
+
+    def start(self, target: str, change: Change) -> None: ...
 
     def progress(self, target: str, change: Change, text: str) -> None: ...
 
@@ -47,6 +89,9 @@ class Reporter(Protocol):
 
 class SilentReporter:
     """A reporter that says nothing (tests, and JSON output)."""
+
+    def start(self, target: str, change: Change) -> None:
+        pass
 
     def progress(self, target: str, change: Change, text: str) -> None:
         pass
@@ -66,12 +111,6 @@ def change_key(target: str, change: Change) -> ChangeKey:
     return target, change.sort_key()
 
 
-def percent_in(text: str) -> float | None:
-    """The first ``NN%`` or ``NN.N%`` in ``text``, else None."""
-    match = _PERCENT.search(text)
-    return float(match.group(1)) if match else None
-
-
 def _one_line(text: str) -> str:
     """``text`` (a daemon's or an error's words) on one line, safe for a terminal."""
     return " ".join(_safe(text).split())
@@ -81,123 +120,285 @@ def _safe(text: str) -> str:
     return terminal_safe(scrub(text))
 
 
+_DOING: dict[Action, str] = {
+    Action.SERVER_UPDATE: "updating the server config of {target}",
+    Action.IMAGE_DOWNLOAD: "downloading {name} to {target}",
+    Action.IMAGE_ADOPT: "adopting {name} on {target}",
+    Action.IMAGE_REFRESH: "refreshing {name} on {target}",
+    Action.IMAGE_UPDATE: "updating {name} on {target}",
+    Action.ALIAS_CREATE: "creating alias {name} on {target}",
+    Action.ALIAS_MOVE: "moving alias {name} on {target}",
+    Action.ALIAS_UPDATE: "updating alias {name} on {target}",
+    Action.ALIAS_DELETE: "deleting alias {name} from {target}",
+    Action.IMAGE_DELETE: "deleting {name} from {target}",
+}
+
+
+def doing(target: str, change: Change) -> str:
+    """``downloading images:debian/12 to local``: what a running change is doing."""
+    return _DOING[change.action].format(name=name_of(change), target=target)
+
+
+def _fraction(reading: Reading, size: int | None) -> float | None:
+    """How much of the change's image has moved, 0 to 1 (None: unknown)."""
+    if reading.done_bytes is not None and size:
+        return reading.done_bytes / size
+    if reading.percent is not None and reading.stage not in SMALL_STAGES:
+        return reading.percent / 100
+    return None
+
+
+# -- plain lines ------------------------------------------------------------------------------
+
 @dataclass
-class _Seen:
-    last_at: float
-    milestone: int
+class _Running:
+    target: str
+    change: Change
+    started_at: float
+    last_line_at: float
+    milestone: int = 0
+    spoke: bool = False
+    """Whether a progress line was printed for it yet."""
 
 
 class PlainReporter:
-    """Plain lines, one per event worth a line: for CI logs and pipes.
+    """Plain lines, one per event worth a line: for CI logs, pipes and colourless terminals.
 
-    Invariants: each change's first ``progress`` and its ``done`` always print; a
-    later ``progress`` line prints only when ``interval`` seconds have passed
-    since that change's last printed line, or when its percentage crosses a new
-    milestone (25/50/75/100).  ``note`` always prints.
+    Invariants: a change's first ``progress`` line and its ``done`` line always
+    print; a later ``progress`` line prints only when ``interval`` seconds have
+    passed since that change's last printed line, or when its share of the image
+    crosses a new milestone (25/50/75/100 %).  :meth:`tick` prints ``still
+    downloading images:debian/12 to local... [30s elapsed]`` for each running
+    change that printed nothing for ``heartbeat`` seconds (:func:`reporting` calls
+    it every second from a thread).  Progress lines end with ``[Ns elapsed]``,
+    ``done`` lines of started changes with the change's time, ``[7s]``.  ``note``
+    always prints.
     """
 
     def __init__(
-        self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic,
-        interval: float = THROTTLE_SECONDS,
+        self, stream: TextIO, *, clock: Clock = time.monotonic,
+        interval: float = THROTTLE_SECONDS, heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self._stream = stream
         self._clock = clock
         self._interval = interval
-        self._seen: dict[ChangeKey, _Seen] = {}
+        self._heartbeat = heartbeat
+        self._running: dict[ChangeKey, _Running] = {}
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
         self._stream.write(_safe(text) + "\n")
         self._stream.flush()
 
+    def start(self, target: str, change: Change) -> None:
+        with self._lock:
+            now = self._clock()
+            self._running[change_key(target, change)] = _Running(target, change, now, now)
+
     def progress(self, target: str, change: Change, text: str) -> None:
         with self._lock:
             self._progress(target, change, text)
 
     def _progress(self, target: str, change: Change, text: str) -> None:
-        key = change_key(target, change)
         now = self._clock()
-        pct = percent_in(text)
-        reached = max((m for m in MILESTONES if pct is not None and pct >= m), default=0)
-        seen = self._seen.get(key)
-        if seen is None:
-            self._seen[key] = _Seen(last_at=now, milestone=reached)
-            self._line(f"{target}: {change_label(change)}: {_one_line(text)}")
+        key = change_key(target, change)
+        run = self._running.setdefault(key, _Running(target, change, now, now))
+        reading = read(text, change.size)
+        fraction = _fraction(reading, change.size)
+        reached = max((m for m in MILESTONES if fraction is not None and fraction * 100 >= m),
+                      default=0)
+        if run.spoke and reached <= run.milestone and now - run.last_line_at < self._interval:
             return
-        if reached > seen.milestone or now - seen.last_at >= self._interval:
-            seen.last_at = now
-            seen.milestone = max(seen.milestone, reached)
-            self._line(f"{target}: {change_label(change)}: {_one_line(text)}")
+        run.spoke, run.last_line_at = True, now
+        run.milestone = max(run.milestone, reached)
+        line = f"{target}: {change_label(change)}: {_one_line(text)}"
+        if reading.done_bytes is not None and change.size and reading.percent is None:
+            line += f" ({human_bytes(reading.done_bytes)} of {human_bytes(change.size)})"
+        self._line(f"{line} [{elapsed(now - run.started_at)} elapsed]")
+
+    def tick(self) -> None:
+        """The heartbeat: one line for each running change silent for ``heartbeat`` s."""
+        with self._lock:
+            now = self._clock()
+            for run in self._running.values():
+                if now - run.last_line_at >= self._heartbeat:
+                    run.last_line_at = now
+                    self._line(f"still {doing(run.target, run.change)}... "
+                               f"[{elapsed(now - run.started_at)} elapsed]")
 
     def done(self, outcome: Outcome) -> None:
         change = outcome.change
         with self._lock:
-            self._seen.pop(change_key(change.target, change), None)
-            self._line(f"{change.target}: {change_label(change)}: {outcome_label(outcome)}")
+            run = self._running.pop(change_key(change.target, change), None)
+            took = f" [{elapsed(self._clock() - run.started_at)}]" if run else ""
+            self._line(f"{change.target}: {change_label(change)}: "
+                       f"{_one_line(outcome_label(outcome))}{took}")
 
     def note(self, target: str, text: str) -> None:
         with self._lock:
             self._line(f"{target}: {_one_line(text)}")
 
 
-class TtyReporter:
-    """One status line, rewritten in place with ``\\r``, for a person at a terminal.
+# -- a terminal -------------------------------------------------------------------------------
 
-    The status line shows every running change (``target: label: text``, joined
-    by `` | ``), cut to the terminal width.  Finished changes and notes are
-    printed as permanent lines above it; the status line is then redrawn.
+def _stage(reading: Reading, change: Change) -> str:
+    """The words beside a bar: the stage (``rootfs``), or the percentage when the bar
+    cannot show it (no size)."""
+    stage = _one_line(reading.stage or "")[:24]
+    if reading.percent is not None and not change.size:
+        stage = f"{stage} {reading.percent:.0f}%".strip()
+    return stage
+
+
+def _daemon_speed(task: Task) -> float | None:
+    speed = task.fields.get("speed")
+    return float(speed) if isinstance(speed, int | float) and speed > 0 else None
+
+
+class _Speed(TransferSpeedColumn):
+    """Bytes/s: the daemon's own measure when its text gives one (it updates its
+    percentage only every few percent, too seldom for rich's estimate), else rich's."""
+
+    def render(self, task: Task) -> Text:
+        speed = _daemon_speed(task)
+        if speed is None:
+            return super().render(task)
+        return Text(f"{filesize.decimal(int(speed))}/s", style="progress.data.speed")
+
+
+class _Eta(TimeRemainingColumn):
+    """Time left, from the daemon's speed when it gives one, else rich's estimate."""
+
+    def render(self, task: Task) -> Text:
+        speed = _daemon_speed(task)
+        if speed is None or task.total is None or task.finished:
+            return super().render(task)
+        left = math.ceil(max(task.total - task.completed, 0) / speed)
+        minutes, seconds = divmod(left, 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+_OUTCOME_STYLE = {Status.DONE: "green", Status.FAILED: "red", Status.SKIPPED: "yellow"}
+
+
+class TtyReporter:
+    """Live ``rich`` bars for a person at a terminal, one per running download.
+
+    Invariants: a change gets a bar at its first ``progress`` (its total is the
+    plan's ``size``; without one the bar only counts); its ``done`` removes the bar
+    and prints one permanent line above the bars, ``local: image.download
+    images:debian/12 4f3a2b1c9d8e: done (via pull) [7s]`` with the outcome in its
+    colour.  Text from daemons and errors goes through :func:`_one_line` and is
+    never read as markup.  :meth:`close` stops the live display and leaves only
+    the permanent lines on the screen.
     """
 
-    def __init__(self, stream: TextIO, *, width: Callable[[], int] | None = None) -> None:
-        self._stream = stream
-        self._width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
-        self._running: dict[ChangeKey, str] = {}
-        self._drawn = 0
+    def __init__(self, stream: TextIO, *, clock: Clock = time.monotonic,
+                 width: int | None = None) -> None:
+        self._clock = clock
+        self._console = Console(file=stream, force_terminal=True, highlight=False, markup=False,
+                                emoji=False, width=width, legacy_windows=False, soft_wrap=False)
+        self._bars = Progress(
+            TextColumn("{task.description}", markup=False,
+                       table_column=Column(no_wrap=True, ratio=1, overflow="ellipsis")),
+            TextColumn("{task.fields[stage]}", style="dim", markup=False),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            _Speed(),
+            _Eta(),
+            console=self._console, transient=True, get_time=clock, expand=True,
+            redirect_stdout=False,  # stdout is the plan and the result: never the bars
+        )
+        self._tasks: dict[ChangeKey, TaskID] = {}
+        self._started: dict[ChangeKey, float] = {}
         self._lock = threading.Lock()
+        self._live = False
 
-    def _clear(self) -> None:
-        if self._drawn:
-            self._stream.write("\r" + " " * self._drawn + "\r")
-            self._drawn = 0
+    def close(self) -> None:
+        """Stop the live display (idempotent)."""
+        with self._lock:
+            if self._live:
+                self._bars.stop()
+                self._live = False
 
-    def _draw(self) -> None:
-        self._clear()
-        if self._running:
-            status = " | ".join(self._running.values())
-            limit = max(self._width() - 1, 10)
-            if len(status) > limit:
-                status = status[: limit - 3] + "..."
-            self._stream.write(status)
-            self._drawn = len(status)
-        self._stream.flush()
-
-    def _permanent(self, text: str) -> None:
-        self._clear()
-        self._stream.write(_safe(text) + "\n")
-        self._draw()
+    def start(self, target: str, change: Change) -> None:
+        with self._lock:
+            self._started[change_key(target, change)] = self._clock()
 
     def progress(self, target: str, change: Change, text: str) -> None:
         key = change_key(target, change)
+        reading = read(text, change.size)
         with self._lock:
-            self._running[key] = f"{target}: {change_label(change)}: {_one_line(text)}"
-            self._draw()
+            self._started.setdefault(key, self._clock())
+            task = self._tasks.get(key)
+            if task is None:
+                if not self._live:
+                    self._bars.start()
+                    self._live = True
+                task = self._bars.add_task(_one_line(f"{target}: {name_of(change)}"),
+                                           total=change.size, stage="", speed=None)
+                self._tasks[key] = task
+            self._bars.update(task, completed=reading.done_bytes, stage=_stage(reading, change),
+                              speed=reading.speed)
 
     def done(self, outcome: Outcome) -> None:
         change = outcome.change
+        key = change_key(change.target, change)
         with self._lock:
-            self._running.pop(change_key(change.target, change), None)
-            self._permanent(f"{change.target}: {change_label(change)}: {outcome_label(outcome)}")
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                self._bars.remove_task(task)
+            started = self._started.pop(key, None)
+            line = Text(f"{change.target}: {change_label(change)}: ")
+            line.append(_one_line(outcome_label(outcome)), style=_OUTCOME_STYLE[outcome.status])
+            if started is not None:
+                line.append(f" [{elapsed(self._clock() - started)}]", style="dim")
+            self._print(line)
 
     def note(self, target: str, text: str) -> None:
         with self._lock:
-            self._permanent(f"{target}: {_one_line(text)}")
+            self._print(Text(f"{target}: {_one_line(text)}"))
+
+    def _print(self, line: Text) -> None:
+        self._console.print(line, soft_wrap=True)
 
 
-def make_reporter(stream: TextIO) -> Reporter:
-    """A :class:`TtyReporter` when ``stream`` is a terminal, else a :class:`PlainReporter`."""
-    isatty = getattr(stream, "isatty", None)
+# -- choosing -------------------------------------------------------------------------------
+
+def make_reporter(stream: TextIO, *, environ: Mapping[str, str] | None = None,
+                  clock: Clock = time.monotonic) -> PlainReporter | TtyReporter:
+    """A :class:`TtyReporter` when ``stream`` is a terminal and colour is allowed
+    (:func:`reconciler.render.colour.wanted`), else a :class:`PlainReporter`."""
+    if colour.wanted(stream, environ if environ is not None else {}):
+        return TtyReporter(stream, clock=clock)
+    return PlainReporter(stream, clock=clock)
+
+
+@contextmanager
+def reporting(stream: TextIO, *, environ: Mapping[str, str], clock: Clock = time.monotonic,
+              tick: float = TICK_SECONDS) -> Iterator[Reporter]:
+    """The reporter for ``stream`` (:func:`make_reporter`), live for the block: the
+    heartbeat thread of a plain reporter, the bars of a terminal's; both stopped at
+    the end, before anything else is printed."""
+    reporter = make_reporter(stream, environ=environ, clock=clock)
+    if isinstance(reporter, TtyReporter):
+        try:
+            yield reporter
+        finally:
+            reporter.close()
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(tick):
+            reporter.tick()
+
+    thread = threading.Thread(target=beat, name="incus-images-heartbeat", daemon=True)
+    thread.start()
     try:
-        tty = bool(isatty()) if callable(isatty) else False
-    except (OSError, ValueError):
-        tty = False
-    return TtyReporter(stream) if tty else PlainReporter(stream)
+        yield reporter
+    finally:
+        stop.set()
+        thread.join()

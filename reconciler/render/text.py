@@ -1,8 +1,9 @@
 """The plan and the apply result as plain text, for terminals and CI logs.
 
-Pure: a function of the :class:`Plan` (or :class:`ApplyResult`) alone, no colour,
-no clock, no environment.  Nothing is printed that the plan does not hold, and
-the plan holds no key material.  Layout (Terraform-like)::
+Pure: a function of the :class:`Plan` (or :class:`ApplyResult`, and the seconds
+apply took, passed in) alone, no colour, no clock, no environment.  Nothing is
+printed that the plan does not hold, and the plan holds no key material.  Layout
+(Terraform-like)::
 
     Warnings:
       ! local: images:nest/1.0: instances need ... [requirements.nesting]
@@ -31,11 +32,11 @@ from reconciler.render.labels import (
     ACTION_WIDTH,
     ALIAS_ACTIONS,
     MARKERS,
+    change_label,
     fingerprints,
     name_of,
-    outcome_label,
 )
-from reconciler.render.units import human_bytes, plural, value
+from reconciler.render.units import elapsed, human_bytes, plural, value
 
 
 def notes(change: Change) -> list[str]:
@@ -191,33 +192,68 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
 
 # -- apply result ---------------------------------------------------------------------------
 
-def render_result(result: ApplyResult) -> str:
-    """What apply did, per target, then ``Apply complete: ...`` or ``Apply failed: ...``."""
-    blocks: list[list[str]] = []
-    for target in sorted({o.change.target for o in result.outcomes}):
-        mine = [o for o in result.outcomes if o.change.target == target]
-        block = [_header(target, mine[0].change.project)]
-        block.extend(f"  {change_line(o.change)}  {outcome_label(o)}"
-                     for o in mine)
-        blocks.append(block)
-    blocks.extend([_header(target, None), "  not planned, nothing applied"]
-                  for target in result.failed_targets)
-    counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
-    failed = ""
-    if result.failed_targets:
-        names = ", ".join(result.failed_targets)
-        failed = f"; could not reach target{'s' if len(result.failed_targets) > 1 else ''} " \
-                 f"{names}"
-    if not result.outcomes:
-        verdict = "failed" if failed else "complete"
-        blocks.append([f"Apply {verdict}: no changes{failed}."])
-    else:
-        parts = [f"{counts[Status.DONE]} done"]
-        if counts[Status.FAILED]:
-            parts.append(f"{counts[Status.FAILED]} failed")
-        if counts[Status.SKIPPED]:
-            parts.append(f"{counts[Status.SKIPPED]} skipped")
-        verdict = "complete" if result.ok else "failed"
-        blocks.append([f"Apply {verdict}: {', '.join(parts)}{failed}."])
-    return _join(blocks)
+_COLUMN = len("skipped: ")
 
+
+def _unreached(result: ApplyResult) -> str:
+    """``; could not reach target prod``: the targets apply never planned, or ""."""
+    if not result.failed_targets:
+        return ""
+    names = ", ".join(result.failed_targets)
+    return f"; could not reach target{'s' if len(result.failed_targets) > 1 else ''} {names}"
+
+
+def _done_counts(result: ApplyResult) -> str:
+    """``1 image.download (1.3 kB downloaded), 1 alias.create``: the changes made, per
+    action in the order apply performs them; the bytes are the downloaded images' sizes."""
+    done = [o.change for o in result.outcomes if o.status is Status.DONE]
+    parts: list[str] = []
+    for action in Action:
+        mine = [c for c in done if c.action is action]
+        if not mine:
+            continue
+        part = f"{len(mine)} {action.value}"
+        size = sum(c.size or 0 for c in mine) if action is Action.IMAGE_DOWNLOAD else 0
+        if size:
+            part += f" ({human_bytes(size)} downloaded)"
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def render_result(result: ApplyResult, *, seconds: float | None = None) -> str:
+    """A summary of what apply did, not the plan again::
+
+        Apply failed: 1 done, 1 failed, 1 skipped in 12s.
+          done:    1 image.adopt
+          failed:  local: image.download images:debian/12 4f3a2b1c9d8e: <why>
+          skipped: local: alias.create debian-12 4f3a2b1c9d8e (not attempted: ...)
+
+    The first line counts outcomes (and says how long apply took, when ``seconds``
+    is given); then the changes made, counted per action with the bytes
+    downloaded, and every failed and skipped change by name.  Each change's own
+    line was printed on stderr while apply ran.
+    """
+    unreached = _unreached(result)
+    if not result.outcomes:
+        return f"Apply {'failed' if unreached else 'complete'}: no changes{unreached}.\n"
+    counts = {s: sum(1 for o in result.outcomes if o.status is s) for s in Status}
+    parts = [f"{counts[Status.DONE]} done"]
+    parts += [f"{counts[s]} {s.value}" for s in (Status.FAILED, Status.SKIPPED) if counts[s]]
+    took = f" in {elapsed(seconds)}" if seconds is not None else ""
+    verdict = "complete" if result.ok and not unreached else "failed"
+    lines = [f"Apply {verdict}: {', '.join(parts)}{took}{unreached}."]
+    made = _done_counts(result)
+    if made:
+        lines.append(f"  {'done:':<{_COLUMN}}{made}")
+    for o in result.outcomes:
+        if o.status is Status.FAILED:
+            why = o.message or "no reason given"
+            lines.append(f"  {'failed:':<{_COLUMN}}{o.change.target}: {change_label(o.change)}: "
+                         f"{' '.join(why.split())}")
+        elif o.status is Status.SKIPPED:
+            why = f" ({o.message})" if o.message else ""
+            lines.append(f"  {'skipped:':<{_COLUMN}}{o.change.target}: "
+                         f"{change_label(o.change)}{why}")
+    lines += [f"  {'failed:':<{_COLUMN}}{target}: not planned, nothing applied"
+              for target in result.failed_targets]
+    return "\n".join(lines) + "\n"

@@ -460,8 +460,10 @@ def test_apply_yes(w: World) -> None:
     w.changed()
     code, out, _ = w.run("apply", "--yes", "--target", "local")
     assert code == 0
-    assert out.endswith("Apply complete: 1 done.\n")
-    assert "Plan: 1 to download" in out
+    assert out.endswith("Apply complete: 1 done in 0s.\n"
+                        "  done:    1 image.download (1.0 kB downloaded)\n")
+    assert out.count("Plan: 1 to download") == 1  # the plan once, then a summary
+    assert "image.download  images:debian/12" in out
     assert w.pulls() == ["pull debian/12"]
     assert w.connections.operation_timeouts == [3600.0]
 
@@ -479,7 +481,9 @@ def test_apply_failure_names_each_failed_change(w: World) -> None:
     w.stores["local"].on_pull = _fail(StoreError("local", "connection reset by peer"))
     code, out, err = w.run("apply", "--yes")
     assert code == 1, err
-    assert out.endswith("Apply failed: 0 done, 1 failed.\n")
+    assert out.endswith("Apply failed: 0 done, 1 failed in 0s.\n"
+                        "  failed:  local: image.download images:debian/12 4f3a2b1c9d8e: "
+                        "target 'local': connection reset by peer\n")
     progress, error = err.splitlines()
     assert progress.startswith("local: image.download images:debian/12 4f3a2b1c9d8e: FAILED")
     assert error == ("incus-images: error: local: image.download images:debian/12 4f3a2b1c9d8e "
@@ -626,7 +630,9 @@ def test_apply_plan_applies_exactly_it_without_asking(w: World, tmp_path: Path) 
     out = saved(w, tmp_path)
     code, stdout, _ = w.run("apply", str(out))  # off a terminal, without --yes
     assert code == 0
-    assert "Plan: 1 to download" in stdout and stdout.endswith("Apply complete: 1 done.\n")
+    assert "Plan: 1 to download" in stdout
+    assert stdout.endswith("Apply complete: 1 done in 0s.\n"
+                           "  done:    1 image.download (1.0 kB downloaded)\n")
     assert w.pulls() == ["pull debian/12"]
     assert w.reader.fetches == []  # it did not plan again
     assert (w.stores["local"].leases, w.stores["prod"].leases) == (1, 0)

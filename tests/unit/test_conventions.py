@@ -43,7 +43,7 @@ def test_help_documents_the_environment_and_completion(
     environment = out[out.index("Environment:"):]
     for name in ("INCUS_SOCKET", "INCUS_DIR", "GITHUB_STEP_SUMMARY", "NO_COLOR", "CI"):
         assert re.search(rf"^ +{name} +\S", environment, re.M), name
-    assert "colour is not used yet" in environment
+    assert re.search(r"NO_COLOR +when set \(any value\), no colour", environment)
     assert "_INCUS_IMAGES_COMPLETE=bash_source incus-images" in environment
 
 

@@ -200,8 +200,9 @@ def test_apply_applies_the_others_and_the_summary_names_the_failed_target(w: Wor
     code, out, err = w.run("apply", "--yes")
     assert code == 1
     assert w.pulls() == ["pull debian/12"]  # local was applied
-    assert out.endswith("Target prod:\n  not planned, nothing applied\n\n"
-                        "Apply failed: 1 done; could not reach target prod.\n")
+    assert out.endswith("Apply failed: 1 done in 0s; could not reach target prod.\n"
+                        "  done:    1 image.download (1.0 kB downloaded)\n"
+                        "  failed:  prod: not planned, nothing applied\n")
     assert ("incus-images: error: target 'prod': cannot connect to https://10.0.0.9:8443: "
             "connection refused (not planned, nothing applied)\n") in err
     assert w.stores["local"].leases == 1 and w.stores["prod"].leases == 0

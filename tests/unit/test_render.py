@@ -20,7 +20,7 @@ from reconciler.model.plan import (
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.render import json as json_render
 from reconciler.render import markdown, render_plan, text
-from reconciler.render.units import human_bytes, short, value
+from reconciler.render.units import elapsed, human_bytes, short, value
 
 NEW = "4f3a2b1c9d8e" + "0" * 52
 OLD = "1" * 64
@@ -217,26 +217,30 @@ RESULT = ApplyResult(outcomes=(
 ))
 
 
-def test_text_result() -> None:
-    assert text.render_result(RESULT) == (
-        "Target local (project default):\n"
-        "  + image.download  images:debian/12 4f3a2b1c9d8e (123.5 MB)  done (via upload)\n"
-        "  + alias.create    debian-12 -> 4f3a2b1c9d8e (description: \"Debian 12\")  "
-        "FAILED: alias exists\n"
-        "  ~ alias.move      debian/bookworm: 111111111111 -> 4f3a2b1c9d8e  "
-        "skipped (earlier change failed)\n"
-        "\n"
-        "Target prod (project web):\n"
-        "  - image.delete    images:debian/11 111111111111  done\n"
-        "\n"
-        "Apply failed: 2 done, 1 failed, 1 skipped.\n"
+def test_text_result_summarises_instead_of_repeating_the_plan() -> None:
+    assert text.render_result(RESULT, seconds=75.9) == (
+        "Apply failed: 2 done, 1 failed, 1 skipped in 1m15s.\n"
+        "  done:    1 image.download (123.5 MB downloaded), 1 image.delete\n"
+        "  failed:  local: alias.create debian-12 4f3a2b1c9d8e: alias exists\n"
+        "  skipped: local: alias.move debian/bookworm 4f3a2b1c9d8e (earlier change failed)\n"
     )
 
 
 def test_text_result_success_and_empty() -> None:
     ok = ApplyResult(outcomes=(RESULT.outcomes[3],))
-    assert text.render_result(ok).endswith("\nApply complete: 1 done.\n")
+    assert text.render_result(ok) == "Apply complete: 1 done.\n  done:    1 image.delete\n"
     assert text.render_result(ApplyResult()) == "Apply complete: no changes.\n"
+    nothing_made = ApplyResult(outcomes=(RESULT.outcomes[1],))
+    assert text.render_result(nothing_made, seconds=0) == (
+        "Apply failed: 0 done, 1 failed in 0s.\n"
+        "  failed:  local: alias.create debian-12 4f3a2b1c9d8e: alias exists\n")
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (0, "0s"), (59.99, "59s"), (60, "1m00s"), (3599, "59m59s"), (3600, "1h00m"), (-1, "0s"),
+])
+def test_elapsed(seconds: float, expected: str) -> None:
+    assert elapsed(seconds) == expected
 
 
 def test_json_result() -> None:
@@ -249,7 +253,7 @@ def test_json_result() -> None:
 
 @pytest.mark.parametrize(("size", "expected"), [
     (0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (123456789, "123.5 MB"),
-    (999_950_000, "1.0 GB"), (5 * 10**12, "5.0 TB"), (10**19, "10000.0 PB"),
+    (999_950_000, "1.0 GB"), (5 * 10**12, "5.0 TB"), (10**19, "10.0 EB"), (999_949_999, "999.9 MB"),
 ])
 def test_human_bytes(size: int, expected: str) -> None:
     assert human_bytes(size) == expected
