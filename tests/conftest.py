@@ -16,7 +16,7 @@ import pytest
 from tests.support.incusd import INCUSD, Incusd
 
 # --- other fixture modules -------------------------------------------------------------
-pytest_plugins = ["tests.support.fixtures", "tests.support.e2e"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.e2e", "tests.support.cluster"]
 
 IncusdFactory = Callable[..., Incusd]
 

@@ -141,6 +141,10 @@ class Incusd:
         if self.https_address is not None:
             # The listener address is stored in the config and comes back by itself.
             self._wait_https()
+        self._after_ready()
+
+    def _after_ready(self) -> None:
+        """Settle the server settings every test daemon runs with (one ``PATCH /1.0``)."""
         self.set_config({"images.auto_update_interval": "0"})
 
     def _wait_ready(self) -> None:
