@@ -145,11 +145,12 @@ def apply_command(
     services: Services, *, file: Path, targets: Sequence[str], yes: bool, allow_empty: bool,
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
-    operation_timeout: float | None = None,
+    operation_timeout: float | None = None, allow_degraded: bool = False,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``).
 
     The leases, the plan's observation and apply use the same stores, opened once.
+    Every target is observed before its lease is written (``pipeline.observe_first``).
     """
     if plan_file is not None:
         if targets:
@@ -157,13 +158,14 @@ def apply_command(
                                    "already says which targets it changes")
         return _apply_saved(services, file=file, plan_file=plan_file, fmt=fmt,
                             lock_timeout=lock_timeout, lease_ttl=lease_ttl,
-                            operation_timeout=operation_timeout)
+                            operation_timeout=operation_timeout,
+                            allow_degraded=allow_degraded)
     config = _load(file, services)
     names = config.check_targets(targets)
+    chosen = names or sorted(config.targets)
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
-            _leases(config, names or sorted(config.targets), stores, timeout=lock_timeout,
-                    ttl=lease_ttl):
+            _observed_then(config, chosen, stores, timeout=lock_timeout, ttl=lease_ttl):
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock())
         shown = False
@@ -179,12 +181,22 @@ def apply_command(
                 raise Refused("apply cancelled")
         if shown and fmt == "text":
             click.echo()
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt, allow_degraded)
+
+
+@contextmanager
+def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
+                   timeout: float, ttl: float) -> Iterator[Leases]:
+    """Observe ``targets`` (nothing is written to a target before that succeeded), then
+    hold their leases for the block."""
+    pipeline.observe_first(stores, targets)
+    with _leases(config, targets, stores, timeout=timeout, ttl=ttl) as held:
+        yield held
 
 
 def _apply_saved(
     services: Services, *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float,
-    lease_ttl: float, operation_timeout: float | None = None,
+    lease_ttl: float, operation_timeout: float | None = None, allow_degraded: bool = False,
 ) -> int:
     """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
 
@@ -201,20 +213,22 @@ def _apply_saved(
         return EXIT_OK
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
-            _leases(config, touched(plan), stores, timeout=lock_timeout,
-                    ttl=lease_ttl):
+            _observed_then(config, touched(plan), stores, timeout=lock_timeout,
+                           ttl=lease_ttl):
         pipeline.check_fresh(config, plan, name, stores)
         if fmt == "text":
             click.echo(render_plan(plan, fmt, file_name=str(file)))
-        return _apply_and_report(config, plan, stores, reader, stage, fmt)
+        return _apply_and_report(config, plan, stores, reader, stage, fmt, allow_degraded)
 
 
 def _apply_and_report(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
-                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat) -> int:
+                      reader: RemoteReader, stage: _Stage, fmt: PlanFormat,
+                      allow_degraded: bool = False) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, and report."""
     stage.applying()
     result = pipeline.apply_plan(config, plan, stores, reader,
-                                 reporter=make_reporter(sys.stderr))
+                                 reporter=make_reporter(sys.stderr),
+                                 allow_degraded=allow_degraded)
     stage.applied()
     return _report(result, fmt)
 
@@ -227,7 +241,8 @@ def _report(result: ApplyResult, fmt: PlanFormat) -> int:
         raise ChangesFailed([
             f"{o.change.target}: {change_label(o.change)} failed: {o.message or 'no reason given'}"
             for o in result.failed
-        ])
+        ] + [f"{o.change.target}: {change_label(o.change)} skipped: {o.message}"
+             for o in result.refused])
     return EXIT_OK
 
 

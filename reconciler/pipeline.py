@@ -181,13 +181,24 @@ def make_plan(
 
 def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
-               reporter: Reporter) -> ApplyResult:
+               reporter: Reporter, allow_degraded: bool = False) -> ApplyResult:
     """Apply ``plan`` through ``stores``; connection details and credentials come from
-    ``config`` only (never from the plan)."""
+    ``config`` only (never from the plan).  ``allow_degraded``: see
+    :func:`reconciler.apply.executor.apply_plan`."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
     return _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
-                  reporter=reporter)
+                  reporter=reporter, allow_degraded=allow_degraded)
+
+
+def observe_first(stores: Mapping[str, ImageStore], targets: Sequence[str]) -> None:
+    """Observe ``targets`` before anything is written to them (their leases come next).
+
+    An observation that fails (unreachable, no quorum: ``NoQuorum``) raises here, so
+    no request that writes reaches a target that could not be read first: on Incus
+    6.0.4/6.0.5 a failed ``PATCH /1.0`` on a cluster erases the member's settings.
+    """
+    observe(pick(stores, sorted(set(targets))))
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:

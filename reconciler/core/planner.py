@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.cluster import cluster_warnings
 from reconciler.core.inventory import with_inventories
 from reconciler.core.ownership import attribute
 from reconciler.core.plan_aliases import alias_changes, alias_deletions
@@ -169,7 +170,8 @@ def plan_target(
     3. aliases: create, move, redescribe the declared ones; delete the ones this owner
        no longer declares on images that stay;
     4. daemon-cached images unused past ``policy.cached``;
-    5. server settings; 6. the free-space warning; 7. the images left alone.
+    5. server settings; 6. the free-space warning; 7. the images left alone;
+    8. the cluster's warnings (:func:`reconciler.core.cluster.cluster_warnings`).
 
     An image asked to be deleted twice is deleted once, with the first reason given.
     """
@@ -200,7 +202,7 @@ def plan_target(
     space = () if (found := space_warning(view, changes)) is None else (found,)
     return TargetPlan(
         changes=changes,
-        warnings=(*(w for e in entries for w in e.warnings), *space),
+        warnings=(*(w for e in entries for w in e.warnings), *space, *cluster_warnings(state)),
         conflicts=(*(c for e in entries for c in e.conflicts), *alias_conflicts,
                    *server_conflicts),
         untouched=untouched(view, keep, {d.fingerprint for d in deletions}),
