@@ -97,7 +97,7 @@ def refusals(changes: Sequence[Change], state: TargetState, *,
             continue
         needed = _needs(c)
         if needed in landing:
-            refused[i] = (f"refused: it needs image {short_fingerprint(needed)}, whose "
+            refused[i] = (f"refused because it needs image {short_fingerprint(needed)}, whose "
                           f"{landing[needed].action} was refused while the cluster is "
                           f"degraded ({why}); {ALLOW}")
     return refused

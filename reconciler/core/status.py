@@ -20,13 +20,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.builds import resolve_entry
+from reconciler.core.cluster import member_problem
 from reconciler.core.ownership import Attribution, attribute
 from reconciler.model.config import Config, EntrySpec, RemoteSpec
 from reconciler.model.keys import EntryKey
 from reconciler.model.lock import Locks
 from reconciler.model.observed import ObservedImage, RecordedImage, TargetState
 from reconciler.model.remote import RemoteCatalog
-from reconciler.model.status import ImageStatus, Provenance, StatusReport, TargetStatus
+from reconciler.model.status import (
+    ImageStatus,
+    MemberStatus,
+    Provenance,
+    StatusReport,
+    TargetStatus,
+)
 from reconciler.redact import redact_url, without_userinfo
 
 
@@ -94,7 +101,16 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     ]
     images.sort(key=lambda i: (not i.managed, i.owner is None, i.owner or "", i.source or "",
                                i.fingerprint))
-    return TargetStatus(project=state.project, images=images)
+    return TargetStatus(project=state.project, images=images, members=_members(state))
+
+
+def _members(state: TargetState) -> list[MemberStatus] | None:
+    """A clustered target's members with their health (None: not a cluster)."""
+    if not state.clustered:
+        return None
+    return [MemberStatus(name=m.name, status=m.status, url=m.url, healthy=m.healthy,
+                         problem=None if m.healthy else member_problem(m))
+            for m in state.members]
 
 
 def _image(

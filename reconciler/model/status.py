@@ -3,7 +3,8 @@
 ``schemas/status.schema.json`` is generated from :class:`StatusReport`.  The shape
 is the contract's (``{"targets": {name: {"project", "images": [...]}}}``); every
 key listed there is always present (null when unknown).  ``provenance`` is the
-one optional extra, written only when the owner's inventory records it.
+one optional extra, written only when the owner's inventory records it; a clustered
+target also lists its ``members`` (left out for a standalone daemon).
 """
 
 from __future__ import annotations
@@ -46,9 +47,23 @@ class ImageStatus(Frozen):
     provenance: Provenance | None = None
 
 
+class MemberStatus(Frozen):
+    """One member of a clustered target, as the observation found it."""
+
+    name: str
+    status: str = Field(description="The daemon's word: Online, Offline, Evacuated, ...")
+    url: str
+    healthy: bool = Field(description="Online and accepting connections at its url.")
+    problem: str | None = Field(
+        default=None, description="Why it is not healthy (null when it is).")
+
+
 class TargetStatus(Frozen):
     project: str
     images: list[ImageStatus] = Field(default_factory=list)
+    members: list[MemberStatus] | None = Field(
+        default=None, description="A clustered target's members; left out when the "
+        "target is not a cluster.")
 
 
 class StatusReport(Frozen):
@@ -58,6 +73,8 @@ class StatusReport(Frozen):
         """The contract's JSON: every listed key present, ``provenance`` only when known."""
         data = self.model_dump(mode="json")
         for target in data["targets"].values():
+            if target.get("members") is None:
+                target.pop("members", None)
             for img in target["images"]:
                 if img.get("provenance") is None:
                     img.pop("provenance", None)
