@@ -496,6 +496,7 @@ class IncusStore:
         config, the tool's ownership records (``user.*`` keys) included: reading those
         is the core's business (``reconciler.core.inventory.with_inventories``)."""
         info, etag = self._server()
+        members = self._members(info)  # first: without quorum every other read hangs
         self._check_unrestricted(info)
         config = config_map(info.get("config"))
         effective = self._effective_project()
@@ -508,7 +509,7 @@ class IncusStore:
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
-            clustered=clustered(info), members=self._members(info), member=member_name(info),
+            clustered=clustered(info), members=members, member=member_name(info),
             url=self.transport.display,
         )
 
@@ -523,6 +524,8 @@ class IncusStore:
         try:
             listed = self._call("GET", "/1.0/cluster/members", "cluster member list",
                                 params={"recursion": "1"}, project="default").get("metadata")
+        except UntrustedClient:
+            raise
         except StoreError as exc:
             raise NoQuorum(self.target, NO_QUORUM.format(detail=_detail(exc))) from exc
         return self._reached(members_from_api(listed))

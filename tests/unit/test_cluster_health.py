@@ -351,3 +351,33 @@ def test_status_lists_members_and_flags_the_unhealthy_ones() -> None:
                        None, None)
     assert "members" not in standalone.to_json_dict()["targets"]["local"]
     assert "members" not in status_render.render_text(standalone)
+
+
+# -- the adapter's pieces: the connection check, the sync failure ------------------------------
+
+def test_accepting_tells_listening_from_refused_addresses_at_once() -> None:
+    import socket
+
+    from reconciler.adapters.reach import accepting
+
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        up = f"https://127.0.0.1:{listening.getsockname()[1]}"
+        down = f"https://127.0.0.1:{closed.getsockname()[1]}"
+        assert accepting([up, down, "unix:///run/x.socket", up], 1.0) == {
+            up: True, down: False, "unix:///run/x.socket": None}
+
+
+def test_a_failed_sync_is_sync_failed_and_other_failures_are_not() -> None:
+    from reconciler.adapters.incus import _sync_failed
+    from reconciler.errors import OperationFailed
+
+    sync = _sync_failed(OperationFailed("c", "pull of x: Failed syncing image between servers: "
+                                        'Failed to copy image to "m3": connection refused'))
+    assert isinstance(sync, SyncFailed)
+    assert str(sync).startswith("target 'c': pull of x: Failed syncing image between servers")
+    assert "stays on the importing member only" in str(sync)
+    other = OperationFailed("c", "pull of x: not found")
+    assert _sync_failed(other) is other
