@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
+from reconciler.adapters.http import Transport
+from reconciler.adapters.incus import IncusStore, _sync_failed
+from reconciler.adapters.reach import accepting
 from reconciler.apply.executor import apply_plan
 from reconciler.apply.lease import LEASE_KEY
 from reconciler.cli import main
@@ -30,8 +36,8 @@ from reconciler.core.cluster import (
 )
 from reconciler.core.planner import make_plan
 from reconciler.core.status import shape
-from reconciler.errors import NoQuorum, SyncFailed
-from reconciler.model.config import Config
+from reconciler.errors import NoQuorum, OperationFailed, SyncFailed
+from reconciler.model.config import Config, TargetSpec
 from reconciler.model.observed import ClusterMember, TargetState
 from reconciler.model.plan import Action, Change, Plan, PullSource, Writable
 from reconciler.model.remote import RemoteCatalog
@@ -356,10 +362,6 @@ def test_status_lists_members_and_flags_the_unhealthy_ones() -> None:
 # -- the adapter's pieces: the connection check, the sync failure ------------------------------
 
 def test_accepting_tells_listening_from_refused_addresses_at_once() -> None:
-    import socket
-
-    from reconciler.adapters.reach import accepting
-
     with socket.socket() as listening, socket.socket() as closed:
         listening.bind(("127.0.0.1", 0))
         listening.listen(1)
@@ -371,9 +373,6 @@ def test_accepting_tells_listening_from_refused_addresses_at_once() -> None:
 
 
 def test_a_failed_sync_is_sync_failed_and_other_failures_are_not() -> None:
-    from reconciler.adapters.incus import _sync_failed
-    from reconciler.errors import OperationFailed
-
     sync = _sync_failed(OperationFailed("c", "pull of x: Failed syncing image between servers: "
                                         'Failed to copy image to "m3": connection refused'))
     assert isinstance(sync, SyncFailed)
@@ -381,3 +380,112 @@ def test_a_failed_sync_is_sync_failed_and_other_failures_are_not() -> None:
     assert "stays on the importing member only" in str(sync)
     other = OperationFailed("c", "pull of x: not found")
     assert _sync_failed(other) is other
+
+
+class SyncFailingDaemon:
+    """A scripted daemon (no sockets) whose import fails to reach another member, and
+    which then holds the image record on the importing member, as Incus 6.0.4 does."""
+
+    ERROR = ('Failed syncing image between servers: Failed to copy image to "m3": '
+             "connection refused")
+
+    def __init__(self) -> None:
+        self.imported = False
+        self.log: list[str] = []
+
+    def request(self, method: str, url: str, **_: object) -> requests.Response:
+        path = urlsplit(url).path
+        self.log.append(f"{method} {path}")
+        if method == "GET" and path == f"/1.0/images/{FP_A}":
+            if not self.imported:
+                return _answer(404, {"type": "error", "error_code": 404, "error": "not found"})
+            return _answer(200, {"type": "sync", "status_code": 200, "metadata": {
+                "fingerprint": FP_A, "type": "container", "architecture": "x86_64",
+                "properties": {}, "aliases": []}})
+        if method == "POST" and path == "/1.0/images":
+            self.imported = True
+            return _answer(202, {"type": "async", "status_code": 100,
+                                 "operation": "/1.0/operations/op", "metadata": {
+                                     "id": "op", "status": "Failure", "status_code": 400,
+                                     "err": self.ERROR}})
+        raise AssertionError(f"unexpected request {method} {path}")
+
+    def close(self) -> None:
+        pass
+
+
+def _answer(status: int, body: dict[str, object]) -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = json.dumps(body).encode()
+    resp.headers["Content-Type"] = "application/json"
+    return resp
+
+
+def test_an_upload_that_failed_to_sync_is_not_called_done_although_its_record_is_there() -> None:
+    daemon = SyncFailingDaemon()
+    transport = Transport(session=daemon, base="http://incus.socket",  # type: ignore[arg-type]
+                          display="unix:///scripted")
+    store = IncusStore(TargetSpec(name="c", url="unix:///scripted"), transport)
+    with pytest.raises(SyncFailed, match="Failed syncing image between servers"):
+        store.upload_image([("incus.tar.xz", iter([b"x"]))], fingerprint=FP_A,
+                           type_="container", progress=lambda text: None)
+    assert daemon.imported and daemon.log[-1] == "POST /1.0/images"
+
+
+class MembersDaemon:
+    """A scripted clustered daemon: ``GET /1.0`` and the member list, nothing else."""
+
+    def __init__(self, urls: list[str], list_status: int = 200) -> None:
+        self.urls = urls
+        self.list_status = list_status
+        self.log: list[str] = []
+
+    def request(self, method: str, url: str, **_: object) -> requests.Response:
+        path = urlsplit(url).path
+        self.log.append(f"{method} {path}")
+        if (method, path) == ("GET", "/1.0"):
+            return _answer(200, {"type": "sync", "status_code": 200, "metadata": {
+                "auth": "trusted", "config": {}, "environment": {
+                    "server_clustered": True, "server_name": "m1",
+                    "server_version": "6.0.4"}}})
+        if (method, path) == ("GET", "/1.0/cluster/members") and self.list_status != 200:
+            return _answer(self.list_status, {"type": "error", "error_code": 503,
+                                              "error": "Failed to begin transaction"})
+        if (method, path) == ("GET", "/1.0/cluster/members"):
+            return _answer(200, {"type": "sync", "status_code": 200, "metadata": [
+                {"server_name": f"m{i}", "url": u, "status": "Online", "message": "Fully "
+                 "operational", "roles": []} for i, u in enumerate(self.urls, 1)]})
+        raise AssertionError(f"unexpected request {method} {path}")
+
+    def close(self) -> None:
+        pass
+
+
+def _members_store(daemon: MembersDaemon) -> IncusStore:
+    transport = Transport(session=daemon, base="http://incus.socket",  # type: ignore[arg-type]
+                          display="unix:///scripted")
+    return IncusStore(TargetSpec(name="c", url="unix:///scripted"), transport)
+
+
+def test_a_majority_of_members_refusing_connections_is_no_quorum_before_any_other_read(
+) -> None:
+    with socket.socket() as up, socket.socket() as d2, socket.socket() as d3:
+        up.bind(("127.0.0.1", 0))
+        up.listen(1)
+        for s in (d2, d3):
+            s.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        urls = [f"https://127.0.0.1:{s.getsockname()[1]}" for s in (up, d2, d3)]
+        daemon = MembersDaemon(urls)
+        with pytest.raises(NoQuorum) as caught:
+            _members_store(daemon).observe()
+    assert str(caught.value) == (
+        f"target 'c': the cluster has no quorum: 2 of 3 members do not accept connections "
+        f"(m2 at {urls[1]}, m3 at {urls[2]}); nothing was written to it")
+    assert daemon.log == ["GET /1.0", "GET /1.0/cluster/members"]
+
+
+def test_a_failing_member_list_is_no_quorum() -> None:
+    daemon = MembersDaemon([], list_status=503)
+    with pytest.raises(NoQuorum, match=r"cannot list its members .*Failed to begin transaction"):
+        _members_store(daemon).observe()
