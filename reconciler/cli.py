@@ -421,6 +421,9 @@ def plan(
               default=DEFAULT_OPERATION_TIMEOUT,
               help="How long to wait for one daemon operation (an image download) before "
               "cancelling it.")
+@click.option("--allow-degraded-cluster", "allow_degraded", is_flag=True,
+              help="On a cluster with a member down, download and delete images all the "
+              "same (they land on the healthy members only; deletes may leave broken copies).")
 @click.option("--lease-ttl", "lease_ttl", metavar="SECONDS", hidden=True,
               type=click.FloatRange(min=1), default=DEFAULT_LEASE_TTL,
               help="How long a lease lasts unless renewed (a crashed apply's lapses after it).")
@@ -435,7 +438,7 @@ def plan(
 def apply(
     ctx: click.Context, file: Path, targets: tuple[str, ...], yes: bool, allow_empty: bool,
     fmt: str, lock_timeout: float, operation_timeout: float, lease_ttl: float,
-    plan_file: Path | None, verify: bool, parallelism: int,
+    plan_file: Path | None, verify: bool, parallelism: int, allow_degraded: bool,
 ) -> None:
     """Plan, then make the image stores match the file.
 
@@ -454,6 +457,10 @@ def apply(
     Only one apply at a time works on a daemon: each holds a lease on it (in
     the server config key user.incus-images.lease), waits up to --lock-timeout
     for another's, and releases it at the end; a crashed apply's lease lapses.
+    Nothing is written to a target before it was observed; a cluster without
+    quorum is an error.  While a member of a cluster is unhealthy, its image
+    downloads, adoptions and deletes are skipped (exit 1) unless
+    --allow-degraded-cluster is given; the other changes are applied.
 
     Each daemon operation (an image download) is waited for until it ends, up
     to --operation-timeout; then the tool cancels it and the change fails.
@@ -474,7 +481,7 @@ def apply(
         services, file=file, targets=targets, yes=yes, allow_empty=allow_empty,
         fmt=cast(PlanFormat, fmt), plan_file=plan_file, lock_timeout=lock_timeout,
         lease_ttl=lease_ttl, operation_timeout=operation_timeout, verify=verify,
-        parallelism=parallelism))
+        parallelism=parallelism, allow_degraded=allow_degraded))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -185,15 +185,16 @@ def apply_command(
     fmt: PlanFormat, plan_file: Path | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT, lease_ttl: float = DEFAULT_LEASE_TTL,
     operation_timeout: float | None = None, verify: bool = False,
-    parallelism: int = DEFAULT_PARALLELISM,
+    parallelism: int = DEFAULT_PARALLELISM, allow_degraded: bool = False,
 ) -> int:
     """Plan and apply under the targets' leases, or apply a saved plan (``plan_file``).
 
     The leases, the plan's observation and apply use the same stores, opened once.
     ``verify``: the plan checks this owner's images through every member first.
-    ``parallelism`` targets are observed and applied at once; a target whose daemon
-    fails before it is planned (its lease, its observation) fails alone: the others
-    are planned and applied, and the run exits 1 naming it.
+    ``parallelism`` targets are observed and applied at once.  Every target is
+    observed before its lease is written (``pipeline.observe_first``); a target that
+    cannot be observed or leased fails alone: the others are planned and applied,
+    and the run exits 1 naming it.
     """
     if plan_file is not None:
         if targets:
@@ -204,14 +205,15 @@ def apply_command(
                                    "making it (plan --verify --out PLAN)")
         return _apply_saved(services, file=file, plan_file=plan_file, fmt=fmt,
                             lock_timeout=lock_timeout, lease_ttl=lease_ttl,
-                            operation_timeout=operation_timeout, parallelism=parallelism)
+                            operation_timeout=operation_timeout, parallelism=parallelism,
+                            allow_degraded=allow_degraded)
     config = _load(file, services)
     names = config.check_targets(targets)
+    chosen = names or sorted(config.targets)
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
-            _leases(config, names or sorted(config.targets), stores, timeout=lock_timeout,
-                    ttl=lease_ttl, set_aside_failed=True) as held:
-        failed = pipeline.not_leased(config, names or sorted(config.targets), held)
+            _observed_then(config, chosen, stores, timeout=lock_timeout, ttl=lease_ttl,
+                           parallelism=parallelism, set_aside_failed=True) as failed:
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock(), verify=verify,
                                   parallelism=parallelism, failed=failed)
@@ -231,13 +233,32 @@ def apply_command(
         if shown and fmt == "text":
             click.echo()
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
-                                 parallelism=parallelism)
+                                 parallelism=parallelism, allow_degraded=allow_degraded)
+
+
+@contextmanager
+def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
+                   timeout: float, ttl: float, parallelism: int,
+                   set_aside_failed: bool = False) -> Iterator[dict[str, IncusImagesError]]:
+    """Observe ``targets`` (nothing is written to a target before that succeeded), then
+    hold their leases for the block; yields the targets set aside, with why.
+
+    ``set_aside_failed``: a target that cannot be observed or leased is set aside
+    (its lease is not asked for); otherwise the first such failure raises.
+    """
+    unread = pipeline.observe_first(stores, targets, parallelism)
+    if unread and not set_aside_failed:
+        raise unread[sorted(unread)[0]]
+    readable = [t for t in targets if t not in unread]
+    with _leases(config, readable, stores, timeout=timeout, ttl=ttl,
+                 set_aside_failed=set_aside_failed) as held:
+        yield {**unread, **pipeline.not_leased(config, readable, held)}
 
 
 def _apply_saved(
     services: Services, *, file: Path, plan_file: Path, fmt: PlanFormat, lock_timeout: float,
     lease_ttl: float, operation_timeout: float | None = None,
-    parallelism: int = DEFAULT_PARALLELISM,
+    parallelism: int = DEFAULT_PARALLELISM, allow_degraded: bool = False,
 ) -> int:
     """Apply exactly a saved plan: no re-planning, no question (it was reviewed).
 
@@ -254,18 +275,19 @@ def _apply_saved(
         return EXIT_OK
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
-            _leases(config, touched(plan), stores, timeout=lock_timeout,
-                    ttl=lease_ttl):
+            _observed_then(config, touched(plan), stores, timeout=lock_timeout,
+                           ttl=lease_ttl, parallelism=parallelism):
         pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
             _out(render_plan(plan, fmt, file_name=str(file)), fmt, services, nl=True)
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
-                                 parallelism=parallelism)
+                                 parallelism=parallelism, allow_degraded=allow_degraded)
 
 
 def _apply_and_report(services: Services, config: Config, plan: Plan,
                       stores: Mapping[str, ImageStore], reader: RemoteReader, stage: _Stage,
-                      fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM) -> int:
+                      fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM,
+                      allow_degraded: bool = False) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, with progress
     on stderr (timed by ``services.clock``), and report."""
     stage.applying()
@@ -273,7 +295,7 @@ def _apply_and_report(services: Services, config: Config, plan: Plan,
     with reporting(sys.stderr, environ=services.environ,
                    clock=lambda: services.clock().timestamp()) as reporter:
         result = pipeline.apply_plan(config, plan, stores, reader, reporter=reporter,
-                                     parallelism=parallelism)
+                                     parallelism=parallelism, allow_degraded=allow_degraded)
     stage.applied()
     return _report(result, fmt, services, (services.clock() - started).total_seconds())
 
@@ -289,6 +311,8 @@ def _report(result: ApplyResult, fmt: PlanFormat, services: Services, seconds: f
         raise ChangesFailed([
             *(f"{o.change.target}: {change_label(o.change)} failed: "
               f"{o.message or 'no reason given'}" for o in result.failed),
+            *(f"{o.change.target}: {change_label(o.change)} skipped: {o.message}"
+              for o in result.refused),
             *(f"{why} (not planned, nothing applied)"
               for why in result.failed_targets.values()),
         ])

@@ -87,6 +87,15 @@ class OperationFailed(StoreError):
     """A background operation of the daemon ended in failure."""
 
 
+class SyncFailed(OperationFailed):
+    """An import or pull ended in "Failed syncing image between servers": the image
+    landed on the importing cluster member only, without the aliases asked for.
+
+    Never a reason to upload instead: the record it left is settled by a later run
+    once every member is up.
+    """
+
+
 class OperationAbandoned(StoreError):
     """The tool stopped waiting for a daemon operation that had not ended.
 

@@ -269,15 +269,30 @@ def reached(config: Config, states: Mapping[str, TargetState], failures: Mapping
 
 def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
-               reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM) -> ApplyResult:
+               reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM,
+               allow_degraded: bool = False) -> ApplyResult:
     """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
     connection details and credentials come from ``config`` only (never from the plan).
-    The result names the targets the plan could not observe (``failed_targets``)."""
+    The result names the targets the plan could not observe (``failed_targets``).
+    ``allow_degraded``: see :func:`reconciler.apply.executor.apply_plan`."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
     result = _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
-                    reporter=reporter, parallelism=parallelism)
+                    reporter=reporter, parallelism=parallelism, allow_degraded=allow_degraded)
     return result.model_copy(update={"failed_targets": plan.failed_targets})
+
+
+def observe_first(stores: Mapping[str, ImageStore], targets: Sequence[str],
+                  parallelism: int = DEFAULT_PARALLELISM) -> dict[str, IncusImagesError]:
+    """Observe ``targets`` before anything is written to them (their leases come next);
+    the targets that could not be observed, with why.
+
+    A target whose observation fails (unreachable, no quorum: ``NoQuorum``) must get
+    no request that writes: on Incus 6.0.4/6.0.5 a failed ``PATCH /1.0`` on a cluster
+    erases the member's settings.
+    """
+    picked, failures = pick_each(stores, sorted(set(targets)))
+    return {**failures, **observe_each(picked, parallelism)[1]}
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:

@@ -94,6 +94,7 @@ from reconciler.adapters.incus_decode import (
     server_fingerprint,
     server_version,
 )
+from reconciler.adapters.reach import accepting
 from reconciler.errors import (
     AlreadyExists,
     NoQuorum,
@@ -102,6 +103,7 @@ from reconciler.errors import (
     OperationFailed,
     PreconditionFailed,
     StoreError,
+    SyncFailed,
     UntrustedClient,
 )
 from reconciler.model.config import TargetSpec
@@ -141,6 +143,12 @@ RESTRICTED = ("this client's certificate is restricted to projects {projects}; t
 
 NO_QUORUM = ("the cluster cannot list its members ({detail}): it has no quorum or is "
              "failing; nothing was written to it")
+NO_MAJORITY = ("the cluster has no quorum: {count} of {total} members do not accept "
+               "connections ({which}); nothing was written to it")
+SYNC_FAILED = "Failed syncing image between servers"
+"""How Incus words an import that could not copy the image to the other members."""
+REACH_TIMEOUT = 2.0
+"""Seconds each member's address has to accept a TCP connection (all tried at once)."""
 
 _ERRORS: dict[int, type[StoreError]] = {
     403: UntrustedClient, 404: NotFound, 409: AlreadyExists, 412: PreconditionFailed,
@@ -446,7 +454,9 @@ class IncusStore:
                 if left <= 0:
                     return self._give_up(op_path, what)
                 op = self._wait_round(op_path, what, min(WAIT_SECONDS, math.ceil(left)))
-        except (OperationFailed, OperationAbandoned):
+        except OperationFailed as exc:
+            raise _sync_failed(exc) from None
+        except OperationAbandoned:
             raise
         except BaseException:
             self._cancel(op_path)
@@ -597,6 +607,7 @@ class IncusStore:
         config, the tool's ownership records (``user.*`` keys) included: reading those
         is the core's business (``reconciler.core.inventory.with_inventories``)."""
         info, etag = self._server()
+        members = self._members(info)  # first: without quorum every other read hangs
         self._check_unrestricted(info)
         config = config_map(info.get("config"))
         effective = self._effective_project()
@@ -609,7 +620,7 @@ class IncusStore:
             instances=self._instances(),
             images_free_bytes=self._images_free(config.get("storage.images_volume", "")),
             kernel_cgroup=kernel_cgroup(version), server_fingerprint=server_fingerprint(info),
-            clustered=clustered(info), members=self._member_space(self._members(info), info),
+            clustered=clustered(info), members=self._member_space(members, info),
             member=member_name(info), url=self.transport.display,
             passed_over=dict(self.passed_over),
         )
@@ -625,9 +636,28 @@ class IncusStore:
         try:
             listed = self._call("GET", "/1.0/cluster/members", "cluster member list",
                                 params={"recursion": "1"}, project="default").get("metadata")
+        except UntrustedClient:
+            raise
         except StoreError as exc:
             raise NoQuorum(self.target, NO_QUORUM.format(detail=_detail(exc))) from exc
-        return members_from_api(listed)
+        return self._reached(members_from_api(listed))
+
+    def _reached(self, members: tuple[ClusterMember, ...]) -> tuple[ClusterMember, ...]:
+        """``members`` with ``reachable`` set by a TCP connection to each one's url.
+
+        For a few seconds after members die the survivors still answer and list them
+        Online; a majority that does not accept connections is no quorum:
+        ``NoQuorum``, as when the list itself fails.
+        """
+        found = accepting((m.url for m in members),
+                          min(REACH_TIMEOUT, self.timeouts.connect))
+        reached = tuple(m.model_copy(update={"reachable": found.get(m.url)}) for m in members)
+        down = [m for m in reached if m.reachable is False]
+        if reached and len(down) * 2 > len(reached):
+            which = ", ".join(f"{m.name} at {m.url}" for m in down)
+            raise NoQuorum(self.target, NO_MAJORITY.format(
+                count=len(down), total=len(reached), which=which))
+        return reached
 
     def _member_space(self, members: tuple[ClusterMember, ...], info: Mapping[str, Any]
                       ) -> tuple[ClusterMember, ...]:
@@ -779,6 +809,8 @@ class IncusStore:
         try:
             answer = self._call("POST", "/1.0/images", what, data=body, headers=headers)
             landed = self._wait(answer, what, None).get("fingerprint")
+        except SyncFailed:
+            raise  # its record is there, on one member only: not a landed image
         except OperationFailed:
             if self.get_image(fingerprint) is not None:  # it arrived meanwhile
                 return fingerprint
@@ -836,6 +868,16 @@ def _detail(exc: StoreError) -> str:
     text = str(exc)
     prefix = f"target {exc.target!r}: "
     return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _sync_failed(exc: OperationFailed) -> OperationFailed:
+    """``exc`` as :class:`SyncFailed` when the daemon failed to copy an imported image to
+    the other cluster members (it keeps the record and files on the importing member)."""
+    if isinstance(exc, SyncFailed) or SYNC_FAILED not in str(exc):
+        return exc
+    return SyncFailed(exc.target, f"{_detail(exc)} (the image stays on the importing member "
+                      "only, without its aliases; a later run settles it once every member "
+                      "is up)", status=exc.status)
 
 
 def _final(op: Mapping[str, Any], what: str, target: str) -> dict[str, Any] | None:

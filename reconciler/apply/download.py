@@ -15,6 +15,14 @@ Invariants:
   error, keeps its marker, so what the daemon lands later is this owner's and
   the next plan adopts or deletes it.  A pull that merely takes long is waited
   for: only a pull the daemon failed falls back to an upload.
+- A pull or upload that failed to reach the other cluster members ("Failed syncing
+  image between servers": :class:`~reconciler.errors.SyncFailed`) fails the change:
+  no upload follows, and its in-flight marker stays, so the record the daemon left
+  on the importing member is never called done; a later plan adopts or deletes it,
+  which apply carries out only once every member is healthy
+  (:mod:`reconciler.core.cluster`).
+- A download is done only once the daemon reported success and the image reads back
+  (the closing ``update_image`` reads it).
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 
 from reconciler.apply.records import Records
-from reconciler.errors import ApplyError, NotFound, OperationAbandoned, OperationFailed
+from reconciler.errors import (
+    ApplyError,
+    NotFound,
+    OperationAbandoned,
+    OperationFailed,
+    SyncFailed,
+)
 from reconciler.model.changes import ImageDownload
 from reconciler.model.config import RemoteSpec
 from reconciler.model.fingerprint import short_fingerprint
@@ -108,6 +122,8 @@ class Download:
                 landed = self.store.pull_image(
                     c.pull, certificate=certificate, writable=c.writable,
                     progress=lambda text: self.reporter.progress(self.target, wire, text))
+            except SyncFailed:
+                raise  # landed on one member only: a failure, never a reason to upload
             except OperationFailed as exc:
                 why = str(exc)
             except OperationAbandoned as exc:

@@ -30,6 +30,10 @@ Invariants:
   alias someone else made first (by hand, racing the apply) is never taken for
   this owner's.
 - Server settings are written with compare-and-swap (:mod:`reconciler.apply.settings`).
+- On a clustered target with an unhealthy member, the changes that
+  :func:`reconciler.core.cluster.refusals` names are ``skipped`` with its reason
+  (``Outcome.refused``: the apply fails) and the others still run; nothing of a
+  refused change is attempted.
 - After a target's changes, one observation checks that each change really
   landed; a daemon that reported success without doing the work is an error
   (:func:`reconciler.apply.verify.verify`).
@@ -53,6 +57,7 @@ from reconciler.apply.download import Download, Landed
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
+from reconciler.core.cluster import refusals
 from reconciler.core.inventory import with_inventories
 from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound, PlanError
 from reconciler.interrupts import threads_without_signals
@@ -88,9 +93,13 @@ def apply_plan(
     remotes: Mapping[str, RemoteSpec],
     reporter: Reporter | None = None,
     parallelism: int = 4,
+    allow_degraded: bool = False,
 ) -> ApplyResult:
     """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
-    at once), each in plan order; outcomes are in target order whatever finished first."""
+    at once), each in plan order; outcomes are in target order whatever finished first.
+
+    ``allow_degraded`` (``--allow-degraded-cluster``): a clustered target with an
+    unhealthy member gets its downloads and deletes all the same."""
     rep = reporter or SilentReporter()
     targets = sorted({c.target for c in plan.changes})
     missing = [t for t in targets if t not in stores]
@@ -105,7 +114,8 @@ def apply_plan(
         with threads_without_signals():  # the workers leave SIGINT/SIGTERM to this thread
             for t in targets:
                 futures.append(pool.submit(
-                    _TargetRun(plan, t, stores[t], reader, remotes, rep, stop).run))
+                    _TargetRun(plan, t, stores[t], reader, remotes, rep, stop,
+                               allow_degraded=allow_degraded).run))
         outcomes = [o for f in futures for o in f.result()]
         return ApplyResult(outcomes=tuple(outcomes))
     except BaseException as exc:  # an interrupt: no target starts another change
@@ -141,9 +151,12 @@ class _TargetRun:
     def __init__(
         self, plan: Plan, target: str, store: ImageStore, reader: RemoteReader,
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
-        stop: threading.Event | None = None,
+        stop: threading.Event | None = None, *, allow_degraded: bool = False,
     ) -> None:
         self.plan = plan
+        self.allow_degraded = allow_degraded
+        self.refused: dict[int, str] = {}
+        """The changes (by index) refused on a degraded cluster, and why."""
         self.stop = stop or threading.Event()
         self.target = target
         self.store = store
@@ -160,10 +173,11 @@ class _TargetRun:
     def run(self) -> list[Outcome]:
         """Every change's outcome; the first failure or an interrupt skips the rest."""
         try:  # an unreachable target fails every change at once, attempting none
-            self.store.observe()
+            state = self.store.observe()
         except IncusImagesError as exc:
             return [Outcome(change=c, status=Status.FAILED, message=str(exc))
                     for c in self.changes]
+        self.refused = refusals(self.changes, state, allow_degraded=self.allow_degraded)
         outcomes, skipped = self._each_change()
         if not skipped:
             self._close(outcomes)
@@ -178,6 +192,8 @@ class _TargetRun:
                 skip = INTERRUPTED
             if skip:
                 outcome = Outcome(change=change, status=Status.SKIPPED, message=skip)
+            elif (why := self.refused.get(len(outcomes))) is not None:
+                outcome = Outcome(change=change, status=Status.SKIPPED, message=why, refused=True)
             else:
                 outcome = self._attempt(change, t)
                 if outcome.status is Status.FAILED:
@@ -234,14 +250,20 @@ class _TargetRun:
 
     def _close(self, outcomes: list[Outcome]) -> None:
         """The closing ownership write and the verification, on one observation; a
-        failure of either fails the last change."""
+        failure of either fails the last change.  With refused changes the plan's
+        records are not written (the records written as changes landed stand) and
+        only the changes attempted are verified."""
+        attempted = [t for i, t in enumerate(self.typed)
+                     if not isinstance(t, PlanError) and i not in self.refused]
         try:
             state = with_inventories(self.store.observe())
-            self.records.close(state)
-            verify(self.target, [t for t in self.typed if not isinstance(t, PlanError)], state)
+            if not self.refused:
+                self.records.close(state)
+            verify(self.target, attempted, state)
         except IncusImagesError as exc:
-            last = outcomes[-1]
-            outcomes[-1] = last.model_copy(update={"status": Status.FAILED, "message": str(exc)})
+            at = max((i for i, o in enumerate(outcomes) if not o.refused), default=-1)
+            outcomes[at] = outcomes[at].model_copy(
+                update={"status": Status.FAILED, "message": str(exc)})
 
 
 def _typed_or_error(c: Change) -> TypedChange | PlanError:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.cluster import cluster_warnings
 from reconciler.core.copies import Fates, copy_warnings, unchecked_notes
 from reconciler.core.inventory import with_inventories
 from reconciler.core.ownership import attribute
@@ -187,7 +188,8 @@ def plan_target(
     4. daemon-cached images unused past ``policy.cached``;
     5. server settings; 6. the free-space warning; 7. the broken copies ``--verify``
     found (``cluster.broken_copy``) and the members it could not check (notes);
-    8. the images left alone.
+    8. the images left alone; 9. the cluster's warnings
+    (:func:`reconciler.core.cluster.cluster_warnings`).
 
     An image asked to be deleted twice is deleted once, with the first reason given.
     """
@@ -223,7 +225,8 @@ def plan_target(
         wanted={e.keep[0] for e in entries if e.keep is not None}))
     return TargetPlan(
         changes=changes,
-        warnings=(*(w for e in entries for w in e.warnings), *space, *broken),
+        warnings=(*(w for e in entries for w in e.warnings), *space, *broken,
+                  *cluster_warnings(state)),
         conflicts=(*(c for e in entries for c in e.conflicts), *alias_conflicts,
                    *server_conflicts),
         untouched=untouched(view, keep, {d.fingerprint for d in deletions}),

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.core.builds import resolve_entry
+from reconciler.core.cluster import member_problem
 from reconciler.core.ownership import Attribution, attribute
 from reconciler.model.config import Config, EntrySpec, RemoteSpec
 from reconciler.model.keys import EntryKey
@@ -29,6 +30,7 @@ from reconciler.model.remote import RemoteCatalog
 from reconciler.model.status import (
     BrokenCopyStatus,
     ImageStatus,
+    MemberStatus,
     Provenance,
     StatusReport,
     TargetStatus,
@@ -104,13 +106,23 @@ def _target(config: Config, state: TargetState, catalogs: Mapping[str, RemoteCat
     url = state.url if declared is not None and declared.urls else None
     found = state.verification
     if found is None:
-        return TargetStatus(project=state.project, images=images, url=url)
+        return TargetStatus(project=state.project, images=images, url=url,
+                            members=_members(state))
     return TargetStatus(
-        project=state.project, images=images, url=url,
+        project=state.project, images=images, url=url, members=_members(state),
         broken_copies=[BrokenCopyStatus(fingerprint=b.fingerprint, member=b.member,
                                         detail=b.detail)
                        for b in found.broken if attrs.get(b.fingerprint) is not None],
         unchecked_members=dict(found.unchecked))
+
+
+def _members(state: TargetState) -> list[MemberStatus] | None:
+    """A clustered target's members with their health (None: not a cluster)."""
+    if not state.clustered:
+        return None
+    return [MemberStatus(name=m.name, status=m.status, url=m.url, healthy=m.healthy,
+                         problem=None if m.healthy else member_problem(m))
+            for m in state.members]
 
 
 def _image(

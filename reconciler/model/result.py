@@ -14,7 +14,8 @@ class Status(StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
-    """Not attempted because an earlier change of the same target failed."""
+    """Not attempted: an earlier change of the same target failed, apply was
+    interrupted, or it was refused (``Outcome.refused``)."""
 
 
 class Outcome(Frozen):
@@ -25,6 +26,9 @@ class Outcome(Frozen):
     """How a download landed: ``pull`` or ``upload`` (the contract's ``"via"``)."""
     fingerprint: str | None = None
     """The fingerprint that really landed, for downloads."""
+    refused: bool | None = None
+    """True: skipped on purpose (``message`` says why: a degraded cluster), and apply
+    fails; None otherwise (left out of the JSON)."""
 
 
 class ApplyResult(Frozen):
@@ -39,5 +43,11 @@ class ApplyResult(Frozen):
         return tuple(o for o in self.outcomes if o.status is Status.FAILED)
 
     @property
+    def refused(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.refused)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.failed_targets
+        """Every change done, or skipped only because another failed or was interrupted,
+        and every target reached."""
+        return not self.failed and not self.refused and not self.failed_targets

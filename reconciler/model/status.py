@@ -4,8 +4,8 @@
 is the contract's (``{"targets": {name: {"project", "images": [...]}}}``); every
 key listed there is always present (null when unknown).  The optional extras:
 ``provenance`` (written only when the owner's inventory records it), a target's
-``url`` (only for a target declared with ``urls:``) and its ``broken_copies`` and
-``unchecked_members`` (only under ``--verify``).
+``url`` (only for a target declared with ``urls:``), its ``members`` (only for a
+cluster) and its ``broken_copies`` and ``unchecked_members`` (only under ``--verify``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ class BrokenCopyStatus(Frozen):
     fingerprint: str
     member: str = Field(description='The member\'s name; "" for a standalone daemon.')
     detail: str = Field(description="The daemon's answer to the export, in its own words.")
+class MemberStatus(Frozen):
+    """One member of a clustered target, as the observation found it."""
+
+    name: str
+    status: str = Field(description="The daemon's word: Online, Offline, Evacuated, ...")
+    url: str
+    healthy: bool = Field(description="Online and accepting connections at its url.")
+    problem: str | None = Field(
+        default=None, description="Why it is not healthy (null when it is).")
 
 
 class TargetStatus(Frozen):
@@ -67,6 +76,9 @@ class TargetStatus(Frozen):
         "checked, with why.")
     url: str | None = Field(default=None, description="For a target declared with urls: "
                             "the address that answered (absent otherwise).")
+    members: list[MemberStatus] | None = Field(
+        default=None, description="A clustered target's members; left out when the "
+        "target is not a cluster.")
 
 
 class StatusReport(Frozen):
@@ -76,7 +88,7 @@ class StatusReport(Frozen):
         """The contract's JSON: every listed key present, ``provenance`` only when known."""
         data = self.model_dump(mode="json")
         for target in data["targets"].values():
-            for key in ("broken_copies", "unchecked_members", "url"):
+            for key in ("broken_copies", "unchecked_members", "url", "members"):
                 if target.get(key) is None:
                     target.pop(key, None)
             for img in target["images"]:

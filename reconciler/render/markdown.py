@@ -74,7 +74,8 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
     if plan.warnings:
         lines += ["", f"**Warnings ({len(plan.warnings)})**", ""]
         lines += [
-            f"- {code(w.code)} on {code(w.target)}, {code(w.image)}: {' '.join(w.message.split())}"
+            f"- {code(w.code)} on {code(w.target)}{', ' + code(w.image) if w.image else ''}: "
+            f"{' '.join(w.message.split())}"
             for w in plan.warnings
         ]
     if plan.notes:

@@ -11,7 +11,9 @@ report's order (this owner's first)::
 
 (``...`` stands for the ``EXPIRES`` and ``LAST USED`` columns.)
 ``UPDATE`` is ``yes`` (another build is wanted or waits upstream), ``no``, or
-``unknown`` (``--offline``, no source).
+``unknown`` (``--offline``, no source).  A clustered target's header is followed by
+``members: m1 (Online), m2 (Offline, unhealthy)`` and one ``! ... [cluster.member_offline]``
+line per unhealthy member.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from reconciler.core.cluster import MEMBER_OFFLINE
 from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.status import ImageStatus, StatusReport, TargetStatus
 from reconciler.model.times import minutes_as_given
@@ -89,6 +92,15 @@ def _verified(target: TargetStatus) -> list[str]:
     lines += [f"  --verify could not check {_where(m)}: {why}"
               for m, why in sorted((target.unchecked_members or {}).items())]
     return lines
+def member_lines(target: TargetStatus) -> list[str]:
+    """A clustered target's members (none for a standalone daemon): one line naming
+    them all, then one warning line per unhealthy member."""
+    if target.members is None:
+        return []
+    listed = ", ".join(f"{m.name} ({m.status}{'' if m.healthy else ', unhealthy'})"
+                       for m in target.members)
+    return [f"  members: {listed or '-'}"] + [
+        f"  ! {m.problem} [{MEMBER_OFFLINE}]" for m in target.members if not m.healthy]
 
 
 def render_text(report: StatusReport) -> str:
@@ -97,11 +109,11 @@ def render_text(report: StatusReport) -> str:
     for name, target in report.targets.items():
         head = f"Target {name} (project {target.project}): {plural(len(target.images), 'image')}"
         if not target.images:
-            blocks.append(head)
+            blocks.append("\n".join([head, *member_lines(target), *_verified(target)]))
             continue
         rows = [_COLUMNS, *(row(i) for i in target.images)]
         widths = [max(len(r[c]) for r in rows) for c in range(len(_COLUMNS))]
-        lines = [head]
+        lines = [head, *member_lines(target)]
         for r, img in zip(rows, [None, *target.images], strict=True):
             lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True))
                          .rstrip())

@@ -164,7 +164,8 @@ def render_plan(plan: Plan, *, file_name: str = "images.yaml") -> str:
     blocks: list[list[str]] = []
     if plan.warnings:
         blocks.append(["Warnings:"] + [
-            f"  ! {w.target}: {w.image}: {w.message} [{w.code}]" for w in plan.warnings
+            f"  ! {w.target}: {w.image + ': ' if w.image else ''}{w.message} [{w.code}]"
+            for w in plan.warnings
         ])
     if plan.notes:
         blocks.append(["Notes (not checked):"] + [f"  - {n}" for n in plan.notes])
