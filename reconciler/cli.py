@@ -48,11 +48,13 @@ from reconciler.commands import (
     diff_command,
     lock_command,
     plan_command,
+    schema_command,
     show_command,
     status_command,
     validate_command,
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
+from reconciler.model.schemas import NAMES as SCHEMA_NAMES
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.render import PlanFormat
 from reconciler.services import Services, system_services
@@ -537,6 +539,26 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
     """
     run(ctx, lambda services: status_command(
         services, file=file, fmt=fmt, offline=offline))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", type=click.Choice(SCHEMA_NAMES), metavar="NAME")
+@_debug_option
+@click.pass_context
+def schema(ctx: click.Context, name: str) -> None:
+    """Print one of the JSON Schemas: desired-state, plan, lock or status.
+
+    The same files as schemas/*.schema.json in the project, shipped in the
+    package: point an editor at them (a yaml-language-server modeline, as the
+    examples and the lock file carry) or validate documents in CI.  Each has a
+    stable $id, urn:incus-images:schema:NAME:1.
+
+    \b
+    Exit status: 0 printed, 1 unknown NAME.
+    Example:
+      mkdir -p schemas && incus-images schema desired-state > schemas/desired-state.schema.json
+    """
+    run(ctx, lambda _services: schema_command(name))
 
 
 def main(argv: Sequence[str] | None = None, *, services: Services | None = None) -> int:

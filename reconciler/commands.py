@@ -284,6 +284,14 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
 
+def schema_command(name: str) -> int:
+    """Print the JSON Schema ``name`` as the package ships it (byte for byte)."""
+    from reconciler.adapters.schemas import packaged
+
+    click.echo(packaged(name), nl=False)
+    return EXIT_OK
+
+
 def status_command(services: Services, *, file: Path, fmt: str, offline: bool) -> int:
     from reconciler.adapters.lockfile import read_locks
     from reconciler.render import status as status_render
