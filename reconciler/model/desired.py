@@ -29,10 +29,20 @@ FINGERPRINT_PATTERN = r"^[0-9a-f]{64}$"
 DURATION_PATTERN = r"^[1-9][0-9]*d$"
 VARIABLE = r".*\$\{"
 """A value that uses ``${VAR}``: the schema cannot know what it expands to."""
-REMOTE_URL_PATTERN = rf"^(https?://[^/?#\s]+|{VARIABLE})"
-"""What the schema says of a remote's URL (``validate`` checks the rest of it)."""
-TARGET_URL_PATTERN = rf"^(unix://(/[^\s]*)?$|https://[^/?#@\s]+|{VARIABLE})"
-"""What the schema says of a target's URL (``validate`` checks the rest of it)."""
+_PORT = (r"(:0*(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+         r"|[1-9][0-9]{0,3}))?")
+"""An optional port from 1 to 65535."""
+_HOST = r"(\[[0-9A-Fa-f:.]+(%[^\]]+)?\]|[^/?#@:\[\]\s]+)"
+_REST = r"([/?#].*)?$"
+REMOTE_URL_PATTERN = rf"^(https?://([^/?#@\s]*@)?{_HOST}{_PORT}{_REST}|{VARIABLE})"
+"""What the schema says of a remote's URL: scheme, host, port (``validate`` also checks
+host name lengths and characters)."""
+TARGET_URL_PATTERN = rf"^(unix://(/.*)?$|https://{_HOST}{_PORT}{_REST}|{VARIABLE})"
+"""What the schema says of a target's URL (``validate`` also checks host names)."""
+DAYS_SCHEMA_PATTERN = r"^([1-9][0-9]{0,3}|[12][0-9]{4}|3[0-5][0-9]{3}|36[0-4][0-9]{2}|36500)d$"
+"""A number of days from 1 to 36500 (100 years), as ``validate`` takes it."""
+PROJECT_SCHEMA_PATTERN = rf"^((?!\.{{1,2}}$)[^\s/_'\x22*]+$|{VARIABLE})"  # \x22: "
+"""Incus's project names: not empty, not . or .., no whitespace, none of / _ ' " *."""
 
 ImageType = Literal["container", "virtual-machine"]
 
@@ -104,6 +114,7 @@ class TargetFile(Frozen):
         description="The Incus project whose images are managed. A project with "
         "features.images=false uses the default project's images. Default: default.",
         examples=["default", "web"],
+        json_schema_extra={"pattern": PROJECT_SCHEMA_PATTERN},
     )
     client_cert: str | None = Field(
         default=None,
@@ -170,6 +181,7 @@ class CachedPolicyFile(Frozen):
         description="Delete a cached image when its last use (or, never used, its "
         "upload) is older than this many days, such as 30d.",
         examples=["30d"],
+        json_schema_extra={"pattern": DAYS_SCHEMA_PATTERN},
     )
 
 
@@ -228,7 +240,8 @@ class DefaultsFile(Frozen):
         examples=[{"team": "web"}])
     expires_after: str | None = Field(
         default=None, pattern=DURATION_PATTERN, title="Expires after",
-        description=_DAYS_DOC, examples=["365d"])
+        description=_DAYS_DOC, examples=["365d"],
+        json_schema_extra={"pattern": DAYS_SCHEMA_PATTERN})
 
 
 class ImageFile(Frozen):
@@ -290,7 +303,8 @@ class ImageFile(Frozen):
     )
     expires_after: str | None = Field(
         default=None, pattern=DURATION_PATTERN, title="Expires after",
-        description=_DAYS_DOC + " Not with expires_at.", examples=["90d"])
+        description=_DAYS_DOC + " Not with expires_at.", examples=["90d"],
+        json_schema_extra={"pattern": DAYS_SCHEMA_PATTERN})
     profiles: list[str] | None = Field(
         default=None, title="Profiles",
         description=_PROFILES_DOC.replace("[default].", "defaults.profiles, else [default]."),
