@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 from reconciler.desired.shown import shown
+from reconciler.desired.suggest import did_you_mean
 from reconciler.model import arch
 
 ServerValue = object
@@ -66,10 +67,12 @@ def server_key_problem(key: str) -> str | None:
     """Why ``key`` cannot be managed, or None."""
     if key in SERVER_KEYS:
         return None
+    hint = did_you_mean(key, SERVER_KEYS)
     if not key.startswith("images.") or key == "images.":
-        return f"server key {shown(key)} is not allowed: only images.* settings can be managed"
-    return (f"server key {shown(key)} is not an Incus setting "
-            f"(known: {', '.join(sorted(SERVER_KEYS))})")
+        return (f"server key {shown(key)} is not allowed: only images.* settings can be "
+                f"managed{hint}")
+    known = hint or f" (known: {', '.join(sorted(SERVER_KEYS))})"
+    return f"server key {shown(key)} is not an Incus setting{known}"
 
 
 def server_value_problem(key: str, value: ServerValue) -> str | None:
