@@ -318,6 +318,10 @@ def validate(ctx: click.Context, file: Path) -> None:
     aliases, fingerprint pins and ${VAR} references.  Every problem is reported
     at once, one line each, as FILE:LINE:COLUMN: message.
 
+    It needs no secrets: an unset ${VAR} used only for credentials (a target's
+    client_cert, client_key, server_cert; a remote's certificate) is a note on
+    stderr, not an error.  plan and apply still fail on it.
+
     \b
     Exit status: 0 valid, 1 invalid.
     Example:

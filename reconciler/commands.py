@@ -26,7 +26,7 @@ from reconciler.adapters import planfile
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
-from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, Refused
+from reconciler.errors import ChangesFailed, Diagnostic, IncusImagesError, Interrupted, Refused
 from reconciler.model.config import Config
 from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
@@ -99,7 +99,14 @@ def _until_applied() -> Iterator[_Stage]:
 # -- command bodies -------------------------------------------------------------------------
 
 def validate_command(services: Services, *, file: Path) -> int:
-    config = _load(file, services)
+    """Check the file; an unset ``${VAR}`` used only for credentials is a note (stderr)."""
+    notes: list[Diagnostic] = []
+    try:
+        config = load_config(file, services.environ, notes=notes)
+    except OSError as exc:
+        raise IncusImagesError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    for note in notes:
+        _err(str(note))
     images = {(e.source, e.type, e.architecture, e.fingerprint) for e in config.entries}
     click.echo(f"{file}: valid ({plural(len(images), 'image')}, "
                f"{plural(len(config.targets), 'target')})")
