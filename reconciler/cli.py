@@ -522,8 +522,10 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
 
 @cli.command(context_settings=CONTEXT)
 @_file_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text for people, json for scripts.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml", "csv"]),
+              default="text", show_default=True,
+              help="text for people; json or yaml (the same document) for scripts; csv: a "
+              "header row, then one row per image (target, project, then the JSON keys).")
 @click.option("--offline", is_flag=True,
               help="Do not read the remotes: update_available is unknown (null).")
 @_timeout_options
@@ -537,9 +539,16 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
     build).  Nothing is changed.
 
     \b
+    CSV columns, in order (values as in the JSON; null is empty; several
+    aliases are one quoted field, one per line, as incus image list does):
+      target, project, fingerprint, managed, owner, cached, aliases, source,
+      auto_update, expires_at, last_used_at, size, update_available
+
+    \b
     Exit status: 0 ok, 1 error.
-    Example:
+    Examples:
       incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
+      incus-images status --format csv > images.csv
     """
     run(ctx, lambda services: status_command(
         services, file=file, fmt=fmt, offline=offline))

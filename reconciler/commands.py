@@ -309,6 +309,5 @@ def status_command(services: Services, *, file: Path, fmt: str, offline: bool) -
                                        connect=stores.connect, locks=read_locks(config.path))
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
-    renderer = status_render.render_json if fmt == "json" else status_render.render_text
-    click.echo(terminal_safe(renderer(found.report)), nl=False)
+    click.echo(terminal_safe(status_render.RENDERERS[fmt](found.report)), nl=False)
     return EXIT_OK
