@@ -559,11 +559,12 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool) -> None:
 @_debug_option
 @click.pass_context
 def schema(ctx: click.Context, name: str) -> None:
-    """Print one of the JSON Schemas: desired-state, plan, lock or status.
+    """Print a JSON Schema, for editors and CI.
 
-    The same files as schemas/*.schema.json in the project, shipped in the
-    package: point an editor at them (a yaml-language-server modeline, as the
-    examples and the lock file carry) or validate documents in CI.  Each has a
+    NAME is desired-state, plan, lock or status.  The same files as
+    schemas/*.schema.json in the project, shipped in the package: point an
+    editor at them (a yaml-language-server modeline, as the examples and the
+    lock file carry) or validate documents in CI.  Each has a
     stable $id, urn:incus-images:schema:NAME:1.
 
     \b
