@@ -69,7 +69,8 @@ class TargetStatus(Frozen):
 
 
 class StatusReport(Frozen):
-    """What incus-images status --format json prints: every image of every target."""
+    """What incus-images status --format json (or yaml) prints: every image of every
+    target."""
 
     model_config = ConfigDict(title="incus-images status")
 
