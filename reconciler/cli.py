@@ -48,11 +48,13 @@ from reconciler.commands import (
     diff_command,
     lock_command,
     plan_command,
+    schema_command,
     show_command,
     status_command,
     validate_command,
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
+from reconciler.model.schemas import NAMES as SCHEMA_NAMES
 from reconciler.pipeline import DEFAULT_PARALLELISM
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
 from reconciler.render import PlanFormat, colour
@@ -349,6 +351,10 @@ def validate(ctx: click.Context, file: Path) -> None:
     aliases, fingerprint pins and ${VAR} references.  Every problem is reported
     at once, one line each, as FILE:LINE:COLUMN: message.
 
+    It needs no secrets: an unset ${VAR} used only for credentials (a target's
+    client_cert, client_key, server_cert; a remote's certificate) is a note on
+    stderr, not an error.  plan and apply still fail on it.
+
     \b
     Exit status: 0 valid, 1 invalid.
     Example:
@@ -571,8 +577,10 @@ def diff(ctx: click.Context, file: Path, base: str, head: str | None, fmt: str,
 
 @cli.command(context_settings=CONTEXT)
 @_file_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text for people, json for scripts.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml", "csv"]),
+              default="text", show_default=True,
+              help="text for people; json or yaml (the same document) for scripts; csv: a "
+              "header row, then one row per image (target, project, then the JSON keys).")
 @click.option("--offline", is_flag=True,
               help="Do not read the remotes: update_available is unknown (null).")
 @_verify_option
@@ -589,13 +597,41 @@ def status(ctx: click.Context, file: Path, fmt: str, offline: bool, verify: bool
     build).  Nothing is changed.
 
     \b
+    CSV columns, in order (values as in the JSON; null is empty; several
+    aliases are one quoted field, one per line, as incus image list does):
+      target, project, fingerprint, managed, owner, cached, aliases, source,
+      auto_update, expires_at, last_used_at, size, update_available
+
+    \b
     Exit status: 0 ok, 1 error.
-    Example:
+    Examples:
       incus-images status --format json | jq '.targets[].images[] | select(.update_available)'
+      incus-images status --format csv > images.csv
     """
     run(ctx, lambda services: status_command(
         services, file=file, fmt=fmt, offline=offline, verify=verify,
         parallelism=parallelism))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", type=click.Choice(SCHEMA_NAMES), metavar="NAME")
+@_debug_option
+@click.pass_context
+def schema(ctx: click.Context, name: str) -> None:
+    """Print a JSON Schema, for editors and CI.
+
+    NAME is desired-state, plan, lock or status.  The same files as
+    schemas/*.schema.json in the project, shipped in the package: point an
+    editor at them (a yaml-language-server modeline, as the examples and the
+    lock file carry) or validate documents in CI.  Each has a
+    stable $id, urn:incus-images:schema:NAME:1.
+
+    \b
+    Exit status: 0 printed, 1 unknown NAME.
+    Example:
+      mkdir -p schemas && incus-images schema desired-state > schemas/desired-state.schema.json
+    """
+    run(ctx, lambda _services: schema_command(name))
 
 
 def main(argv: Sequence[str] | None = None, *, services: Services | None = None) -> int:

@@ -28,6 +28,7 @@ from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
 from reconciler.errors import (
     ChangesFailed,
+    Diagnostic,
     IncusImagesError,
     Interrupted,
     Refused,
@@ -114,7 +115,14 @@ def _until_applied() -> Iterator[_Stage]:
 # -- command bodies -------------------------------------------------------------------------
 
 def validate_command(services: Services, *, file: Path) -> int:
-    config = _load(file, services)
+    """Check the file; an unset ``${VAR}`` used only for credentials is a note (stderr)."""
+    notes: list[Diagnostic] = []
+    try:
+        config = load_config(file, services.environ, notes=notes)
+    except OSError as exc:
+        raise IncusImagesError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    for note in notes:
+        _err(str(note))
     images = {(e.source, e.type, e.architecture, e.fingerprint) for e in config.entries}
     click.echo(f"{file}: valid ({plural(len(images), 'image')}, "
                f"{plural(len(config.targets), 'target')})")
@@ -375,6 +383,14 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
     return EXIT_CHANGES if detailed_exitcode and report.plan.has_changes else EXIT_OK
 
 
+def schema_command(name: str) -> int:
+    """Print the JSON Schema ``name`` as the package ships it (byte for byte)."""
+    from reconciler.adapters.schemas import packaged
+
+    click.echo(packaged(name), nl=False)
+    return EXIT_OK
+
+
 def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
                    verify: bool = False, parallelism: int = DEFAULT_PARALLELISM) -> int:
     from reconciler.adapters.lockfile import read_locks
@@ -387,6 +403,5 @@ def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
                                        verify=verify, parallelism=parallelism)
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
-    renderer = status_render.render_json if fmt == "json" else status_render.render_text
-    click.echo(terminal_safe(renderer(found.report)), nl=False)
+    click.echo(terminal_safe(status_render.RENDERERS[fmt](found.report)), nl=False)
     return EXIT_OK

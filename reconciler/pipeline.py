@@ -398,7 +398,7 @@ def run_lock(
                 for name in lock.remotes_needed(config, hosts, existing, select)}
     new = lock.resolve(config, catalogs, hosts, existing, select)
     locked = LockFile.of(new)
-    written = lockfile.write(path, locked)
+    written = lockfile.write(path, locked, lockfile.schema_ref_for(config.path))
     return LockOutcome(path=path, written=written, lock=locked,
                        changes=lock.changes(existing, new))
 

@@ -4,8 +4,14 @@ Invariants:
 
 * The lock file sits beside the desired-state file: ``images.yaml`` ->
   ``images.lock.yaml`` (stem + ``.lock.yaml``).
-* :func:`render` is a pure function of a :class:`LockFile`: no timestamp, no
-  environment, canonical order, so the same builds always give the same bytes;
+* :func:`render` is a pure function of a :class:`LockFile` and the schema
+  reference of its modeline: no timestamp, no environment, canonical order, so
+  the same builds always give the same bytes;
+* the first line is a yaml-language-server modeline naming the lock schema, so an
+  editor checks the file: ``schemas/lock.schema.json`` relative to the file, or,
+  when the desired-state file's own modeline names ``.../desired-state.schema.json``,
+  the ``lock.schema.json`` beside it (the two files sit in one directory, so the
+  same reference works for both).  Readers take it as the comment it is;
   :func:`write` leaves the file untouched (not even its mtime) when the bytes
   would not change.
 * :func:`parse` and :func:`read` raise nothing but :class:`LockFileError` for a
@@ -28,6 +34,13 @@ from reconciler.model.lock import LockFile, Locks
 
 MAX_LOCK_BYTES = 1 << 20
 """Largest lock file read (one locked build is about 300 bytes)."""
+
+MODELINE = "# yaml-language-server: $schema="
+DEFAULT_SCHEMA_REF = "schemas/lock.schema.json"
+"""The lock schema as the contract places the schemas: ``schemas/`` beside the file."""
+_DESIRED_SCHEMA = "desired-state.schema.json"
+_DESIRED_MAX = 256 * 1024
+"""Largest desired-state file read for its modeline (what ``load_config`` reads)."""
 
 HEADER = (
     "# incus-images lock file: the build each tracked image entry resolves to.\n"
@@ -56,9 +69,29 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def render(lock: LockFile) -> str:
+def schema_ref(desired_text: str) -> str:
+    """The lock schema reference for a desired-state file of this text (module doc)."""
+    for line in desired_text.splitlines()[:5]:
+        if line.startswith(MODELINE):
+            ref = line[len(MODELINE):].strip()
+            if ref.endswith(_DESIRED_SCHEMA) and not any(c.isspace() for c in ref):
+                return ref[: -len(_DESIRED_SCHEMA)] + "lock.schema.json"
+    return DEFAULT_SCHEMA_REF
+
+
+def schema_ref_for(desired: str | Path) -> str:
+    """:func:`schema_ref` of the desired-state file at ``desired``; the default when it
+    cannot be read (never through a FIFO or device: :func:`read_regular`)."""
+    try:
+        head = read_regular(Path(desired), _DESIRED_MAX)
+    except (FileRefused, OSError):
+        return DEFAULT_SCHEMA_REF
+    return schema_ref(head.decode("utf-8-sig", errors="replace"))
+
+
+def render(lock: LockFile, schema: str = DEFAULT_SCHEMA_REF) -> str:
     """The exact text of a lock file (deterministic; see module invariants)."""
-    lines = [HEADER.rstrip("\n"), f"version: {lock.version}"]
+    lines = [MODELINE + schema, HEADER.rstrip("\n"), f"version: {lock.version}"]
     if not lock.images:
         lines.append("images: []")
     else:
@@ -116,9 +149,9 @@ def read_locks(desired: str | Path) -> Locks | None:
     return lock.locks() if lock is not None else None
 
 
-def write(path: Path, lock: LockFile) -> bool:
+def write(path: Path, lock: LockFile, schema: str = DEFAULT_SCHEMA_REF) -> bool:
     """Write ``lock`` to ``path`` atomically; False (file untouched) when it already says so."""
-    text = render(lock)
+    text = render(lock, schema)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False

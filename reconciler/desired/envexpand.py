@@ -37,12 +37,23 @@ class Expansion:
     problems: list[tuple[YPath, str]] = field(default_factory=list)
     from_environment: dict[YPath, tuple[str, ...]] = field(default_factory=dict)
     """Path of every value that used at least one variable -> the variable names."""
+    unset: dict[YPath, tuple[str, ...]] = field(default_factory=dict)
+    """Path of every value with a problem -> the unset variables (no fallback) it names;
+    a path whose problems are not all unset variables (a malformed ``${``) is absent."""
 
 
 def expand_string(text: str, environ: Mapping[str, str]) -> tuple[str, list[str], list[str]]:
     """Expand one string: ``(result, variables used, problems)``."""
+    result, used, problems, _unset = _expand(text, environ)
+    return result, used, problems
+
+
+def _expand(text: str, environ: Mapping[str, str]
+            ) -> tuple[str, list[str], list[str], list[str]]:
+    """:func:`expand_string`, plus the unset variables among the problems."""
     used: list[str] = []
     problems: list[str] = []
+    unset: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -61,6 +72,7 @@ def expand_string(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]
         if fallback is not None:
             return value if value else fallback
         if value is None:
+            unset.append(name)
             problems.append(
                 f"environment variable {name!r} is not set "
                 f"(write ${{{name}:-fallback}} to give a default)"
@@ -68,7 +80,7 @@ def expand_string(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]
             return ""
         return value
 
-    return _TOKEN.sub(replace, text), used, problems
+    return _TOKEN.sub(replace, text), used, problems, unset
 
 
 def expand(data: Any, environ: Mapping[str, str]) -> Expansion:
@@ -86,9 +98,11 @@ def _walk(node: Any, path: YPath, environ: Mapping[str, str], out: Expansion) ->
     if isinstance(node, list):
         return [_walk(v, (*path, i), environ, out) for i, v in enumerate(node)]
     if isinstance(node, str) and "$" in node:
-        text, used, problems = expand_string(node, environ)
+        text, used, problems, unset = _expand(node, environ)
         if used:
             out.from_environment[path] = tuple(dict.fromkeys(used))
+        if problems and len(unset) == len(problems):
+            out.unset[path] = tuple(dict.fromkeys(unset))
         out.problems.extend((path, p) for p in problems)
         return text
     return node

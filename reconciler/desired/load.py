@@ -19,10 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from reconciler.adapters.boundedread import FileRefused, read_regular, size_text
-from reconciler.desired.envexpand import expand
+from reconciler.desired.envexpand import Expansion, expand
 from reconciler.desired.shown import clip
 from reconciler.desired.validate import Context, Diagnostics, validate
-from reconciler.desired.yamlsource import YamlSyntaxError, YPath, parse, render_path
+from reconciler.desired.yamlsource import Positions, YamlSyntaxError, YPath, parse, render_path
 from reconciler.errors import Diagnostic, ValidationFailed
 from reconciler.model.config import Config
 
@@ -34,8 +34,15 @@ MAX_MESSAGE = 400
 """Longest message of one problem line (values in messages are already shortened)."""
 
 
-def load_config(path: Path, environ: Mapping[str, str]) -> Config:
-    """The validated desired state of ``path``; ``environ`` feeds ``${VAR}`` and the socket."""
+def load_config(path: Path, environ: Mapping[str, str], *,
+                notes: list[Diagnostic] | None = None) -> Config:
+    """The validated desired state of ``path``; ``environ`` feeds ``${VAR}`` and the socket.
+
+    With ``notes`` (``validate``), an unset ``${VAR}`` used only for credentials
+    (:data:`CREDENTIALS`) is a note appended there instead of a problem: the file
+    is checked without its secrets, and the Config lacks that credential.  Without
+    it (``plan``, ``apply``, ...) every unset variable is a problem.
+    """
     file = str(path)
     try:
         raw = read_regular(path, MAX_FILE_BYTES)
@@ -45,11 +52,13 @@ def load_config(path: Path, environ: Mapping[str, str]) -> Config:
         raise ValidationFailed(
             [Diagnostic(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
         ) from None
-    return load_config_bytes(raw, file=file, base_dir=path.parent, environ=environ)
+    return load_config_bytes(raw, file=file, base_dir=path.parent, environ=environ,
+                             notes=notes)
 
 
 def load_config_bytes(
-    raw: bytes, *, file: str, base_dir: Path, environ: Mapping[str, str]
+    raw: bytes, *, file: str, base_dir: Path, environ: Mapping[str, str],
+    notes: list[Diagnostic] | None = None,
 ) -> Config:
     """Validate a desired-state file's bytes as if read from ``file`` (diagnostics name it).
 
@@ -85,8 +94,12 @@ def load_config_bytes(
     # A value the reader refused (an alias, a bad date) was read as null: say nothing more.
     diags.silenced.update(p.path for p in doc.problems if p.path is not None)
     expansion = expand(doc.data, environ)
+    deferred = credential_only(expansion) if notes is not None else set()
+    if notes is not None:
+        notes.extend(_secret_notes(file, doc.positions, expansion.unset, deferred))
     for where, message in expansion.problems:
-        diags.at_value(where, f"{_name(where)}{message}")
+        if where not in deferred:
+            diags.at_value(where, f"{_name(where)}{message}")
     # A value whose variable is missing was expanded to "": say nothing more about it.
     diags.silenced.update(where for where, _ in expansion.problems)
     ctx = Context(
@@ -99,6 +112,43 @@ def load_config_bytes(
     if config is None or diags.diagnostics:
         raise ValidationFailed(bounded(diags.diagnostics))
     return config
+
+
+CREDENTIALS = frozenset({
+    ("targets", "client_cert"), ("targets", "client_key"), ("targets", "server_cert"),
+    ("remotes", "certificate"),
+})
+"""(section, field) of the values that are credentials: key material and trust anchors."""
+
+
+def is_credential(where: YPath) -> bool:
+    """Whether ``where`` is ``targets.NAME.client_cert`` (or key, server_cert) or
+    ``remotes.NAME.certificate``."""
+    return len(where) == 3 and (where[0], where[2]) in CREDENTIALS
+
+
+def credential_only(expansion: Expansion) -> set[YPath]:
+    """The credential values whose only problems are unset variables that nothing but
+    credentials use: what ``validate`` may report as notes."""
+    elsewhere = {name for where, names in expansion.from_environment.items()
+                 if not is_credential(where) for name in names}
+    return {where for where, unset in expansion.unset.items()
+            if is_credential(where) and not elsewhere.intersection(unset)}
+
+
+def _secret_notes(file: str, positions: Positions, unset: Mapping[YPath, tuple[str, ...]],
+                  deferred: set[YPath]) -> list[Diagnostic]:
+    """One note per credential value whose variables are unset."""
+    out = []
+    for where in sorted(deferred, key=positions.value):
+        names = " and ".join(repr(n) for n in unset[where])
+        verb = "are" if len(unset[where]) > 1 else "is"
+        line, column = positions.value(where)
+        out.append(Diagnostic(file, line, column, (
+            f"note: {_name(where)}environment variable {names} {verb} not set: "
+            f"validate checks the file without credentials; plan and apply need "
+            f"{'them' if len(unset[where]) > 1 else 'it'}")))
+    return out
 
 
 def bounded(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 
 from reconciler.desired.shown import shown
+from reconciler.desired.suggest import did_you_mean
 from reconciler.model import arch
 from reconciler.model.config import CLUSTER_SERVER_KEYS
 
@@ -82,11 +83,12 @@ def server_key_problem(key: str) -> str | None:
     """Why ``key`` cannot be managed, or None."""
     if key in SERVER_KEYS:
         return None
+    hint = did_you_mean(key, SERVER_KEYS)
     if not key.startswith("images.") or key == "images.":
         return (f"server key {shown(key)} is not allowed: only images.* settings and "
-                f"{', '.join(CLUSTER_SERVER_KEYS)} can be managed")
-    return (f"server key {shown(key)} is not an Incus setting "
-            f"(known: {', '.join(sorted(SERVER_KEYS))})")
+                f"{', '.join(CLUSTER_SERVER_KEYS)} can be managed{hint}")
+    known = hint or f" (known: {', '.join(sorted(SERVER_KEYS))})"
+    return f"server key {shown(key)} is not an Incus setting{known}"
 
 
 def server_value_problem(key: str, value: ServerValue) -> str | None:

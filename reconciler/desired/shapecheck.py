@@ -5,7 +5,8 @@ booleans and numbers, and the JSON schema editors check against says the same.
 
 Every pydantic error is mapped back to a YAML path and a message:
 
-* unknown keys point at the key (``unknown key 'fingerprnt' in images[0]``);
+* unknown keys point at the key and suggest the closest known one
+  (``unknown key 'fingerprnt' in images[0] (did you mean 'fingerprint'?)``);
 * missing keys point at the mapping that lacks them;
 * everything else points at the offending value.
 
@@ -18,14 +19,17 @@ message about the value actually written.  A few fields are left to
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from reconciler.desired.shown import shown
+from reconciler.desired.suggest import did_you_mean
 from reconciler.desired.yamlsource import YPath, render_path
 from reconciler.model.desired import DesiredStateFile
 
@@ -201,7 +205,9 @@ def _plain_message(lo: _Located, data: Any) -> ShapeProblem:
     name = render_path(path)
     if kind == "extra_forbidden":
         key = shown(path[-1])
-        return ShapeProblem(path, "key", f"unknown key {key} {_container_name(path[:-1])}")
+        hint = did_you_mean(str(path[-1]), known_keys(path[:-1]))
+        return ShapeProblem(path, "key",
+                            f"unknown key {key} {_container_name(path[:-1])}{hint}")
     if kind == "missing":
         return ShapeProblem(path, "value", f"missing key {lo.missing!r} {_container_name(path)}")
     value = _value_at(data, path)
@@ -225,3 +231,41 @@ def _plain_message(lo: _Located, data: Any) -> ShapeProblem:
             return ShapeProblem(path, "value", f"{name} must be {wanted}, not {shown(value)}")
     text = error["msg"]
     return ShapeProblem(path, "value", f"{name}: {text[:1].lower()}{text[1:]}")
+
+
+def known_keys(path: YPath) -> list[str]:
+    """The keys the mapping at ``path`` may hold, from :class:`DesiredStateFile`
+    (none when ``path`` is not a mapping of the model)."""
+    model: Any = DesiredStateFile
+    for seg in path:
+        model = _child(model, seg)
+        if model is None:
+            return []
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _child(tp: Any, seg: str | int) -> Any:
+    """The type one step below ``tp`` along ``seg`` (a field, a mapping value, a list item)."""
+    if _is_model(tp):
+        field = tp.model_fields.get(seg) if isinstance(seg, str) else None
+        return None if field is None else _unwrap(field.annotation, seg)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is dict and isinstance(seg, str) and len(args) == 2:
+        return _unwrap(args[1], seg)
+    if origin is list and isinstance(seg, int) and args:
+        return _unwrap(args[0], seg)
+    return None
+
+
+def _unwrap(tp: Any, _seg: str | int) -> Any:
+    """A union's one model, mapping or list member (``X | None``, ``str | AliasFile``)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp)
+                   if _is_model(a) or typing.get_origin(a) in (dict, list)]
+        return members[0] if len(members) == 1 else None
+    return tp

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from reconciler.model.base import Frozen
 from reconciler.model.desired import FINGERPRINT_PATTERN, SOURCE_PATTERN, ImageType
@@ -32,19 +32,38 @@ LockKey = EntryKey
 class LockedBuild(Frozen):
     """The locked build of one entry on one target."""
 
-    fingerprint: str = Field(pattern=FINGERPRINT_PATTERN)
-    version: str = Field(default="", description="The remote's version key (simplestreams "
-                         "serial, or the image's serial property on an incus remote).")
-    size: int = Field(default=0, ge=0, description="Bytes to download, from the remote.")
+    fingerprint: str = Field(
+        pattern=FINGERPRINT_PATTERN, title="Fingerprint",
+        description="The locked build: all 64 hex digits of its fingerprint. plan and apply "
+        "bring this build rather than the remote's newest.",
+        examples=["5d3c1e0a8b7f4e2d9c6b1a0f3e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"])
+    version: str = Field(default="", title="Build version",
+                         description="The remote's version key (simplestreams "
+                         "serial, or the image's serial property on an incus remote); "
+                         "for people reading a diff. Default: empty.",
+                         examples=["20240101_05:24"])
+    size: int = Field(default=0, ge=0, title="Size",
+                      description="Bytes to download, from the remote. Default: 0.",
+                      examples=[123456789])
 
 
 class LockedImage(LockedBuild):
     """One line of the lock file: an entry's identity on a target, and its build."""
 
-    source: str = Field(pattern=SOURCE_PATTERN)
-    type: ImageType = "container"
-    architecture: str = Field(min_length=1)
-    target: str = Field(min_length=1)
+    model_config = ConfigDict(title="Locked build")
+
+    source: str = Field(pattern=SOURCE_PATTERN, title="Source",
+                        description="The entry's source, as the desired-state file says it.",
+                        examples=["images:debian/12"])
+    type: ImageType = Field(default="container", title="Image type",
+                            description="container or virtual-machine. Default: container.",
+                            examples=["container"])
+    architecture: str = Field(min_length=1, title="Architecture",
+                              description="The canonical Incus architecture of the build.",
+                              examples=["x86_64"])
+    target: str = Field(min_length=1, title="Target",
+                        description="The target (its name in the desired-state file) this "
+                        "lock applies to.", examples=["local"])
 
     @property
     def key(self) -> EntryKey:
@@ -62,8 +81,15 @@ Locks = dict[EntryKey, LockedBuild]
 class LockFile(Frozen):
     """The whole lock file (version 1)."""
 
-    version: Literal[1] = LOCK_VERSION
-    images: tuple[LockedImage, ...] = ()
+    model_config = ConfigDict(title="incus-images lock file (version 1)")
+
+    version: Literal[1] = Field(default=LOCK_VERSION, title="Lock file format version",
+                                description="The version of this file's format; 1 is the "
+                                "only one.", examples=[1])
+    images: tuple[LockedImage, ...] = Field(
+        default=(), title="Locked builds",
+        description="One locked build per tracked entry and target, sorted by source, "
+        "type, architecture and target. Written by incus-images lock; do not edit.")
 
     @field_validator("images")
     @classmethod

@@ -61,9 +61,13 @@ class Provenance(Stored):
     """
 
     commit: str
+    """The full hash of the git commit."""
     repository: str
+    """The origin remote's URL without credentials, or the repository's top directory."""
     path: str
+    """The file, relative to the repository's top level. Example: "images.yaml"."""
     dirty: bool = False
+    """True when the file differs from (or is not in) the commit."""
 
 
 class RecordedImage(Stored):
@@ -76,13 +80,19 @@ class RecordedImage(Stored):
     """
 
     source: str
+    """The entry's source. Example: "images:debian/12"."""
     type: ImageType = "container"
+    """container or virtual-machine."""
     architecture: str = ""
+    """The canonical architecture of the build. Example: "x86_64"."""
     aliases: tuple[str, ...] = ()
+    """The local aliases this owner manages on the image."""
     properties: tuple[str, ...] = ()
+    """The property keys this owner set on the image."""
     expires_at: bool = False
     """True when this owner wrote the image's ``expires_at`` (so dropping it clears it)."""
     provenance: Provenance | None = None
+    """Which commit of which file declared the image at the last apply (null outside git)."""
 
 
 class PendingPull(Stored):
@@ -97,9 +107,13 @@ class PendingPull(Stored):
     """
 
     server: str
+    """The URL of the server pulled from."""
     alias: str
+    """The remote alias pulled."""
     record: RecordedImage
+    """What the inventory records about the build once it lands."""
     before: tuple[str, ...] = ()
+    """The fingerprints that already had this update source when the pull started."""
 
 
 class Inventory(Stored):
@@ -111,11 +125,15 @@ class Inventory(Stored):
     """
 
     owner: str
+    """The owner the record belongs to."""
     project: str
+    """The effective project it covers."""
     images: dict[str, RecordedImage] = Field(default_factory=dict)
+    """Fingerprint -> what the owner records about that image."""
     server: dict[str, str] = Field(default_factory=dict)
     """``images.*`` server settings this owner enforces, with their values."""
     pending: tuple[PendingPull, ...] = ()
+    """Pulls by alias started and not yet settled."""
 
     @property
     def aliases(self) -> frozenset[str]:

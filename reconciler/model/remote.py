@@ -14,9 +14,13 @@ class RemoteFile(Frozen):
     """One downloadable file of a simplestreams image (metadata or rootfs)."""
 
     ftype: str
+    """The simplestreams file type. Example: "incus.tar.xz", "squashfs"."""
     path: str
+    """The file's path on the server, relative to its URL."""
     sha256: str
+    """The file's SHA-256, checked after download."""
     size: int
+    """The file's size in bytes."""
 
 
 class RemoteImage(Frozen):

@@ -22,10 +22,15 @@ class ImageFields(Frozen):
     """An image's writable fields as the daemon reported them (its fingerprint is the key)."""
 
     auto_update: bool
+    """The daemon's auto_update flag."""
     public: bool
+    """Whether the image is public."""
     profiles: tuple[str, ...]
+    """The image's default profiles, in order."""
     properties: dict[str, str] = Field(default_factory=dict)
+    """The image's properties."""
     expires_at: datetime | None = None
+    """When the image expires, or null for never."""
 
     @classmethod
     def of(cls, image: ObservedImage) -> ImageFields:
@@ -46,7 +51,12 @@ class ObservedSnapshot(Frozen):
     """
 
     project: str
+    """The effective project observed."""
     images: dict[str, ImageFields | None] = Field(default_factory=dict)
+    """Fingerprint -> the image's writable fields, or null when it was absent."""
     aliases: dict[str, str | None] = Field(default_factory=dict)
+    """Alias -> the fingerprint it pointed at, or null when it did not exist."""
     inventory: Inventory
+    """This owner's inventory for the project (empty when it had none)."""
     server: dict[str, str] = Field(default_factory=dict)
+    """The daemon's images.* settings as it listed them."""

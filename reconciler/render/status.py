@@ -1,4 +1,15 @@
-"""``incus-images status`` as text and as JSON.  Pure: a function of the report alone.
+"""``incus-images status`` as text, JSON, YAML and CSV.  Pure: a function of the report alone.
+
+JSON is the contract's document; YAML is the same document (:mod:`reconciler.render.yamltext`).
+CSV is one row per image after a header row, columns in :data:`CSV_COLUMNS` order
+(the JSON keys, with the target's name and project first), quoted as RFC 4180 says
+and as ``incus image list --format csv`` does (Go's ``encoding/csv``: a field is
+quoted when it holds a comma, a double quote, a CR or LF, or starts with a space;
+lines end with LF).  Values as in the JSON: full fingerprints, ``true``/``false``,
+RFC 3339 times, sizes in bytes, null as an empty field.  ``aliases`` holds the
+image's aliases sorted and joined with newlines, as incus's ALIASES column does
+(an alias name has no whitespace but may hold a comma), so a field with several
+aliases is quoted.  ``provenance`` is JSON and YAML only.
 
 Text layout, one block per target (name order), one row per image in the
 report's order (this owner's first)::
@@ -20,11 +31,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from reconciler.core.cluster import MEMBER_OFFLINE
 from reconciler.model.fingerprint import short_fingerprint, short_hex
 from reconciler.model.status import ImageStatus, StatusReport, TargetStatus
 from reconciler.model.times import minutes_as_given
+from reconciler.render import yamltext
 from reconciler.render.units import human_bytes, plural
 
 _COLUMNS = ("FINGERPRINT", "OWNER", "SOURCE", "ALIASES", "AUTO", "SIZE", "EXPIRES",
@@ -34,6 +47,51 @@ _COLUMNS = ("FINGERPRINT", "OWNER", "SOURCE", "ALIASES", "AUTO", "SIZE", "EXPIRE
 def render_json(report: StatusReport) -> str:
     """The contract's status JSON, one document, newline-terminated."""
     return json.dumps(report.to_json_dict(), indent=2) + "\n"
+
+
+def render_yaml(report: StatusReport) -> str:
+    """The JSON document as YAML (same keys, same values), newline-terminated."""
+    return yamltext.dump(report.to_json_dict())
+
+
+CSV_COLUMNS = ("target", "project", "fingerprint", "managed", "owner", "cached", "aliases",
+               "source", "auto_update", "expires_at", "last_used_at", "size",
+               "update_available")
+"""The CSV header row, in column order (a documented interface: only append to it)."""
+
+
+def csv_field(value: Any) -> str:
+    """One CSV field: JSON scalars as the JSON shows them (null empty), quoted when needed."""
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, list):
+        text = "\n".join(sorted(str(v) for v in value))
+    else:
+        text = str(value)
+    if _needs_quotes(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _needs_quotes(text: str) -> bool:
+    """Go's ``encoding/csv`` rule (what incus uses)."""
+    if text == "":
+        return False
+    if text == "\\." or any(c in text for c in ',"\r\n'):
+        return True
+    return text[0].isspace()
+
+
+def render_csv(report: StatusReport) -> str:
+    """A header row, then one row per image of every target, LF line ends."""
+    rows = [",".join(CSV_COLUMNS)]
+    for name, target in report.to_json_dict()["targets"].items():
+        for img in target["images"]:
+            values = {"target": name, "project": target["project"], **img}
+            rows.append(",".join(csv_field(values[c]) for c in CSV_COLUMNS))
+    return "\n".join(rows) + "\n"
 
 
 def _when(value: datetime | None) -> str:
@@ -126,3 +184,7 @@ def render_text(report: StatusReport) -> str:
     if not blocks:
         blocks.append("No targets.")
     return "\n\n".join(blocks) + "\n"
+
+
+RENDERERS = {"text": render_text, "json": render_json, "yaml": render_yaml, "csv": render_csv}
+"""``status --format`` -> its renderer."""

@@ -8,9 +8,8 @@ pinned one).  What landed is read back with the daemon's own API.
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import socket
 
 from tests.conftest import IncusdFactory

@@ -36,11 +36,11 @@ SHAPE_CASES = {
           - source: images:debian/12
             fingerprnt: abc
         """,
-        ["7:5: unknown key 'fingerprnt' in images[0]"],
+        ["7:5: unknown key 'fingerprnt' in images[0] (did you mean 'fingerprint'?)"],
     ),
     "unknown top-level key": (
         "imagse: []\n",
-        ["5:1: unknown key 'imagse' at top level"],
+        ["5:1: unknown key 'imagse' at top level (did you mean 'images'?)"],
     ),
     "type": (
         """\
@@ -102,7 +102,7 @@ SHAPE_CASES = {
         """,
         [
             "8:9: missing key 'name' in images[0].aliases[0]",
-            "8:10: unknown key 'nam' in images[0].aliases[0]",
+            "8:10: unknown key 'nam' in images[0].aliases[0] (did you mean 'name'?)",
         ],
     ),
     "expires_after pattern": (
@@ -528,7 +528,7 @@ def test_secret_values_never_appear_in_messages(tmp_path: Path) -> None:
     assert found == [
         "8:18: targets.prod.client_cert: the value of ${CERT} is neither PEM text nor a file path",
         "9:17: targets.prod.client_key: file not found: the path in ${KEY}",
-        "12:5: unknown key 'fingerprnt' in images[0]",
+        "12:5: unknown key 'fingerprnt' in images[0] (did you mean 'fingerprint'?)",
     ]
     assert not any(secret_path in p or "not\na pem" in p for p in found)
 
@@ -639,7 +639,7 @@ def test_every_problem_at_once_sorted_by_line(tmp_path: Path) -> None:
     )
     assert problems(tmp_path, text) == [
         "3:13: images[0].source: unknown remote 'nope' (declared remotes: none)",
-        "4:5: unknown key 'typo' in images[0]",
+        "4:5: unknown key 'typo' in images[0] (did you mean 'type'?)",
         "5:13: images[1].source must be <remote>:<alias>, such as images:debian/12, not 'bad'",
         "6:8: owner must be 1 to 63 characters of a-z, 0-9 and '-', starting with a letter "
         "or digit, not 'BAD'",
