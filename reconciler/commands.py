@@ -13,16 +13,16 @@ them when it ends.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from reconciler import pipeline
-from reconciler.adapters import planfile
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
@@ -31,7 +31,6 @@ from reconciler.model.config import Config
 from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
-from reconciler.pipeline import opened_stores
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, render_plan, terminal_safe
@@ -42,6 +41,33 @@ from reconciler.render.progress import make_reporter
 from reconciler.render.saved import describe
 from reconciler.render.units import plural
 from reconciler.services import Services
+
+
+def _lazy(name: str) -> ModuleType:
+    """Module ``name``, run on first attribute access (``importlib.util.LazyLoader``)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import planfile
+    from reconciler.pipeline import opened_stores
+else:  # what reaches the stores is loaded when a command first uses it: `--help`,
+    # `--version` and `validate` start without it (python -X importtime)
+    pipeline = _lazy("reconciler.pipeline")
+    planfile = _lazy("reconciler.adapters.planfile")
+
+    def opened_stores(*args: Any, **kwargs: Any) -> Any:
+        return pipeline.opened_stores(*args, **kwargs)
 
 PROG = "incus-images"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
