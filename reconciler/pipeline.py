@@ -15,16 +15,21 @@ Invariants:
 * Stores are connected in the calling (main) thread, never in a worker: the
   stages pick the stores they need out of the mapping before any thread starts
   (the run's timeouts are a context variable that threads do not inherit).
+* ``make_plan`` reads the remotes in one background thread while it observes the
+  stores; what fails is reported in the order of the sequential flow: a store's
+  error, then a conflict between stores, then the first remote (by name) that failed.
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
@@ -35,7 +40,7 @@ from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
 from reconciler.core.status import StatusRun
 from reconciler.errors import IncusImagesError, RemoteError, ValidationFailed
-from reconciler.interrupts import threads_without_signals
+from reconciler.interrupts import start_thread, threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import TargetState
@@ -45,6 +50,8 @@ from reconciler.model.result import ApplyResult
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 from reconciler.services import Services
+
+_T = TypeVar("_T")
 
 Connect = Callable[[TargetSpec], ImageStore]
 """Opens a target's store (``Stores.connect`` of :func:`opened_stores`)."""
@@ -138,6 +145,32 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
+def in_background(work: Callable[[], _T]) -> Callable[[], _T]:
+    """Start ``work`` in a daemon thread now (signals blocked in it, this thread's context
+    variables copied); the returned callable waits for it and returns its result or
+    raises its error.  A caller that fails first does not wait for it."""
+    done: list[tuple[_T | None, BaseException | None]] = []
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            done.append((context.run(work), None))
+        except BaseException as exc:  # handed to the caller
+            done.append((None, exc))
+
+    thread = threading.Thread(target=run, name="incus-images-remotes", daemon=True)
+    start_thread(thread)
+
+    def result() -> _T:
+        thread.join()
+        value, error = done[0]
+        if error is not None:
+            raise error
+        return cast(_T, value)
+
+    return result
+
+
 def observe(stores: Mapping[str, ImageStore]) -> dict[str, TargetState]:
     """Every target observed concurrently, with its owners' records read
     (:func:`~reconciler.core.inventory.with_inventories`)."""
@@ -169,12 +202,13 @@ def make_plan(
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
+    catalogs_fetched = in_background(lambda: fetch_catalogs(config, names, reader))
     states = observe(pick(stores, names))
     siblings = same_daemon_targets(config, names)
     if siblings:  # --target: the targets left out may still share a store with one chosen
         others = observe(pick(stores, siblings))
         check_distinct_stores([*states.values(), *others.values()], involving=names)
-    catalogs = fetch_catalogs(config, names, reader)
+    catalogs = catalogs_fetched()  # its error, if any, comes after the stores' (as before)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
     return saveable(config, plan.model_copy(update={"created_at": now}), states)
 
