@@ -27,6 +27,7 @@ seconds of both, so a noisy machine does not decide it:
 from __future__ import annotations
 
 import argparse
+import json
 import lzma
 import os
 import random
@@ -51,6 +52,7 @@ from pathlib import Path
 
 from reconciler import pipeline
 from reconciler.desired.load import load_config
+from reconciler.model.config import Config
 from reconciler.services import system_services
 from tests.support.bigindex import public_like
 from tests.support.images import build_unified_image
@@ -309,8 +311,6 @@ def fig_plan_index(lab: Lab, sizes: Sizes, repeats: int, stack: ExitStack) -> li
     root = lab.work / "big-index"
     doc = public_like(products=sizes.products)
     (root / "streams" / "v1").mkdir(parents=True)
-    import json
-
     products = root / "streams" / "v1" / "images.json"
     products.write_text(json.dumps(doc))
     (root / "streams" / "v1" / "index.json").write_text(json.dumps({"format": "index:1.0",
@@ -326,6 +326,10 @@ def fig_plan_index(lab: Lab, sizes: Sizes, repeats: int, stack: ExitStack) -> li
                      unit="MB")
     load = [sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1], 'rb'))",
             str(products)]
+    fetch_fig = Figure(f"plan-index {megabytes:.0f} MB (the index)",
+                       "fetch + resolve in process / json.loads")
+    config = load_config(path, os.environ)
+    raw = products.read_bytes()
     for _ in range(repeats):
         plan = lab.tool("plan", "-f", str(path), check=False)
         if plan.returncode not in (0, 2):
@@ -333,7 +337,24 @@ def fig_plan_index(lab: Lab, sizes: Sizes, repeats: int, stack: ExitStack) -> li
         floor = run(load, lab.env())
         time_fig.pairs.append((plan.seconds, floor.seconds))
         rss_fig.pairs.append((plan.max_rss_mb, floor.max_rss_mb))
-    return [time_fig, rss_fig]
+        fetch_fig.pairs.append((fetch_and_resolve(config), parse_seconds(raw)))
+    return [time_fig, rss_fig, fetch_fig]
+
+
+def fetch_and_resolve(config: Config) -> float:
+    """Seconds to read a remote's index (HTTPS, parse, alias table) and resolve the entries."""
+    started = time.perf_counter()
+    with system_services().reader() as reader:
+        for entry in config.entries:
+            catalog = reader.fetch_catalog(config.remotes[entry.remote])
+            catalog.resolve(entry.remote_alias, entry.type, "x86_64")
+    return time.perf_counter() - started
+
+
+def parse_seconds(raw: bytes) -> float:
+    started = time.perf_counter()
+    json.loads(raw)
+    return time.perf_counter() - started
 
 
 def fig_plan_targets(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:

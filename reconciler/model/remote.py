@@ -80,7 +80,7 @@ class RemoteCatalog:
         self.remote = remote
         self.url = url
         self.protocol = protocol
-        self.alias_table: Mapping[str, str] = dict(alias_table or {})
+        self.alias_table: Mapping[str, str] = {} if alias_table is None else alias_table
         self._source = source
         self._all: tuple[RemoteImage, ...] | None = None if source else tuple(images)
         self._made: dict[str, RemoteImage | None] = {}

@@ -21,7 +21,9 @@ Invariants (they mirror ``shared/simplestreams`` in lxc/incus):
   registers ``a`` and ``a/<raw arch>`` for (image type, canonical arch); the
   first image to claim a key keeps it, so the newest build wins.
 * Garbage (wrong shape, missing or mistyped keys, a hash that is not 64 hex
-  digits) raises :class:`RemoteError` naming the remote and where it is.
+  digits) raises :class:`RemoteError` naming the remote and where it is: what
+  the alias table depends on when the catalog is built, the rest of a product
+  when one of its builds is first used (:mod:`reconciler.adapters.remotes.sslazy`).
 """
 
 from __future__ import annotations
