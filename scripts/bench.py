@@ -99,6 +99,9 @@ class Figure:
             return f"{self.name:<34} (not measured)"
         ratios = [v / f for v, f in self.pairs if f > 0]
         values, floors = [v for v, _ in self.pairs], [f for _, f in self.pairs]
+        if self.unit == "req":  # an absolute count: no floor
+            return (f"{self.name:<34} {statistics.median(values):6.1f} per download  "
+                    f"({self.meaning})")
         return (f"{self.name:<34} {statistics.median(ratios):6.2f}x "
                 f"[{min(ratios):.2f}-{max(ratios):.2f}]  "
                 f"{statistics.median(values):9.3f} {self.unit} vs "
@@ -416,7 +419,7 @@ def fig_requests(lab: Lab, names: list[str]) -> list[Figure]:
         lab.delete(_managed(lab, names))
     per = (sum(downloads.values()) - sum(constant.values())) / len(names)
     top = ", ".join(f"{k} {v}" for k, v in downloads.most_common(5))
-    fig = Figure(f"requests per download ({len(names)} tiny)",
+    fig = Figure(f"requests ({len(names)} tiny)",
                  f"requests: {sum(downloads.values())} in all, {sum(constant.values())} with "
                  f"nothing to do; top: {top}", unit="req")
     fig.pairs.append((per, 1.0))
