@@ -116,7 +116,8 @@ class Run:
     output: str
 
 
-def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True) -> Run:
+def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True,
+        cwd: Path = REPO) -> Run:
     """Run a process to its end: wall seconds and its own peak RSS.
 
     The RSS comes from GNU ``time`` (a small parent): a child forked from this big
@@ -125,7 +126,7 @@ def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True) -> Run:
         started = time.perf_counter()
         done = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=out,
                               stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-                              check=False)
+                              check=False, cwd=cwd)
         seconds = time.perf_counter() - started
         out.seek(0)
         text = out.read().decode(errors="replace")
