@@ -55,8 +55,7 @@ from reconciler.commands import (
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
 from reconciler.model.schemas import NAMES as SCHEMA_NAMES
-from reconciler.pipeline import DEFAULT_PARALLELISM
-from reconciler.ports import DEFAULT_OPERATION_TIMEOUT
+from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, DEFAULT_PARALLELISM
 from reconciler.render import PlanFormat, colour
 from reconciler.services import Services, system_services
 

@@ -13,16 +13,15 @@ them when it ends.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from reconciler import pipeline
-from reconciler.adapters import planfile
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
@@ -38,8 +37,7 @@ from reconciler.model.config import Config
 from reconciler.model.lock import Locks
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
-from reconciler.pipeline import DEFAULT_PARALLELISM, opened_stores
-from reconciler.ports import ImageStore, RemoteReader
+from reconciler.ports import DEFAULT_PARALLELISM, ImageStore, RemoteReader
 from reconciler.redact import scrub
 from reconciler.render import PlanFormat, colour, render_plan, terminal_safe
 from reconciler.render import json as json_render
@@ -49,6 +47,38 @@ from reconciler.render.progress import reporting
 from reconciler.render.saved import describe
 from reconciler.render.units import plural
 from reconciler.services import Services
+
+
+class _Lazy:
+    """Module ``name``, imported on first attribute access.
+
+    A stand-in object, not a module in ``sys.modules``: a lazily executed module in
+    ``sys.modules`` would run whenever anything scans them (``inspect.getmodule``,
+    which pydantic calls while it builds models), in the middle of another import.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def _lazy(name: str) -> Any:
+    return _Lazy(name)
+
+
+if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import planfile
+    from reconciler.pipeline import opened_stores
+else:  # what reaches the stores is loaded when a command first uses it: `--help`,
+    # `--version` and `validate` start without it (python -X importtime)
+    pipeline = _lazy("reconciler.pipeline")
+    planfile = _lazy("reconciler.adapters.planfile")
+
+    def opened_stores(*args: Any, **kwargs: Any) -> Any:
+        return pipeline.opened_stores(*args, **kwargs)
 
 PROG = "incus-images"
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -20,16 +20,21 @@ Invariants:
   that cannot be observed fails alone (:func:`observe_each`): the plan leaves it out
   and names it (``Plan.targets``); only when no target could be observed does
   planning raise.
+* ``make_plan`` reads the remotes in one background thread while it observes the
+  stores; what fails is reported in the order of the sequential flow: a store's
+  error, then a conflict between stores, then the first remote (by name) that failed.
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
@@ -41,19 +46,18 @@ from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
 from reconciler.core.status import StatusRun
 from reconciler.errors import IncusImagesError, RemoteError, TargetsFailed, ValidationFailed
-from reconciler.interrupts import threads_without_signals
+from reconciler.interrupts import start_thread, threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan, TargetReach
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
-from reconciler.ports import ImageStore, RemoteReader
+from reconciler.ports import DEFAULT_PARALLELISM, ImageStore, RemoteReader
 from reconciler.render.progress import Reporter
 from reconciler.services import Services
 
-DEFAULT_PARALLELISM = 10
-"""How many targets ``plan``, ``apply`` and ``status`` work on at once (``--parallelism``)."""
+_T = TypeVar("_T")
 
 Connect = Callable[[TargetSpec], ImageStore]
 """Opens a target's store (``Stores.connect`` of :func:`opened_stores`)."""
@@ -148,6 +152,32 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
+def in_background(work: Callable[[], _T]) -> Callable[[], _T]:
+    """Start ``work`` in a daemon thread now (signals blocked in it, this thread's context
+    variables copied); the returned callable waits for it and returns its result or
+    raises its error.  A caller that fails first does not wait for it."""
+    done: list[tuple[_T | None, BaseException | None]] = []
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            done.append((context.run(work), None))
+        except BaseException as exc:  # handed to the caller
+            done.append((None, exc))
+
+    thread = threading.Thread(target=run, name="incus-images-remotes", daemon=True)
+    start_thread(thread)
+
+    def result() -> _T:
+        thread.join()
+        value, error = done[0]
+        if error is not None:
+            raise error
+        return cast(_T, value)
+
+    return result
+
+
 def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
             verify_for: str | None = None) -> dict[str, TargetState]:
     """Every target observed, ``parallelism`` at a time, with its owners' records read
@@ -236,6 +266,7 @@ def make_plan(
 
         locks = read_locks(config.path)
     names = select_targets(config, targets)
+    catalogs_fetched = in_background(lambda: fetch_catalogs(config, names, reader))
     picked, failures = pick_each(stores, [n for n in names if n not in (failed or {})])
     states, unobserved = observe_each(picked, parallelism,
                                       verify_for=config.owner if verify else None)
@@ -250,7 +281,7 @@ def make_plan(
         reachable_siblings = pick_each(stores, siblings)[0]
         others = observe_each(reachable_siblings, parallelism)[0]  # the unreachable: unknown
         check_distinct_stores([*states.values(), *others.values()], involving=names)
-    catalogs = fetch_catalogs(config, list(states), reader)
+    catalogs = catalogs_fetched()  # its error, if any, comes after the stores' (as before)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
     reach = reached(config, states, {n: str(e) for n, e in failures.items()})
     return saveable(config, plan.model_copy(update={"created_at": now, "targets": reach}),

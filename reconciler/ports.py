@@ -19,6 +19,9 @@ from reconciler.model.remote import RemoteCatalog, RemoteFile
 DEFAULT_OPERATION_TIMEOUT = 3600.0
 """How long, by default, a store waits for one daemon operation (``--operation-timeout``)."""
 
+DEFAULT_PARALLELISM = 10
+"""How many targets ``plan``, ``apply`` and ``status`` work on at once (``--parallelism``)."""
+
 Progress = Callable[[str], None]
 """Receives the daemon's ``download_progress`` text (or the tool's own upload progress)."""
 

@@ -1,93 +1,533 @@
-"""Requests and wall time of one plan, as the number of images in the store grows.
+"""The figures of issue 10, each as a ratio to a floor measured in the same run.
 
-For each store size N, the store holds N unmanaged images and the file declares
-a fixed set of 5 entries from a local simplestreams tree (already applied).  The
-figures show that observing a target costs a constant number of requests (one
-list call per kind, never one per image) and each remote is read once per run.
-Everything runs on 127.0.0.1 against a throw-away incusd.
+Everything runs on 127.0.0.1: a throw-away incusd (tests/support/incusd.py, its own
+INCUS_DIR), simplestreams trees served over HTTPS (tests/support/ssserver.py,
+sstree.py), the ``incus`` CLI (/usr/bin/incus) with its own INCUS_CONF.  Only the
+processes this script starts are stopped, by their PID.
+
+Each figure is measured ``--repeats`` times, value and floor side by side in each
+repeat; it prints the median ratio and its spread (min-max), and the median
+seconds of both, so a noisy machine does not decide it:
+
+  plan-store    plan (in process) on stores of N images  /  the daemon's own list calls
+                (GET /1.0, images, aliases) + fetching the remote index
+  plan-index    ``plan`` (a process) with a generated public-size products file  /
+                ``json.load`` of that file in a process: time and peak RSS
+  plan-targets  plan of 10 targets (projects)  /  plan of 1
+  apply-store   ``apply`` of 2 new images into stores of N images, minus one ``plan``  /
+                ``incus image copy`` of the two
+  requests      daemon requests per download, apply of 20 tiny images (absolute)
+  apply-big     ``apply`` of 9 images of 32-56 MB (random, incompressible rootfs)  /
+                a loop of ``incus image copy``, and  /  2 and 3 raw pulls at once
+  apply-tiny    ``apply`` of 20 tiny images  /  a loop of ``incus image copy``
+
+``--quick`` shrinks every size to check the script itself in a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import lzma
+import os
+import random
+import re
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
 import sys
 import tempfile
-import textwrap
+import threading
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from reconciler.adapters.incus import connect
-from reconciler.adapters.remotes.reader import HttpRemoteReader
-from reconciler.apply.executor import apply_plan
+from reconciler import pipeline
 from reconciler.desired.load import load_config
-from reconciler.pipeline import make_plan
+from reconciler.model.config import Config
+from reconciler.services import system_services
+from tests.support.bigindex import public_like
 from tests.support.images import build_unified_image
 from tests.support.incusd import Incusd
-from tests.support.ssserver import serve
+from tests.support.ssserver import ServedTree, TLSFiles, make_tls, serve
 from tests.support.sstree import SimpleStreamsTree
 
+REPO = Path(__file__).resolve().parents[1]
+INCUS = "/usr/bin/incus"
+TIME = "/usr/bin/time"
+SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+FIGURES = ("plan-store", "plan-index", "plan-targets", "apply-store", "requests", "apply-big",
+           "apply-tiny")
 
-def upload(daemon: Incusd, index: int) -> None:
-    built = build_unified_image("bench", str(index), "20250101_0000")
-    daemon._raw("POST", "/1.0/images", built.metadata,
-                headers={"Content-Type": "application/octet-stream"})
+
+@dataclass(frozen=True)
+class Sizes:
+    stores: tuple[int, ...]
+    products: int
+    targets: int
+    tiny: int
+    big: int
+    big_mb: tuple[int, int]
 
 
-def _counter(calls: Counter[str]) -> Any:
-    def hook(response: Any, *a: Any, **k: Any) -> None:
-        calls["daemon"] += 1
-    return hook
+FULL = Sizes(stores=(1000, 5000), products=2168, targets=10, tiny=20, big=9, big_mb=(32, 56))
+QUICK = Sizes(stores=(20, 60), products=200, targets=10, tiny=5, big=3, big_mb=(2, 4))
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """One figure: (value, floor) per repeat, and what the ratio means."""
+
+    name: str
+    meaning: str
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+    unit: str = "s"
+
+    def line(self) -> str:
+        if not self.pairs:
+            return f"{self.name:<34} (not measured)"
+        ratios = [v / f for v, f in self.pairs if f > 0]
+        values, floors = [v for v, _ in self.pairs], [f for _, f in self.pairs]
+        if self.unit == "req":  # an absolute count: no floor
+            return (f"{self.name:<34} {statistics.median(values):6.1f} per download  "
+                    f"({self.meaning})")
+        return (f"{self.name:<34} {statistics.median(ratios):6.2f}x "
+                f"[{min(ratios):.2f}-{max(ratios):.2f}]  "
+                f"{statistics.median(values):9.3f} {self.unit} vs "
+                f"{statistics.median(floors):9.3f} {self.unit}  ({self.meaning})")
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    max_rss_mb: float
+    returncode: int
+    output: str
+
+
+def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True,
+        cwd: Path = REPO) -> Run:
+    """Run a process to its end: wall seconds and its own peak RSS.
+
+    The RSS comes from GNU ``time`` (a small parent): a child forked from this big
+    process would count this process's pages as its own until it execs."""
+    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        done = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=out,
+                              stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                              check=False, cwd=cwd)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        kilobytes = Path(rss.name).read_text().strip().splitlines()[-1]
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {text[-2000:]}")
+    return Run(seconds, int(kilobytes) / 1024, done.returncode, text)
+
+
+# --- a request-counting proxy in front of the daemon's socket -------------------------------
+
+_REQUEST = re.compile(rb"\r\n(GET|POST|PUT|PATCH|DELETE|HEAD) (\S+) HTTP/1\.[01]\r\n")
+
+
+class CountingProxy:
+    """A unix socket relaying to the daemon's, counting the HTTP requests sent through it."""
+
+    def __init__(self, upstream: Path, path: Path) -> None:
+        self.upstream, self.path = str(upstream), path
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        tail = b"\r\n"
+        try:
+            while chunk := src.recv(1 << 16):
+                if count:
+                    data = tail + chunk
+                    with self._lock:
+                        for m in _REQUEST.finditer(data):
+                            path = m[2].decode().split("?")[0]
+                            kind = re.sub(r"/[0-9a-f]{64}|/operations/[^/]+", "/X", path)
+                            self.requests[f"{m[1].decode()} {kind}"] += 1
+                    tail = data[-300:]
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+# --- the lab --------------------------------------------------------------------------------
+
+
+class Lab:
+    """A daemon, a served tree, the CLI's config: everything on 127.0.0.1, all ours."""
+
+    def __init__(self, work: Path, stack: ExitStack) -> None:
+        self.work = work
+        self.tls: TLSFiles = make_tls(work / "tls")
+        self.bundle = work / "ca-bundle.pem"
+        system = SYSTEM_CAS.read_text() if SYSTEM_CAS.exists() else ""
+        self.bundle.write_text(system + self.tls.ca_pem)
+        (work / "ca.pem").write_text(self.tls.ca_pem)
+        self.tree = SimpleStreamsTree(work / "tree")
+        self.served: ServedTree = stack.enter_context(serve(self.tree.root, self.tls))
+        self.daemon = Incusd(env={"SSL_CERT_FILE": str(self.bundle)})
+        stack.callback(self.daemon.stop)
+        self.daemon.start()
+        self.conf = work / "incus-conf"
+        self.conf.mkdir()
+        self.incus("remote", "add", "test", self.served.url, "--protocol", "simplestreams",
+                   "--public")
+        self.filled = 0
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INCUS_")}
+        env.update(INCUS_DIR=str(self.daemon.dir), INCUS_CONF=str(self.conf),
+                   SSL_CERT_FILE=str(self.bundle), PYTHONPATH=str(REPO))
+        return env
+
+    def incus(self, *args: str) -> Run:
+        return run([INCUS, *args], self.env())
+
+    def tool(self, *args: str, check: bool = True) -> Run:
+        return run([sys.executable, "-m", "reconciler", *args], self.env(), check=check)
+
+    def write(self, name: str, entries: Sequence[str], *, socket_path: Path | None = None,
+              projects: Sequence[str] = ("default",), url: str | None = None) -> Path:
+        sock = socket_path or self.daemon.socket
+        targets = "".join(f"  t-{p}: {{url: \"unix://{sock}\", project: {p}}}\n"
+                          for p in projects)
+        owner = "bench-" + name.removesuffix(".yaml")  # each file its own images: no prune
+        remote = url or self.served.url
+        text = (f"version: 1\nowner: {owner}\nremotes:\n  test: {{url: \"{remote}\", "
+                f"certificate: ca.pem}}\ntargets:\n{targets}images:\n"
+                + "".join(f"  - {{source: \"test:{e}\", aliases: [{e.replace('/', '-')}]}}\n"
+                          for e in entries))
+        path = self.work / name
+        path.write_text(text)
+        return path
+
+    def fill(self, count: int) -> None:
+        """Upload unmanaged tiny images until the store holds ``count`` of them."""
+        while self.filled < count:
+            built = build_unified_image("filler", str(self.filled), "20250101_0000")
+            self.daemon._raw("POST", "/1.0/images", built.metadata,
+                             headers={"Content-Type": "application/octet-stream"})
+            self.filled += 1
+
+    def delete(self, fingerprints: Sequence[str]) -> None:
+        for fp in fingerprints:
+            self.daemon.api("DELETE", f"/1.0/images/{fp}", check=False)
+
+    def raw_pull(self, alias: str) -> None:
+        self.daemon.api("POST", "/1.0/images", {
+            "source": {"type": "image", "mode": "pull", "server": self.served.url,
+                       "protocol": "simplestreams", "alias": alias,
+                       "certificate": self.tls.ca_pem}})
+
+
+def big_rootfs(rnd: random.Random, megabytes: int, blocks: list[bytes]) -> bytes:
+    """A valid multi-stream ``root.tar.xz`` of random (incompressible) data.
+
+    xz on random data is slow, so a few 1 MiB random blocks are compressed once and each
+    image strings a random sequence of them after a stream of its own."""
+    head = lzma.compress(rnd.randbytes(4096), format=lzma.FORMAT_XZ, preset=0)
+    return head + b"".join(rnd.choice(blocks) for _ in range(megabytes))
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+
+def in_process_plan(path: Path) -> float:
+    config = load_config(path, os.environ)
+    services = system_services()
+    started = time.perf_counter()
+    with pipeline.opened_stores(config, services) as stores, services.reader() as reader:
+        pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
+                           now=datetime.now(UTC))
+    return time.perf_counter() - started
+
+
+def list_calls(lab: Lab, project: str = "default") -> float:
+    """The floor of a plan: the daemon's own list calls and the remote index, nothing else."""
+    context = ssl.create_default_context(cafile=str(lab.work / "ca.pem"))
+    started = time.perf_counter()
+    lab.daemon.api("GET", "/1.0")
+    lab.daemon.api("GET", f"/1.0/images?recursion=1&project={project}")
+    lab.daemon.api("GET", f"/1.0/images/aliases?recursion=1&project={project}")
+    for doc in ("streams/v1/index.json", "streams/v1/images.json"):
+        with urllib.request.urlopen(f"{lab.served.url}/{doc}", context=context) as answer:
+            answer.read()
+    return time.perf_counter() - started
+
+
+def fig_plan_store(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:
+    path = lab.write("plan-store.yaml", entries)
+    lab.tool("apply", "--yes", "-f", str(path))
+    in_process_plan(path)  # warm: imports, the daemon's caches
+    figures = []
+    for size in sizes.stores:
+        lab.fill(size)
+        fig = Figure(f"plan-store {size} images", "plan / list calls + index")
+        for _ in range(repeats):
+            fig.pairs.append((in_process_plan(path), list_calls(lab)))
+        figures.append(fig)
+    return figures
+
+
+def fig_plan_index(lab: Lab, sizes: Sizes, repeats: int, stack: ExitStack) -> list[Figure]:
+    root = lab.work / "big-index"
+    doc = public_like(products=sizes.products)
+    (root / "streams" / "v1").mkdir(parents=True)
+    products = root / "streams" / "v1" / "images.json"
+    products.write_text(json.dumps(doc))
+    (root / "streams" / "v1" / "index.json").write_text(json.dumps({"format": "index:1.0",
+        "index": {"images": {"datatype": "image-downloads", "path": "streams/v1/images.json",
+                             "format": "products:1.0", "products": sorted(doc["products"])}}}))
+    served = stack.enter_context(serve(root, lab.tls))
+    aliases = [p["aliases"].split(",")[0] for p in doc["products"].values()
+               if p["arch"] == "amd64"][::17][:3]
+    path = lab.write("plan-index.yaml", aliases, url=served.url)
+    megabytes = products.stat().st_size / 1e6
+    time_fig = Figure(f"plan-index {megabytes:.0f} MB (time)", "plan / json.load, processes")
+    rss_fig = Figure(f"plan-index {megabytes:.0f} MB (peak RSS)", "plan / json.load",
+                     unit="MB")
+    load = [sys.executable, "-c", "import json, sys; json.load(open(sys.argv[1], 'rb'))",
+            str(products)]
+    fetch_fig = Figure(f"plan-index {megabytes:.0f} MB (the index)",
+                       "fetch + resolve in process / json.loads")
+    config = load_config(path, os.environ)
+    raw = products.read_bytes()
+    for _ in range(repeats):
+        plan = lab.tool("plan", "-f", str(path), check=False)
+        if plan.returncode not in (0, 2):
+            raise RuntimeError(plan.output[-2000:])
+        floor = run(load, lab.env())
+        time_fig.pairs.append((plan.seconds, floor.seconds))
+        rss_fig.pairs.append((plan.max_rss_mb, floor.max_rss_mb))
+        fetch_fig.pairs.append((fetch_and_resolve(config), parse_seconds(raw)))
+    return [time_fig, rss_fig, fetch_fig]
+
+
+def fetch_and_resolve(config: Config) -> float:
+    """Seconds to read a remote's index (HTTPS, parse, alias table) and resolve the entries."""
+    started = time.perf_counter()
+    with system_services().reader() as reader:
+        for entry in config.entries:
+            catalog = reader.fetch_catalog(config.remotes[entry.remote])
+            catalog.resolve(entry.remote_alias, entry.type, "x86_64")
+    return time.perf_counter() - started
+
+
+def parse_seconds(raw: bytes) -> float:
+    started = time.perf_counter()
+    json.loads(raw)
+    return time.perf_counter() - started
+
+
+def fig_plan_targets(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:
+    projects = ["default", *(f"p{n}" for n in range(1, sizes.targets))]
+    for p in projects[1:]:
+        lab.daemon.api("POST", "/1.0/projects", {"name": p, "config": {"features.images": "true"}},
+                       check=False)
+    many = lab.write("plan-targets.yaml", entries, projects=projects)
+    one = lab.write("plan-target.yaml", entries)
+    fig = Figure(f"plan-targets {len(projects)} vs 1", "plan of N targets / of 1")
+    for _ in range(repeats):
+        fig.pairs.append((in_process_plan(many), in_process_plan(one)))
+    return [fig]
+
+
+def _managed(lab: Lab, names: Sequence[str]) -> list[str]:
+    found = lab.daemon.api("GET", "/1.0/images/aliases?recursion=1").metadata
+    wanted = {n.replace("/", "-") for n in names}
+    return [a["target"] for a in found if a["name"] in wanted]
+
+
+def _cli_loop(lab: Lab, names: Sequence[str]) -> float:
+    started = time.perf_counter()
+    for name in names:
+        lab.incus("image", "copy", f"test:{name}", "local:", "--alias", name.replace("/", "-"))
+    return time.perf_counter() - started
+
+
+def fig_apply_store(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:
+    two = entries
+    path = lab.write("apply-store.yaml", two)
+    figures = []
+    for size in sizes.stores:
+        lab.fill(size)
+        fig = Figure(f"apply-store 2 into {size} images", "apply - plan / incus image copy x2")
+        for _ in range(repeats):
+            lab.delete(_managed(lab, two))
+            plan = lab.tool("plan", "-f", str(path), check=False)
+            apply = lab.tool("apply", "--yes", "-f", str(path))
+            lab.delete(_managed(lab, two))
+            fig.pairs.append((apply.seconds - plan.seconds, _cli_loop(lab, two)))
+            lab.delete(_managed(lab, two))
+        figures.append(fig)
+    return figures
+
+
+def fig_requests(lab: Lab, names: list[str]) -> list[Figure]:
+    proxy = CountingProxy(lab.daemon.socket, lab.work / "proxy.socket")
+    try:
+        path = lab.write("requests.yaml", names, socket_path=proxy.path)
+        lab.delete(_managed(lab, names))
+        lab.tool("apply", "--yes", "-f", str(path))
+        downloads = Counter(proxy.requests)
+        proxy.requests.clear()
+        lab.tool("apply", "--yes", "-f", str(path))  # nothing to change: the constant
+        constant = Counter(proxy.requests)
+    finally:
+        proxy.close()
+        lab.delete(_managed(lab, names))
+    per = (sum(downloads.values()) - sum(constant.values())) / len(names)
+    top = ", ".join(f"{k} {v}" for k, v in downloads.most_common(5))
+    fig = Figure(f"requests ({len(names)} tiny)",
+                 f"requests: {sum(downloads.values())} in all, {sum(constant.values())} with "
+                 f"nothing to do; top: {top}", unit="req")
+    fig.pairs.append((per, 1.0))
+    return [fig]
+
+
+def fig_apply_many(lab: Lab, repeats: int, names: list[str], label: str,
+                   raw: bool) -> list[Figure]:
+    path = lab.write(f"{label}.yaml", names)
+    loop = Figure(f"{label} {len(names)} images vs CLI loop", "apply / incus image copy loop")
+    best = Figure(f"{label} {len(names)} images vs raw pulls",
+                  "apply / best of 2 and 3 raw pulls at once")
+    for _ in range(repeats):
+        lab.delete(_managed(lab, names))
+        apply = lab.tool("apply", "--yes", "-f", str(path))
+        lab.delete(_managed(lab, names))
+        cli = _cli_loop(lab, names)
+        lab.delete(_managed(lab, names))
+        loop.pairs.append((apply.seconds, cli))
+        if raw:
+            times = []
+            for width in (2, 3):
+                started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=width) as pool:
+                    list(pool.map(lab.raw_pull, names))
+                times.append(time.perf_counter() - started)
+                lab.delete([img["fingerprint"] for img in lab.daemon.api(
+                    "GET", "/1.0/images?recursion=1").metadata
+                    if img.get("properties", {}).get("os") in {n.split("/")[0] for n in names}])
+            best.pairs.append((apply.seconds, min(times)))
+    return [loop, best] if raw else [loop]
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def lab_in(work: Path) -> Iterator[tuple[Lab, ExitStack]]:
+    with ExitStack() as stack:
+        yield Lab(work, stack), stack
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="0,100,300", help="store sizes, comma separated")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=FIGURES,
+                        help="measure only this figure (repeatable)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats per figure (default 5)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the script")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = QUICK if args.quick else FULL
+    only = set(args.only or FIGURES)
+    if not Path(INCUS).exists() or not Path(TIME).exists() or not shutil.which("openssl"):
+        print(f"needs {INCUS}, {TIME} (GNU time) and openssl", file=sys.stderr)
+        return 1
     work = Path(tempfile.mkdtemp(prefix="incus-images-bench-"))
-    tree = SimpleStreamsTree(work / "tree")
-    for i in range(5):
-        tree.add(f"os{i}", "1.0", "20260101_0000")
-    print(f"{'images':>7} {'daemon requests':>16} {'remote requests':>16} {'plan seconds':>13}")
-    with Incusd() as daemon, serve(tree.root) as served:
-        if not daemon.running:
-            daemon.start()
-        path = work / "images.yaml"
-        path.write_text(textwrap.dedent(f"""\
-            version: 1
-            remotes: {{test: {{url: "{served.url}"}}}}
-            targets: {{local: {{url: "unix://{daemon.socket}"}}}}
-            images:
-            """) + "".join(f"  - {{source: test:os{i}/1.0, aliases: [os{i}]}}\n"
-                           for i in range(5)))
-        config = load_config(path, {})
-        now = datetime.now(UTC)
-        store = connect(config.targets["local"])
-        stores = {"local": store}
-        first = make_plan(config, stores, HttpRemoteReader(), targets=None, allow_empty=False,
-                          now=now)
-        apply_plan(first, stores=stores, reader=HttpRemoteReader(),
-                   remotes=config.remotes)
-        count = 0
-        for size in sizes:
-            while count < size:
-                upload(daemon, count)
-                count += 1
-            calls: Counter[str] = Counter()
-            store.transport.session.hooks["response"] = [_counter(calls)]
-            served.reset()
-            started = time.perf_counter()
-            # A new reader per plan, as each command opens one: every remote is read again.
-            plan = make_plan(config, stores, HttpRemoteReader(), targets=None,
-                             allow_empty=False, now=now)
-            seconds = time.perf_counter() - started
-            assert not plan.changes
-            print(f"{count + 5:>7} {calls['daemon']:>16} {len(served.requests):>16} "
-                  f"{seconds:>13.3f}")
+    figures: list[Figure] = []
+    try:
+        with lab_in(work) as (lab, stack):
+            figures += measure(lab, stack, sizes, max(1, args.repeats), only)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'figure':<34} {'ratio':>7} [spread]  median value vs median floor")
+    for fig in figures:
+        print(fig.line())
     return 0
+
+
+def measure(lab: Lab, stack: ExitStack, sizes: Sizes, repeats: int, only: set[str]
+            ) -> list[Figure]:
+    rnd = random.Random(10)
+
+    def tiny(prefix: str, count: int) -> list[str]:
+        """``count`` tiny builds of their own (two owners may not share an image)."""
+        names = [f"{prefix}{n}/1.0" for n in range(count)]
+        for name in names:
+            lab.tree.add(name.split("/")[0], "1.0", "20260101_0000")
+        return names
+
+    # Every build is published before anything reads the tree: the daemon and the CLI
+    # cache an index they have read.
+    ps, pt, as_, rq, at = (tiny("ps", 2), tiny("pt", 2), tiny("as", 2), tiny("rq", sizes.tiny),
+                           tiny("at", sizes.tiny))
+    steps: list[tuple[str, Callable[[], list[Figure]]]] = [
+        ("plan-store", lambda: fig_plan_store(lab, sizes, repeats, ps)),
+        ("plan-index", lambda: fig_plan_index(lab, sizes, repeats, stack)),
+        ("plan-targets", lambda: fig_plan_targets(lab, sizes, repeats, pt)),
+        ("apply-store", lambda: fig_apply_store(lab, sizes, repeats, as_)),
+        ("requests", lambda: fig_requests(lab, rq)),
+        ("apply-tiny", lambda: fig_apply_many(lab, repeats, at, "apply-tiny", raw=False)),
+    ]
+    if "apply-big" in only:
+        blocks = [lzma.compress(rnd.randbytes(1 << 20), format=lzma.FORMAT_XZ, preset=0)
+                  for _ in range(6)]
+        big = [f"big{n}/1.0" for n in range(sizes.big)]
+        for name in big:
+            size = rnd.randint(*sizes.big_mb)
+            lab.tree.add(name.split("/")[0], "1.0", "20260101_0000",
+                         rootfs=big_rootfs(rnd, size, blocks))
+        steps.append(("apply-big", lambda: fig_apply_many(lab, repeats, big, "apply-big",
+                                                          raw=True)))
+    figures: list[Figure] = []
+    for name, step in steps:
+        if name in only:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            figures += step()
+    return figures
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ import json
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 from pydantic import ValidationError
 
 from reconciler.adapters.files import write_atomic
@@ -34,6 +33,9 @@ from reconciler.errors import PlanError, PlanFileError
 from reconciler.model.changes import check_fits
 from reconciler.model.plan import FORMAT_VERSION, Plan
 from reconciler.model.schemas import plan_schema
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _MESSAGE_LIMIT = 200
 MAX_PLAN_BYTES = 16 << 20
@@ -56,6 +58,10 @@ def save(plan: Plan, path: Path) -> Plan:
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    """The saved plan's JSON Schema validator (jsonschema is imported here: only reading a
+    saved plan needs it, and it costs start-up time)."""
+    import jsonschema
+
     schema = plan_schema()
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
@@ -77,7 +83,10 @@ def parse(text: bytes, name: str) -> Plan:
     """The plan in ``text`` (a saved plan file's bytes); ``name`` words the errors."""
     data = _json_object(text, name)
     _check_sealed(data, name)
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    validator = _validator()
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(data))
     if error is not None:
         raise PlanFileError(f"{name} is not a valid saved plan: {_where(error.absolute_path)}: "
                             f"{_clip(error.message)}")

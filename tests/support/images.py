@@ -100,12 +100,14 @@ def build_split_image(
     requirements: Mapping[str, str] | None = None,
     type_: ImageKind = "container",
     payload: int = 0,
+    rootfs: bytes | None = None,
 ) -> BuiltImage:
     """A metadata tarball plus a rootfs (``root.tar.xz``, or a fake ``disk-kvm.img`` for VMs).
 
     ``properties`` are merged over the generated ones (os, release, variant,
     architecture, description, serial); ``requirements`` become ``requirements.<k>``;
-    ``payload`` bytes of random data make a container's rootfs that big.
+    ``payload`` bytes of random data make a container's rootfs that big; ``rootfs``
+    (the bytes of a ``root.tar.xz``) replaces the built one.
     """
     props = _properties(os_, release, serial, arch, variant, properties, requirements)
     when = serial_time(serial)
@@ -116,7 +118,7 @@ def build_split_image(
         if payload:
             noise = random.Random(props["description"]).randbytes(payload)
             tree += [("opt/", None), ("opt/payload.bin", noise)]
-        rootfs = _xz(_tar(tree, when))
+        rootfs = rootfs if rootfs is not None else _xz(_tar(tree, when))
     else:
         # Not a real qcow2 disk: the daemon refuses it, parsers do not care.
         rootfs = b"QFI\xfb" + hashlib.sha256(props["description"].encode()).digest() * 4

@@ -82,6 +82,7 @@ class SimpleStreamsTree:
         unified: bool = False,
         properties: Mapping[str, str] | None = None,
         payload: int = 0,
+        rootfs: bytes | None = None,
     ) -> BuiltImage:
         """Build and publish one version; return the built image.
 
@@ -89,7 +90,8 @@ class SimpleStreamsTree:
         ``support_eol`` (``YYYY-MM-DD``) are product-wide, so the latest ``add`` of a
         product sets them for all its versions.  Adding the same (product, serial,
         type, unified) again replaces that image.  ``payload`` adds that many random
-        bytes to a split container's rootfs (see ``build_split_image``).
+        bytes to a split container's rootfs, ``rootfs`` replaces it (see
+        ``build_split_image``).
         """
         if unified:
             if type_ != "container" or payload:
@@ -98,7 +100,7 @@ class SimpleStreamsTree:
                                         requirements)
         else:
             image = build_split_image(os_, release, serial, arch, variant, properties,
-                                      requirements, type_, payload)
+                                      requirements, type_, payload, rootfs)
         key = f"{os_}:{release}:{arch}:{variant}"
         product = self._products.setdefault(key, _Product(os_, release, arch, variant))
         product.aliases = tuple(aliases) if aliases is not None else (f"{os_}/{release}",)

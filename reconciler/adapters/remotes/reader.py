@@ -221,7 +221,7 @@ class HttpRemoteReader:
             raise RemoteError(remote.name, f"{path.split('?')[0]} is not valid JSON") from None
 
     def _read_index(self, remote: RemoteSpec, response: requests.Response,
-                    started: float) -> bytes:
+                    started: float) -> bytearray:
         """The whole (decoded) body of an index document, within the size cap and deadline.
 
         Reads with ``read1`` (one socket read at a time) so that the deadline is
@@ -243,7 +243,7 @@ class HttpRemoteReader:
                                       "file may take; the server sends too slowly)")
         except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
             _raise_transport(remote, url, exc, self._timeout, reading=True)
-        return bytes(body)
+        return body  # not copied: json reads a bytearray as it reads bytes
 
     def _get(self, remote: RemoteSpec, url: str) -> requests.Response:
         """GET (streamed) with this remote's TLS settings, following safe redirects.

@@ -21,7 +21,9 @@ Invariants (they mirror ``shared/simplestreams`` in lxc/incus):
   registers ``a`` and ``a/<raw arch>`` for (image type, canonical arch); the
   first image to claim a key keeps it, so the newest build wins.
 * Garbage (wrong shape, missing or mistyped keys, a hash that is not 64 hex
-  digits) raises :class:`RemoteError` naming the remote and where it is.
+  digits) raises :class:`RemoteError` naming the remote and where it is: what
+  the alias table depends on when the catalog is built, the rest of a product
+  when one of its builds is first used (:mod:`reconciler.adapters.remotes.sslazy`).
 """
 
 from __future__ import annotations
@@ -68,13 +70,13 @@ ROOTFS_FTYPES: dict[str, tuple[tuple[str, ...], ImageType]] = {
 # type (``tar.gz`` for combined images) scores like the first one.
 ROOTFS_PREFERENCE = ("squashfs", "root.tar.xz", "disk-kvm.img", "uefi1.img", "disk1.img")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION_DATE = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})")
 _EOL = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 _STR_ITEM_KEYS = ("ftype", "path", "sha256", "combined_sha256", "combined_rootxz_sha256",
                   "combined_squashfs_sha256", "combined_disk-kvm-img_sha256",
                   "combined_disk1-img_sha256", "combined_uefi1-img_sha256", "combined_type")
-_STR_PRODUCT_KEYS = ("aliases", "arch", "os", "release", "release_title", "version",
+STR_PRODUCT_KEYS = ("aliases", "arch", "os", "release", "release_title", "version",
                      "variant", "support_eol")
 
 
@@ -128,48 +130,27 @@ def build_catalog(
     ``host_arch`` only filters :attr:`reconciler.model.remote.RemoteImage.aliases`
     the way the daemon lists them (short names only on the host's architecture);
     the alias table always holds short and long names for every architecture.
+
+    The catalog is lazy (:mod:`reconciler.adapters.remotes.sslazy`): the alias
+    table is built here, in one pass over the raw documents, and a build is made
+    (and its whole product checked) when it is first asked for.
     """
-    candidates: list[_Candidate] = []
-    for number, doc in enumerate(products_docs):
-        source = paths[number] if number < len(paths) else f"products file #{number + 1}"
-        candidates.extend(_ProductsReader(remote.name, source).read(doc))
+    from reconciler.adapters.remotes.sslazy import LazyProducts
 
-    ordered = _daemon_order(candidates)
-    alias_table: dict[str, str] = {}
-    won: dict[str, list[str]] = {}
-    native = canonical(host_arch) if host_arch else None
-    for cand in ordered:
-        image = cand.image
-        names = won.setdefault(image.fingerprint, [])
-        for alias in cand.alias_names:
-            for name, short in ((alias, True), (f"{alias}/{cand.raw_arch}", False)):
-                key = RemoteCatalog.alias_key(name, image.type, image.architecture)
-                if key in alias_table:
-                    continue
-                alias_table[key] = image.fingerprint
-                listed = not short or native is None or native == image.architecture
-                if listed and name not in names:
-                    names.append(name)
-
-    images: list[RemoteImage] = []
-    seen: set[str] = set()
-    for cand in ordered:
-        fp = cand.image.fingerprint
-        if fp in seen:
-            continue
-        seen.add(fp)
-        images.append(cand.image.model_copy(update={"aliases": tuple(won[fp])}))
+    sources = [paths[n] if n < len(paths) else f"products file #{n + 1}"
+               for n in range(len(products_docs))]
+    lazy = LazyProducts(remote.name, products_docs, sources, host_arch)
     return RemoteCatalog(
         remote=remote.name,
         url=without_userinfo(remote.url),
         protocol="simplestreams",
-        images=tuple(images),
-        alias_table=alias_table,
+        alias_table=lazy.alias_table,
+        source=lazy,
     )
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     """One image before alias assignment, with what the daemon sorts it by."""
 
     image: RemoteImage
@@ -178,14 +159,14 @@ class _Candidate:
     sort_props: Mapping[str, str] = field(default_factory=dict)
 
 
-def _daemon_order(candidates: list[_Candidate]) -> list[_Candidate]:
+def daemon_order(candidates: list[Candidate]) -> list[Candidate]:
     """The daemon's image order: os, release, variant asc; serial desc; arch; rootfs type.
 
     Multi-pass stable sort, least significant key first; ties (which the daemon
     leaves to Go's map order) are broken by fingerprint for determinism.
     """
 
-    def type_score(c: _Candidate) -> int:
+    def type_score(c: Candidate) -> int:
         ftype = c.image.properties.get("type", "")
         return ROOTFS_PREFERENCE.index(ftype) if ftype in ROOTFS_PREFERENCE else 0
 
@@ -197,7 +178,7 @@ def _daemon_order(candidates: list[_Candidate]) -> list[_Candidate]:
     return ordered
 
 
-class _ProductsReader:
+class ProductsReader:
     """Reads one products document; every failure names the file and the spot."""
 
     def __init__(self, remote: str, source: str) -> None:
@@ -218,18 +199,18 @@ class _ProductsReader:
             if key in value and value[key] is not None and not isinstance(value[key], str):
                 self.fail(where, f"{key!r} is not a string")
 
-    def read(self, doc: object) -> list[_Candidate]:
+    def read(self, doc: object) -> list[Candidate]:
         top = self.obj(doc, "", "the document")
         products = self.obj(top.get("products"), "", "'products'")
-        found: list[_Candidate] = []
+        found: list[Candidate] = []
         for key, raw in products.items():
             where = f"product {key!r}"
             product = self.obj(raw, where, "the product")
             found.extend(self.product(product, where))
         return found
 
-    def product(self, product: dict[str, object], where: str) -> list[_Candidate]:
-        self.strings(product, _STR_PRODUCT_KEYS, where)
+    def product(self, product: dict[str, object], where: str) -> list[Candidate]:
+        self.strings(product, STR_PRODUCT_KEYS, where)
         raw_arch = product.get("arch")
         if not isinstance(raw_arch, str) or not raw_arch:
             self.fail(where, "has no 'arch'")
@@ -239,7 +220,7 @@ class _ProductsReader:
             isinstance(v, str) for v in requirements.values()
         ):
             self.fail(where, "'requirements' is not a map of strings")
-        found: list[_Candidate] = []
+        found: list[Candidate] = []
         for serial, raw_version in versions.items():
             vwhere = f"{where} version {serial!r}"
             version = self.obj(raw_version, vwhere, "the version")
@@ -253,10 +234,10 @@ class _ProductsReader:
                 for name, item in items.items()
             }
             arch = canonical(raw_arch)
-            created = _version_date(serial)
+            created = version_date(serial)
             if arch is None or created is None:
                 continue  # the daemon skips these silently
-            context = _VersionContext(product, raw_arch, arch, serial, created, label,
+            context = VersionContext(product, raw_arch, arch, serial, created, label,
                                       dict(requirements))
             found.extend(self.version_images(context, checked, vwhere))
         return found
@@ -270,20 +251,27 @@ class _ProductsReader:
             self.fail(where, problem)
         return item
 
-    def file(self, item: dict[str, object], where: str) -> RemoteFile:
+    def file_sha256(self, item: dict[str, object], where: str) -> str:
+        """The sha256 of a file item, once its path, sha256 and size are checked."""
         path, sha, size = item.get("path"), item.get("sha256"), item.get("size")
         if not isinstance(path, str) or not path:
             self.fail(where, "has no 'path'")
-        if not isinstance(sha, str) or not _SHA256.match(sha):
+        if not isinstance(sha, str) or not SHA256.match(sha):
             self.fail(where, "'sha256' is not 64 lowercase hex digits")
         if not isinstance(size, int):
             self.fail(where, "has no 'size'")
+        return sha
+
+    def file(self, item: dict[str, object], where: str) -> RemoteFile:
+        sha = self.file_sha256(item, where)
+        path, size = item["path"], item["size"]
+        assert isinstance(path, str) and isinstance(size, int)  # file_sha256 checked them
         return RemoteFile(ftype=str(item["ftype"]), path=path, sha256=sha, size=size)
 
     def version_images(
-        self, ctx: _VersionContext, items: dict[str, dict[str, object]], where: str
-    ) -> list[_Candidate]:
-        found: list[_Candidate] = []
+        self, ctx: VersionContext, items: dict[str, dict[str, object]], where: str
+    ) -> list[Candidate]:
+        found: list[Candidate] = []
         for name, item in items.items():
             iwhere = f"{where} item {name!r}"
             ftype = item["ftype"]
@@ -301,7 +289,7 @@ class _ProductsReader:
                     fp = next((str(item[f]) for f in fields if item.get(f)), "")
                     if not fp:
                         continue  # no fingerprint for this pairing: the daemon skips it
-                    if not _SHA256.match(fp):
+                    if not SHA256.match(fp):
                         self.fail(iwhere, f"{fields[0]!r} is not 64 lowercase hex digits")
                     meta = self.file(item, iwhere)
                     rootfs = self.file(root, f"{where} item {root_name!r}")
@@ -310,7 +298,7 @@ class _ProductsReader:
 
 
 @dataclass(frozen=True)
-class _VersionContext:
+class VersionContext:
     """What every image of one product version shares."""
 
     product: dict[str, object]
@@ -327,7 +315,7 @@ class _VersionContext:
 
     def candidate(
         self, fingerprint: str, type_: ImageType, type_prop: str, files: tuple[RemoteFile, ...]
-    ) -> _Candidate:
+    ) -> Candidate:
         variant = self.text("variant")
         # Incus 6.0.4 (verified) writes no variant into the description, whatever
         # the reference's section 4.3 says about newer snapshots.
@@ -362,11 +350,11 @@ class _VersionContext:
             expires_at=_eol(self.text("support_eol")),
         )
         aliases = tuple(a for a in self.text("aliases").split(",") if a)
-        return _Candidate(image=image, raw_arch=self.raw_arch, alias_names=aliases,
+        return Candidate(image=image, raw_arch=self.raw_arch, alias_names=aliases,
                           sort_props=props)
 
 
-def _version_date(serial: str) -> datetime | None:
+def version_date(serial: str) -> datetime | None:
     """UTC midnight of the ``YYYYMMDD`` a version key starts with, or None."""
     return _utc_midnight(_VERSION_DATE.match(serial))
 

@@ -1,0 +1,41 @@
+"""`--help`, `--version` and `validate` start without what only reaching the stores needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import sys
+from reconciler.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = ["jsonschema", "requests", "urllib3", "git", "reconciler.apply.executor",
+         "reconciler.core.planner", "reconciler.adapters.incus"]
+print(" ".join(m for m in heavy if m in sys.modules))
+"""
+
+FILE = """\
+version: 1
+remotes: {r: {url: "https://127.0.0.1:1"}}
+targets: {local: {url: "unix:///nonexistent.socket"}}
+images:
+  - {source: "r:a/1"}
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plan", "--help"],
+                                  ["validate", "-f", "{file}"]])
+def test_these_commands_import_nothing_that_reaches_the_stores(args: list[str],
+                                                                tmp_path: Path) -> None:
+    file = tmp_path / "images.yaml"
+    file.write_text(FILE)
+    argv = [a.format(file=file) for a in args]
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).parents[2])
+    assert done.stdout.splitlines()[-1] == "", done.stdout + done.stderr
