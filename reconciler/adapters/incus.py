@@ -20,8 +20,9 @@ Invariants:
   6.0.4 does (even when the pull fails), and the adapter puts the fields back
   (:meth:`IncusStore._put_back`).  What the project held before the pull comes
   from the caller (``present``) or one ``GET /1.0/images?recursion=1``; after a
-  pull that resolved to a held image, that image is read again (one ``GET``);
-  after a failed pull that the project held images before, the list is read.
+  pull that resolved to a held image, or a failed pull by fingerprint, that image
+  is read again (one ``GET``); after a failed pull by alias, when the project held
+  images before, the list is read.
 * Error envelopes become typed errors: 404 ``NotFound``, 409 ``AlreadyExists``, 412
   ``PreconditionFailed``, 403 ``UntrustedClient``, anything else ``StoreError`` with
   the daemon's message and status.  An operation that ends in failure (an error
@@ -589,11 +590,14 @@ class IncusStore:
                 accepted()
             fingerprint = self._wait(answer, what, progress).get("fingerprint")
         except OperationFailed:
-            self._put_back(before, writable)
+            if pull.alias:  # it may have resolved to any image the store had
+                self._put_back(before, writable)
+            elif pull.fingerprint in before:  # by fingerprint: only that one
+                self._put_back(before, writable, only=pull.fingerprint)
             raise
         if isinstance(fingerprint, str) and fingerprint in before:
             # It resolved to an image the store had: overwritten.
-            self._put_back({fingerprint: before[fingerprint]}, writable, only=fingerprint)
+            self._put_back(before, writable, only=fingerprint)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
         return fingerprint
@@ -615,12 +619,17 @@ class IncusStore:
         previous fields back.  No request when the project held no image, nor after a
         pull that landed a fingerprint the project did not hold (nothing was
         overwritten: the overwrite hits the image the pull resolved to); after a pull
-        that landed ``only``, an image it held, that one image is read, not the list
-        (a failed pull does not say which image it resolved to: the list is read).
+        that landed ``only``, an image it held, or a failed pull by that fingerprint,
+        that one image is read, not the list (a failed pull by alias does not say
+        which image it resolved to: the list is read).
         """
         if not before:
             return
-        now = self._list_images() if only is None else (self._get_image(only)[0],)
+        if only is None:
+            now = self._list_images()
+        else:
+            found = self.get_image(only)
+            now = (found,) if found is not None else ()
         for img in now:
             old = before.get(img.fingerprint)
             if old is None or not _upserted(old, img, sent):
