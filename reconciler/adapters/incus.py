@@ -199,6 +199,9 @@ class IncusStore:
         self._seen_config: tuple[str, dict[str, str]] | None = None
         """The last server config read or written, with its ETag (see
         :meth:`patch_server_config`)."""
+        self._computing_etags = True
+        """False once the daemon showed an ETag that is not :func:`config_etag` of its
+        config: its ETags are made otherwise, so none is computed."""
 
     def __enter__(self) -> IncusStore:
         return self
@@ -475,8 +478,14 @@ class IncusStore:
     def get_server_config(self) -> tuple[dict[str, str], str]:
         info, etag = self._server()
         config = config_map(info.get("config"))
-        self._seen_config = (etag, config)
+        self._seen(etag, config)
         return config, etag
+
+    def _seen(self, etag: str, config: dict[str, str]) -> None:
+        """Remember the server config read with its ETag (see :meth:`patch_server_config`)."""
+        if etag and etag != config_etag(config):
+            self._computing_etags = False
+        self._seen_config = (etag, config)
 
     def patch_server_config(self, changes: dict[str, str], etag: str) -> str:
         """``PATCH /1.0`` with ``If-Match: etag``; the config's new ETag, or "".
@@ -484,12 +493,13 @@ class IncusStore:
         The daemon's answer carries no ETag; when ``etag`` is that of the last config
         this store read or wrote, the new one is computed from the patched config
         (:func:`~reconciler.adapters.incus_decode.config_etag`), saving a re-read.
+        A daemon that once showed an ETag made otherwise gets no computed ETags.
         """
         headers = {"If-Match": etag} if etag else {}
         seen = self._seen_config
         self._call("PATCH", "/1.0", "server config", json={"config": dict(changes)},
                    headers=headers)
-        if not etag or seen is None or seen[0] != etag:
+        if not etag or seen is None or seen[0] != etag or not self._computing_etags:
             self._seen_config = None
             return ""
         after = patched_config(seen[1], changes)
@@ -506,7 +516,7 @@ class IncusStore:
         info, etag = self._server()
         self._check_unrestricted(info)
         config = config_map(info.get("config"))
-        self._seen_config = (etag, config)
+        self._seen(etag, config)
         effective = self._effective_project()
         version = server_version(info)
         return TargetState(
