@@ -7,12 +7,12 @@ pass in-memory ones (``tests/support/fakes.py``).  Methods use Incus's own verbs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from reconciler.model.config import RemoteSpec
-from reconciler.model.observed import ObservedImage, TargetState, Verification
+from reconciler.model.observed import ObservedAlias, ObservedImage, TargetState, Verification
 from reconciler.model.plan import PullSource, Writable
 from reconciler.model.remote import RemoteCatalog, RemoteFile
 
@@ -70,12 +70,17 @@ class ImageStore(Protocol):
         ...
 
     def pull_image(
-        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress
+        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress,
+        present: Mapping[str, ObservedImage] | None = None,
+        accepted: Callable[[], None] | None = None,
     ) -> str:
         """Ask the daemon to pull; return the fingerprint it actually landed.
 
         Whether the pull succeeds or fails (``OperationFailed``), an image that was in
         the store before keeps its writable fields: a pull never rewrites them.
+        ``present`` is what the caller knows the store holds (None: the store looks).
+        ``accepted`` is called once the daemon has taken the pull on and it runs
+        there (a store that cannot tell never calls it).
         """
         ...
 
@@ -102,10 +107,16 @@ class ImageStore(Protocol):
 
     def delete_alias(self, name: str) -> None: ...
 
+    def get_aliases(self) -> tuple[ObservedAlias, ...]:
+        """Every alias of the project, one list call (no image is read)."""
+        ...
+
     def get_server_config(self) -> tuple[dict[str, str], str]:
         """The daemon's server config and ``GET /1.0``'s ETag."""
         ...
 
-    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
-        """``PATCH /1.0`` with If-Match; raises ``PreconditionFailed`` on a stale ETag."""
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> str | None:
+        """``PATCH /1.0`` with If-Match; raises ``PreconditionFailed`` on a stale ETag.
+
+        Returns the config's new ETag when the store can tell ("" or None: unknown)."""
         ...

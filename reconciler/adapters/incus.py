@@ -21,8 +21,11 @@ Invariants:
   :mod:`reconciler.adapters.incus_decode`.
 * ``pull_image`` never rewrites an image that was in the project before: Incus
   6.0.4 does (even when the pull fails), and the adapter puts the fields back
-  (:meth:`IncusStore._put_back`; one ``GET /1.0/images?recursion=1`` before the
-  pull, and one after when the project held images).
+  (:meth:`IncusStore._put_back`).  What the project held before the pull comes
+  from the caller (``present``) or one ``GET /1.0/images?recursion=1``; after a
+  pull that resolved to a held image, or a failed pull by fingerprint, that image
+  is read again (one ``GET``); after a failed pull by alias, when the project held
+  images before, the list is read.
 * Error envelopes become typed errors: 404 ``NotFound``, 409 ``AlreadyExists``, 412
   ``PreconditionFailed``, 403 ``UntrustedClient``, anything else ``StoreError`` with
   the daemon's message and status.  An operation that ends in failure (an error
@@ -76,7 +79,9 @@ from reconciler.adapters.http import (
 )
 from reconciler.adapters.incus_decode import (
     SERVER_DEFAULTS,
+    aliases_from_api,
     clustered,
+    config_etag,
     config_map,
     format_time,
     free_bytes,
@@ -95,6 +100,7 @@ from reconciler.adapters.incus_decode import (
     server_version,
 )
 from reconciler.adapters.reach import accepting
+from reconciler.core.inventory import patched_config
 from reconciler.errors import (
     AlreadyExists,
     NoQuorum,
@@ -109,6 +115,7 @@ from reconciler.errors import (
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import (
     ClusterMember,
+    ObservedAlias,
     ObservedImage,
     Profile,
     TargetState,
@@ -261,6 +268,12 @@ class IncusStore:
         a target with one address)."""
         self.passed_over: dict[str, str] = {}
         """The addresses tried before the one in use, each with why it was not used."""
+        self._seen_config: tuple[str, dict[str, str]] | None = None
+        """The last server config read or written, with its ETag (see
+        :meth:`patch_server_config`)."""
+        self._computing_etags = True
+        """False once the daemon showed an ETag that is not :func:`config_etag` of its
+        config: its ETags are made otherwise, so none is computed."""
 
     def __enter__(self) -> IncusStore:
         return self
@@ -593,12 +606,35 @@ class IncusStore:
 
     def get_server_config(self) -> tuple[dict[str, str], str]:
         info, etag = self._server()
-        return config_map(info.get("config")), etag
+        config = config_map(info.get("config"))
+        self._seen(etag, config)
+        return config, etag
 
-    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
+    def _seen(self, etag: str, config: dict[str, str]) -> None:
+        """Remember the server config read with its ETag (see :meth:`patch_server_config`)."""
+        if etag and etag != config_etag(config):
+            self._computing_etags = False
+        self._seen_config = (etag, config)
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> str:
+        """``PATCH /1.0`` with ``If-Match: etag``; the config's new ETag, or "".
+
+        The daemon's answer carries no ETag; when ``etag`` is that of the last config
+        this store read or wrote, the new one is computed from the patched config
+        (:func:`~reconciler.adapters.incus_decode.config_etag`), saving a re-read.
+        A daemon that once showed an ETag made otherwise gets no computed ETags.
+        """
         headers = {"If-Match": etag} if etag else {}
+        seen = self._seen_config
         self._call("PATCH", "/1.0", "server config", json={"config": dict(changes)},
                    headers=headers)
+        if not etag or seen is None or seen[0] != etag or not self._computing_etags:
+            self._seen_config = None
+            return ""
+        after = patched_config(seen[1], changes)
+        new = config_etag(after)
+        self._seen_config = (new, after)
+        return new
 
     # -- observation ------------------------------------------------------------------
 
@@ -610,6 +646,7 @@ class IncusStore:
         members = self._members(info)  # first: without quorum every other read hangs
         self._check_unrestricted(info)
         config = config_map(info.get("config"))
+        self._seen(etag, config)
         effective = self._effective_project()
         version = server_version(info)
         return TargetState(
@@ -718,8 +755,13 @@ class IncusStore:
     # -- images -----------------------------------------------------------------------
 
     def pull_image(
-        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress
+        self, pull: PullSource, *, certificate: str | None, writable: Writable, progress: Progress,
+        present: Mapping[str, ObservedImage] | None = None,
+        accepted: Callable[[], None] | None = None,
     ) -> str:
+        """See :meth:`reconciler.ports.ImageStore.pull_image`.  ``present`` (what the
+        caller knows the project holds) saves listing the images before the pull;
+        ``accepted`` is called once the daemon answered the request with its operation."""
         key = pull.alias or pull.fingerprint
         if not key:
             raise StoreError(self.target, f"pull from {pull.server}: neither alias nor "
@@ -738,15 +780,22 @@ class IncusStore:
             "properties": {k: v for k, v in writable.properties.items() if v is not None},
         }
         what = f"pull of {pull.server} {key}"
-        before = {img.fingerprint: img for img in self._list_images()}
+        before = dict(present) if present is not None else {
+            img.fingerprint: img for img in self._list_images()}
         try:
             answer = self._call("POST", "/1.0/images", what, json=body)
+            if accepted is not None:
+                accepted()
             fingerprint = self._wait(answer, what, progress).get("fingerprint")
         except OperationFailed:
-            self._put_back(before, writable)
+            if pull.alias:  # it may have resolved to any image the store had
+                self._put_back(before, writable)
+            elif pull.fingerprint in before:  # by fingerprint: only that one
+                self._put_back(before, writable, only=pull.fingerprint)
             raise
-        if fingerprint in before:  # it resolved to an image the store had: overwritten
-            self._put_back(before, writable)
+        if isinstance(fingerprint, str) and fingerprint in before:
+            # It resolved to an image the store had: overwritten.
+            self._put_back(before, writable, only=fingerprint)
         if not isinstance(fingerprint, str) or not fingerprint:
             raise StoreError(self.target, f"{what}: the daemon reported no fingerprint")
         return fingerprint
@@ -755,7 +804,8 @@ class IncusStore:
         return images_from_api(self._call("GET", "/1.0/images", "image list",
                                           params={"recursion": "1"}).get("metadata"))
 
-    def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable) -> None:
+    def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable, *,
+                  only: str | None = None) -> None:
         """Undo the daemon's overwrite of images it already had (Incus 6.0.4).
 
         A pull that resolves to an image already in the project (by fingerprint, or
@@ -766,11 +816,19 @@ class IncusStore:
         before the pull and now carries exactly what the request sent gets its
         previous fields back.  No request when the project held no image, nor after a
         pull that landed a fingerprint the project did not hold (nothing was
-        overwritten: the overwrite hits the image the pull resolved to).
+        overwritten: the overwrite hits the image the pull resolved to); after a pull
+        that landed ``only``, an image it held, or a failed pull by that fingerprint,
+        that one image is read, not the list (a failed pull by alias does not say
+        which image it resolved to: the list is read).
         """
         if not before:
             return
-        for img in self._list_images():
+        if only is None:
+            now = self._list_images()
+        else:
+            found = self.get_image(only)
+            now = (found,) if found is not None else ()
+        for img in now:
             old = before.get(img.fingerprint)
             if old is None or not _upserted(old, img, sent):
                 continue
@@ -861,6 +919,10 @@ class IncusStore:
 
     def delete_alias(self, name: str) -> None:
         self._call("DELETE", _alias_path(name), f"alias {name!r}")
+
+    def get_aliases(self) -> tuple[ObservedAlias, ...]:
+        return aliases_from_api(self._call("GET", "/1.0/images/aliases", "alias list",
+                                           params={"recursion": "1"}).get("metadata"))
 
 
 def _detail(exc: StoreError) -> str:

@@ -17,6 +17,8 @@ Invariant: no function here imports ``requests`` or talks to anything.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -230,3 +232,30 @@ def members_from_api(listed: object) -> tuple[ClusterMember, ...]:
                 status=str(m.get("status") or ""), message=str(m.get("message") or ""),
                 roles=tuple(str(r) for r in m.get("roles") or ())))
     return tuple(sorted(out, key=lambda m: m.name))
+def config_etag(config: Mapping[str, str]) -> str:
+    """The ETag Incus gives ``GET /1.0`` for server config ``config``.
+
+    The daemon hashes its config map as Go's ``json.Encoder`` writes it: keys
+    sorted, compact, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, other
+    characters as UTF-8, and a closing newline; then SHA-256 in hex, quoted.  A
+    wrong guess only costs a refused ``If-Match`` (412): the ETag is a hash of the
+    content, so it matches only a config equal to the one hashed.
+    """
+    text = json.dumps(dict(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_JSON_ESCAPES:
+        text = text.replace(char, escaped)
+    return '"' + hashlib.sha256((text + "\n").encode()).hexdigest() + '"'
+
+
+_GO_JSON_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+
+def aliases_from_api(listed: object) -> tuple[ObservedAlias, ...]:
+    """``GET /1.0/images/aliases?recursion=1``'s list, by name."""
+    objects = [d for d in listed if isinstance(d, Mapping)] if isinstance(listed, list) else []
+    return tuple(sorted((ObservedAlias(name=str(d["name"]),
+                                       description=str(d.get("description") or ""),
+                                       target=str(d.get("target") or ""))
+                         for d in objects if d.get("name")), key=lambda a: a.name))

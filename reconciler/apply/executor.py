@@ -3,7 +3,15 @@
 Invariants:
 - Changes of one target run in plan order; the first failure stops that target
   (later changes are ``skipped``), so an old build and its aliases are never
-  removed before their replacement is in place.
+  removed before their replacement is in place.  Consecutive downloads run a few
+  at once (``pulls``, :data:`PULLS_AT_ONCE`; never two of one source, whose
+  in-flight markers could claim each other's images): all of them finish before
+  the next change starts, and a failure among them skips what comes after them.
+  Outcomes and notes are reported in plan order whatever order they finish in.
+- Each target is observed once, before its first change; apply keeps that
+  observation current from what it did (:func:`reconciler.core.applied.fold`), so
+  no change looks at the whole store again, and a download reads back only the
+  image it landed.
 - Each action has one handler (:meth:`_TargetRun._handle`), which takes the
   action's typed change (:mod:`reconciler.model.changes`); a change that is not
   one (an action without a handler, a missing field) fails, attempting nothing.
@@ -34,9 +42,10 @@ Invariants:
   :func:`reconciler.core.cluster.refusals` names are ``skipped`` with its reason
   (``Outcome.refused``: the apply fails) and the others still run; nothing of a
   refused change is attempted.
-- After a target's changes, one observation checks that each change really
-  landed; a daemon that reported success without doing the work is an error
-  (:func:`reconciler.apply.verify.verify`).
+- After a target's changes, apply checks that each change really landed, on its
+  kept state with what it reads back (the landed images, the alias table when an
+  alias changed, each deleted image); a daemon that reported success without doing
+  the work is an error (:func:`reconciler.apply.verify.verify`).
 - An interrupt (SIGINT, SIGTERM: :class:`~reconciler.errors.Interrupted`, or a
   ``KeyboardInterrupt``) stops every target before its next change: the change
   under way finishes (the daemon would carry on with it anyway) and is recorded,
@@ -53,12 +62,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 
-from reconciler.apply.download import Download, Landed
+from reconciler.apply.download import Download, Landed, Start
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
 from reconciler.apply.verify import verify
+from reconciler.core.applied import fold, with_aliases, with_image, without_image
 from reconciler.core.cluster import refusals
-from reconciler.core.inventory import with_inventories
+from reconciler.core.inventory import KnownConfig, with_inventories
 from reconciler.errors import ApplyError, IncusImagesError, Interrupted, NotFound, PlanError
 from reconciler.interrupts import threads_without_signals
 from reconciler.model.changes import (
@@ -75,14 +85,18 @@ from reconciler.model.changes import (
     typed,
 )
 from reconciler.model.config import RemoteSpec
+from reconciler.model.observed import TargetState
 from reconciler.model.plan import Change, Plan
 from reconciler.model.result import ApplyResult, Outcome, Status
 from reconciler.ports import ImageStore, RemoteReader
+from reconciler.redact import without_userinfo
 from reconciler.render.progress import Reporter, SilentReporter, change_label
 
 __all__ = ["INTERRUPTED", "apply_plan", "where_stopped"]
 
 INTERRUPTED = "not attempted: interrupted"
+PULLS_AT_ONCE = 3
+"""How many downloads of one target run at once (more is slower on Incus 6.0)."""
 
 
 def apply_plan(
@@ -92,11 +106,13 @@ def apply_plan(
     reader: RemoteReader,
     remotes: Mapping[str, RemoteSpec],
     reporter: Reporter | None = None,
+    pulls: int = PULLS_AT_ONCE,
     parallelism: int = 4,
     allow_degraded: bool = False,
 ) -> ApplyResult:
     """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
-    at once), each in plan order; outcomes are in target order whatever finished first.
+    at once), each in plan order (up to ``pulls`` of its downloads at once); outcomes
+    are in target order whatever finished first.
 
     ``allow_degraded`` (``--allow-degraded-cluster``): a clustered target with an
     unhealthy member gets its downloads and deletes all the same."""
@@ -114,7 +130,7 @@ def apply_plan(
         with threads_without_signals():  # the workers leave SIGINT/SIGTERM to this thread
             for t in targets:
                 futures.append(pool.submit(
-                    _TargetRun(plan, t, stores[t], reader, remotes, rep, stop,
+                    _TargetRun(plan, t, stores[t], reader, remotes, rep, stop, pulls,
                                allow_degraded=allow_degraded).run))
         outcomes = [o for f in futures for o in f.result()]
         return ApplyResult(outcomes=tuple(outcomes))
@@ -151,7 +167,8 @@ class _TargetRun:
     def __init__(
         self, plan: Plan, target: str, store: ImageStore, reader: RemoteReader,
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
-        stop: threading.Event | None = None, *, allow_degraded: bool = False,
+        stop: threading.Event | None = None, pulls: int = PULLS_AT_ONCE, *,
+        allow_degraded: bool = False,
     ) -> None:
         self.plan = plan
         self.allow_degraded = allow_degraded
@@ -161,6 +178,7 @@ class _TargetRun:
         self.target = target
         self.store = store
         self.reporter = reporter
+        self.pulls = max(1, pulls)
         self.changes = plan.for_target(target)
         self.typed = [_typed_or_error(c) for c in self.changes]
         """Each change as its action's typed change, or why it is not one (it fails)."""
@@ -168,61 +186,150 @@ class _TargetRun:
         self.records = Records(
             store, owner=plan.owner, project=project, planned=plan.ownership.get(target),
             deleting=(t.alias for t in self.typed if isinstance(t, AliasDelete)))
-        self.download = Download(target, store, reader, remotes, reporter, self.records)
+        self.download = Download(target, store, reader, remotes, self.records)
+        self.claimed = frozenset(t.fingerprint for t in self.typed
+                                 if isinstance(t, ImageDownload))
+        self.state = TargetState(target=target, project=project, effective_project=project,
+                                 host_architecture="")
+        """The target as apply knows it: observed once, then kept current by :func:`fold`."""
+        self._folding = threading.Lock()
+        """Downloads that run at once fold their images into :attr:`state` one at a time."""
 
     def run(self) -> list[Outcome]:
         """Every change's outcome; the first failure or an interrupt skips the rest."""
         try:  # an unreachable target fails every change at once, attempting none
-            state = self.store.observe()
+            observed = self.store.observe()
         except IncusImagesError as exc:
             return [Outcome(change=c, status=Status.FAILED, message=str(exc))
                     for c in self.changes]
-        self.refused = refusals(self.changes, state, allow_degraded=self.allow_degraded)
+        self.records.known = KnownConfig(observed.server_config, observed.config_etag)
+        self.state = with_inventories(observed)
+        self.refused = refusals(self.changes, observed, allow_degraded=self.allow_degraded)
         outcomes, skipped = self._each_change()
-        if not skipped:
+        if skipped:
+            with suppress(IncusImagesError):  # what is left is claimed by its markers
+                self.records.flush()
+        else:
             self._close(outcomes)
         return outcomes
 
     def _each_change(self) -> tuple[list[Outcome], bool]:
-        """Run the changes in order: their outcomes, and whether some were skipped."""
+        """Run the changes in order (downloads a few at once): their outcomes, reported
+        in plan order, and whether some were skipped."""
         outcomes: list[Outcome] = []
         skip = ""  # why the remaining changes are not attempted
-        for change, t in zip(self.changes, self.typed, strict=True):
+        while len(outcomes) < len(self.changes):
+            at = len(outcomes)
             if not skip and self.stop.is_set():
                 skip = INTERRUPTED
             if skip:
-                outcome = Outcome(change=change, status=Status.SKIPPED, message=skip)
-            elif (why := self.refused.get(len(outcomes))) is not None:
-                outcome = Outcome(change=change, status=Status.SKIPPED, message=why, refused=True)
+                done = [(Outcome(change=self.changes[at], status=Status.SKIPPED,
+                                 message=skip), _Notes(self.reporter))]
+            elif (why := self.refused.get(at)) is not None:
+                done = [(Outcome(change=self.changes[at], status=Status.SKIPPED, message=why,
+                                 refused=True), _Notes(self.reporter))]
             else:
-                outcome = self._attempt(change, t)
-                if outcome.status is Status.FAILED:
+                done = self._next(at)
+            for outcome, notes in done:
+                if outcome.status is Status.FAILED and not skip:
                     skip = "not attempted: an earlier change of this target failed"
-            if skip != INTERRUPTED:  # the interrupt's one line says where apply stopped
-                self.reporter.done(outcome)
-            outcomes.append(outcome)
+                if outcome.status is not Status.SKIPPED or outcome.message != INTERRUPTED:
+                    notes.replay()  # the interrupt's one line says where apply stopped
+                    self.reporter.done(outcome)
+                outcomes.append(outcome)
         return outcomes, bool(skip)
 
-    def _attempt(self, c: Change, t: TypedChange | PlanError) -> Outcome:
-        """``c`` (typed: ``t``) through its handler; a failure is its outcome, not an
-        exception."""
+    def _next(self, at: int) -> list[tuple[Outcome, _Notes]]:
+        """Carry out the change at ``at``, or the downloads starting there (several at
+        once): their outcomes in plan order, each with its notes."""
+        window = self._window(at)
+        if not window:
+            return [(self._attempt(at, self.reporter), _Notes(self.reporter))]
+        try:
+            markers = self.records.mark_pulls(window, self.state.images)
+        except IncusImagesError as exc:
+            return [(Outcome(change=self.changes[at], status=Status.FAILED,
+                             message=str(exc)), _Notes(self.reporter))]
+        present = {img.fingerprint: img for img in self.state.images}
+        gates = [threading.Event() for _ in window]
+        starts = [Start(present=present, claimed=self.claimed - {t.fingerprint}, marker=m,
+                        accepted=gate.set)
+                  for t, m, gate in zip(window, markers, gates, strict=True)]
+        if len(window) == 1:
+            return [(self._attempt(at, self.reporter, starts[0]), _Notes(self.reporter))]
+        return self._at_once(at, starts, gates)
+
+    def _at_once(self, at: int, starts: list[Start], gates: list[threading.Event]
+                 ) -> list[tuple[Outcome, _Notes]]:
+        """The downloads from ``at`` on, each started once the daemon took the one before
+        on (or it ended), unless apply is stopping or that one failed: the outcomes of
+        those started, in plan order.  A marker of a download not started is cleared."""
+        notes = [_Notes(self.reporter) for _ in starts]
+
+        def attempt(i: int) -> Outcome:
+            try:
+                return self._attempt(at + i, notes[i], starts[i])
+            finally:
+                gates[i].set()
+
+        futures: list[Future[Outcome]] = []
+        with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+            for i in range(len(starts)):
+                if i and not self._may_start(gates[i - 1], futures[i - 1]):
+                    break
+                futures.append(pool.submit(attempt, i))
+        for start in starts[len(futures):]:
+            if start.marker is not None:
+                self.records.clear_pull(start.marker)
+        return [(f.result(), n) for f, n in zip(futures, notes, strict=False)]
+
+    def _may_start(self, before: threading.Event, previous: Future[Outcome]) -> bool:
+        """Wait until the daemon took the previous download on (or it ended); then
+        whether another may start."""
+        before.wait()
+        if self.stop.is_set():
+            return False
+        return not (previous.done() and previous.result().status is Status.FAILED)
+
+    def _window(self, at: int) -> list[ImageDownload]:
+        """The downloads from ``at`` on that run at once: at most ``pulls``, consecutive,
+        no two of one source nor two pulls by one alias of one server (their markers
+        would claim each other's images).  Empty: the change at ``at`` is no download."""
+        window: list[ImageDownload] = []
+        keys: set[object] = set()
+        for i, t in enumerate(self.typed[at:at + self.pulls], start=at):
+            if not isinstance(t, ImageDownload) or i in self.refused:
+                break
+            mine = {t.source, (without_userinfo(t.pull.server), t.pull.alias or t.source)}
+            if keys & mine:
+                break
+            keys |= mine
+            window.append(t)
+        return window
+
+    def _attempt(self, at: int, reporter: Reporter, start: Start | None = None) -> Outcome:
+        """The change at ``at`` through its handler, folded into :attr:`state` once it
+        succeeded; a failure is its outcome, not an exception."""
+        c, t = self.changes[at], self.typed[at]
         self.reporter.start(self.target, c)
         try:
             if isinstance(t, PlanError):
                 raise t
-            landed = self._handle(t)
+            landed = self._handle(t, reporter, start)
         except IncusImagesError as exc:
             return Outcome(change=c, status=Status.FAILED, message=str(exc))
+        with self._folding:
+            self.state = fold(self.state, t, landed.image if landed is not None else None)
         if landed is None:
             return Outcome(change=c, status=Status.DONE)
         return Outcome(change=c, status=Status.DONE, via=landed.via,
                        fingerprint=landed.fingerprint, message=landed.message)
 
-    def _handle(self, t: TypedChange) -> Landed | None:
+    def _handle(self, t: TypedChange, reporter: Reporter, start: Start | None) -> Landed | None:
         """The one handler of ``t``'s action (only a download says how it landed)."""
         match t:
             case ImageDownload():
-                return self.download(t)
+                return self.download(t, start or Start(present={}), reporter)
             case ServerUpdate():
                 set_server_keys(self.target, self.store, t.fields)
             case ImageAdopt():
@@ -249,21 +356,65 @@ class _TargetRun:
         return None
 
     def _close(self, outcomes: list[Outcome]) -> None:
-        """The closing ownership write and the verification, on one observation; a
-        failure of either fails the last change.  With refused changes the plan's
-        records are not written (the records written as changes landed stand) and
-        only the changes attempted are verified."""
+        """The closing ownership write and the verification, on the state apply keeps
+        and what it reads back of its alias and delete changes; a failure of either
+        fails the last change attempted.  With refused changes the plan's records are
+        not written (the records written as changes landed stand) and only the changes
+        attempted are verified."""
         attempted = [t for i, t in enumerate(self.typed)
                      if not isinstance(t, PlanError) and i not in self.refused]
         try:
-            state = with_inventories(self.store.observe())
+            state = self._checked()
             if not self.refused:
                 self.records.close(state)
+            self.records.flush()
             verify(self.target, attempted, state)
         except IncusImagesError as exc:
             at = max((i for i, o in enumerate(outcomes) if not o.refused), default=-1)
             outcomes[at] = outcomes[at].model_copy(
                 update={"status": Status.FAILED, "message": str(exc)})
+
+    def _checked(self) -> TargetState:
+        """:attr:`state` where the daemon's word is only taken after reading it back: the
+        alias table (one list call) when an alias changed, each deleted image (one
+        ``GET``).  Downloads were read back as they landed."""
+        state = self.state
+        typed = [t for t in self.typed if not isinstance(t, PlanError)]
+        if any(isinstance(t, AliasCreate | AliasMove | AliasUpdate | AliasDelete) for t in typed):
+            state = with_aliases(state, self.store.get_aliases())
+        for t in typed:
+            if isinstance(t, ImageDelete):
+                img = self.store.get_image(t.fingerprint)
+                state = without_image(state, t.fingerprint) if img is None \
+                    else with_image(state, img)
+        return state
+
+
+class _Notes:
+    """A reporter for one change of several running at once: progress goes through
+    as it comes, notes wait for :meth:`replay`, so the lines of each change come out
+    together, in plan order."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.held: list[tuple[str, str]] = []
+
+    def start(self, target: str, change: Change) -> None:
+        self.reporter.start(target, change)
+
+    def progress(self, target: str, change: Change, text: str) -> None:
+        self.reporter.progress(target, change, text)
+
+    def done(self, outcome: Outcome) -> None:
+        self.reporter.done(outcome)
+
+    def note(self, target: str, text: str) -> None:
+        self.held.append((target, text))
+
+    def replay(self) -> None:
+        for target, text in self.held:
+            self.reporter.note(target, text)
+        self.held.clear()
 
 
 def _typed_or_error(c: Change) -> TypedChange | PlanError:

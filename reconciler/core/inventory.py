@@ -2,8 +2,9 @@
 
 An owner's inventory lives in the daemon's server config (``user.*`` keys are
 accepted there; the default project's config rejects them).  Every write goes
-through :func:`update_inventory`, which re-reads ``GET /1.0``, applies a pure
-change and writes with ``If-Match``, retrying when another writer got there first.
+through :func:`update_inventory`, which reads ``GET /1.0`` (or starts from the
+config it last wrote, :class:`KnownConfig`), applies a pure change and writes with
+``If-Match``, retrying when another writer got there first.
 
 :func:`compare_and_swap` is the one such loop on the server config: the
 inventory, the lease (``reconciler.apply.lease``) and the server settings an
@@ -36,29 +37,60 @@ class Edit(Generic[T]):
     result: T
 
 
+class KnownConfig:
+    """The server config one writer last read or wrote, with its ETag, or None.
+
+    A compare-and-swap that is given one starts from it instead of re-reading
+    ``GET /1.0``: the write carries its ETag (``If-Match``), so when anything changed
+    the config since, the daemon refuses it (412) and the loop reads afresh.  Only
+    a known ETag is used (an empty one would make the write unconditional).
+    """
+
+    def __init__(self, config: Mapping[str, str] | None = None, etag: str = "") -> None:
+        self.value: tuple[dict[str, str], str] | None = (
+            (dict(config), etag) if config is not None and etag else None)
+
+
+def patched_config(config: Mapping[str, str], changes: Mapping[str, str]) -> dict[str, str]:
+    """The server config after ``PATCH /1.0`` of ``changes`` (an empty value unsets)."""
+    merged = {**config, **changes}
+    return {k: v for k, v in merged.items() if v != ""}
+
+
 def compare_and_swap(
     store: ImageStore,
     edit: Callable[[dict[str, str]], Edit[T]],
     *,
     gave_up: Callable[[], T],
     attempts: int = MAX_ATTEMPTS,
+    known: KnownConfig | None = None,
 ) -> T:
     """Read ``GET /1.0``, let ``edit`` decide, and ``PATCH`` with its ETag (``If-Match``).
 
-    ``edit`` is called afresh with each read, so a decision never rests on a config
-    another writer has changed since.  When the write loses the race (412), the loop
-    starts over; after ``attempts`` lost races it returns ``gave_up()`` (which raises,
-    for callers that must not carry on).  Any other error propagates.
+    ``edit`` is called afresh with each read, so a decision to write never rests on
+    a config another writer has changed since.  When the write loses the race (412),
+    the loop starts over; after ``attempts`` lost races it returns ``gave_up()``
+    (which raises, for callers that must not carry on).  Any other error propagates.
+    With ``known``, the first attempt starts from that config instead of a read, and
+    ``known`` is left holding the config as written (when the store tells its new
+    ETag), so a writer's next write needs no read either.
     """
     for _ in range(attempts):
-        config, etag = store.get_server_config()
+        start = known.value if known is not None else None
+        if known is not None:
+            known.value = None  # used once; set again once confirmed
+        config, etag = start if start is not None else store.get_server_config()
         step = edit(config)
         if step.changes is None:
+            if known is not None and etag:
+                known.value = (config, etag)
             return step.result
         try:
-            store.patch_server_config(step.changes, etag)
+            new_etag = store.patch_server_config(step.changes, etag)
         except PreconditionFailed:
             continue
+        if known is not None and new_etag:
+            known.value = (patched_config(config, step.changes), new_etag)
         return step.result
     return gave_up()
 
@@ -118,9 +150,11 @@ def with_inventories(state: TargetState) -> TargetState:
 
 
 def update_inventory(
-    store: ImageStore, owner: str, project: str, change: Callable[[Inventory], Inventory]
+    store: ImageStore, owner: str, project: str, change: Callable[[Inventory], Inventory],
+    *, known: KnownConfig | None = None,
 ) -> Inventory:
-    """Apply ``change`` to ``owner``'s stored inventory with compare-and-swap; return the result."""
+    """Apply ``change`` to ``owner``'s stored inventory with compare-and-swap; return the
+    result.  ``known``: see :func:`compare_and_swap`."""
     key = inventory_key(owner, project)
 
     def edit(config: dict[str, str]) -> Edit[Inventory]:
@@ -137,4 +171,4 @@ def update_inventory(
         raise StoreError(store.target, f"could not update the ownership record {key}: "
                          f"the server config kept changing ({MAX_ATTEMPTS} attempts)")
 
-    return compare_and_swap(store, edit, gave_up=gave_up)
+    return compare_and_swap(store, edit, gave_up=gave_up, known=known)

@@ -223,8 +223,8 @@ def test_a_signal_while_waiting_for_the_lease(world: World, sig: int) -> None:
 
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_a_signal_during_a_download_stops_before_the_next_change(world: World, sig: int) -> None:
-    """The download under way (a daemon operation) finishes; the next change never starts;
-    the lease is released; the next apply converges."""
+    """The downloads under way (daemon operations; two run at once) finish; the next
+    change never starts; the lease is released; the next apply converges."""
     tiny = world.tree.add("tiny", "1.0", "20260101_0000")
     small = world.tree.add("small", "2.0", "20260101_0000")
     world.write(TWO)
@@ -236,10 +236,10 @@ def test_a_signal_during_a_download_stops_before_the_next_change(world: World, s
             run.proc.send_signal(sig)
             line = assert_stopped_cleanly(run, sig)
         assert "stopped before " in line and line.endswith("; lease released"), line
-        assert "(1 of " in line, line  # the download under way was made, nothing after it
+        made = len(world.images())  # the downloads under way were made, nothing after them
+        assert made in (1, 2) and f"({made} of " in line, line
         assert_nothing_left(run)
         assert lease(world) is None
-        assert len(world.images()) == 1, line
         assert world.aliases() == {}, line
     assert_converges(world)
     assert set(world.images()) == {tiny.fingerprint, small.fingerprint}

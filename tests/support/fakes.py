@@ -153,11 +153,13 @@ class FakeStore:
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
+        self.calls.append(f"get {fingerprint}")
         img = self.images.get(fingerprint)
         return None if img is None else self._with_aliases(img)
 
     def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
-                   progress: object) -> str:
+                   progress: object, present: object = None, accepted: object = None) -> str:
+        """Instant: ``accepted`` is never called (several pulls never overlap)."""
         self.calls.append(f"pull {pull.alias or pull.fingerprint}")
         catalog = self.universe.get(pull.server)
         if catalog is None:
@@ -288,12 +290,20 @@ class FakeStore:
         self._alias(name)
         del self.aliases[name]
 
+    def get_aliases(self) -> tuple[ObservedAlias, ...]:
+        self.calls.append("aliases")
+        return tuple(ObservedAlias(name=n, description=d, target=t)
+                     for n, (t, d) in sorted(self.aliases.items()))
+
     def get_server_config(self) -> tuple[dict[str, str], str]:
+        self.calls.append("config")
         return dict(self.config), str(self.etag)
 
-    def patch_server_config(self, changes: dict[str, str], etag: str) -> None:
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> str:
         """With an empty ``etag`` no ``If-Match`` is sent: the patch is unconditional.
-        The ETag is the config's, so a patch that changes nothing keeps it."""
+        The ETag is the config's, so a patch that changes nothing keeps it.  Returns the
+        new ETag, as ``IncusStore`` does when it can tell."""
+        self.calls.append("patch config")
         if etag and etag != str(self.etag):
             raise PreconditionFailed(self.target, "ETag doesn't match", status=412)
         before = dict(self.config)
@@ -304,6 +314,7 @@ class FakeStore:
                 self.config[k] = v
         if self.config != before:
             self.etag += 1
+        return str(self.etag)
 
     def _with_aliases(self, img: ObservedImage) -> ObservedImage:
         fp = img.fingerprint

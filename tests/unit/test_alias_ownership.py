@@ -118,8 +118,16 @@ def test_an_alias_the_tool_made_is_recorded_once_it_exists() -> None:
     cat = catalog(b1)
     store = FakeStore(universe={"r": cat})
     seen: list[tuple[str, ...]] = []
-    store.before_alias_create["deb"] = lambda: seen.append(
-        _inventory(store).images[b1.fingerprint].aliases)
+
+    def aliases_recorded() -> tuple[str, ...]:
+        inventory = _inventory(store)
+        if b1.fingerprint in inventory.images:
+            return inventory.images[b1.fingerprint].aliases
+        # Not recorded yet: its pull's in-flight marker claims it, with that record.
+        (marker,) = inventory.pending
+        return marker.record.aliases
+
+    store.before_alias_create["deb"] = lambda: seen.append(aliases_recorded())
     cfg = config(entry("r:deb/1", "deb"))
     plan = make_plan(cfg, {"r": cat}, {"local": store.observe()}, now=NOW)
     assert all(o.endswith("done") for o in _apply(plan, store, cat))

@@ -29,7 +29,7 @@ class GivingUpStore(FakeStore):
         self.orphan: tuple[PullSource, Writable] | None = None
 
     def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
-                   progress: object) -> str:
+                   progress: object, present: object = None, accepted: object = None) -> str:
         if not self.give_up:
             return super().pull_image(pull, certificate=certificate, writable=writable,
                                       progress=progress)

@@ -86,7 +86,7 @@ class Store(FakeStore):
         return super().observe()
 
     def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
-                   progress: object) -> str:
+                   progress: object, present: object = None, accepted: object = None) -> str:
         if self.on_pull is not None:
             self.on_pull()
         return super().pull_image(pull, certificate=certificate, writable=writable,

@@ -17,6 +17,7 @@ import json
 import socket
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -210,9 +211,9 @@ class SyncFailingStore(FakeStore):
     """A pull lands the image on the importing member, then fails to sync it."""
 
     def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
-                   progress: object) -> str:
+                   progress: object, **known: Any) -> str:
         super().pull_image(pull, certificate=certificate, writable=writable,
-                           progress=progress)
+                           progress=progress, **known)
         raise SyncFailed(self.target, "pull: Failed syncing image between servers: Failed "
                          'to copy image to "m3": connection refused')
 

@@ -147,7 +147,8 @@ def test_apply_verify_repairs_then_plan_verify_is_empty(w: World) -> None:
     w.store.broken[DEB.fingerprint] = {"m2"}
     code, out, err = w.run("apply", "--yes", "--verify")
     assert code == 0, err
-    mutations = [c for c in w.store.calls if not c.startswith(("export", "observe"))]
+    mutations = [c for c in w.store.calls
+                 if not c.startswith(("export", "observe", "config", "patch config"))]
     assert mutations[:2] == [f"delete {DEB.fingerprint}", "pull debian/12"]
     assert "alias create deb" in mutations
     assert "deletes the broken copy first" in out

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from reconciler.apply.executor import apply_plan
 from reconciler.apply.lease import LEASE_KEY, LeaseRecord, Leases
 from reconciler.core.planner import make_plan
 from reconciler.errors import Interrupted, LeaseHeld
-from reconciler.model.plan import Writable
+from reconciler.model.plan import PullSource
 from reconciler.render.progress import change_label
 from tests.support.builders import NOW, build, catalog, config, entry
 from tests.support.clocks import RunningClock
@@ -241,15 +242,16 @@ def test_leases_a_block_never_released_are_released_at_the_end() -> None:
 # -- apply ---------------------------------------------------------------------------------
 
 class SignallingStore(FakeStore):
-    """Sends SIGTERM to this process from apply's worker thread during ``update_image``,
+    """Sends SIGTERM to this process from apply's worker thread during ``pull_image``,
     then takes a while to finish that change (as a daemon operation would)."""
 
-    def update_image(self, fingerprint: str, writable: Writable) -> None:
-        super().update_image(fingerprint, writable)
+    def pull_image(self, pull: PullSource, **kw: Any) -> str:
+        fingerprint = super().pull_image(pull, **kw)
         if not getattr(self, "signalled", False):
             self.signalled = True
             kill_me()
             time.sleep(0.3)
+        return fingerprint
 
 
 def test_a_signal_stops_apply_before_the_next_change() -> None:
