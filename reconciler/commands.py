@@ -35,6 +35,7 @@ from reconciler.errors import (
 )
 from reconciler.model.config import Config
 from reconciler.model.lock import Locks
+from reconciler.model.observed import TargetState
 from reconciler.model.plan import Plan
 from reconciler.model.result import ApplyResult
 from reconciler.ports import DEFAULT_PARALLELISM, ImageStore, RemoteReader
@@ -252,9 +253,10 @@ def apply_command(
             services.reader() as reader, _until_applied() as stage, \
             _observed_then(config, chosen, stores, timeout=lock_timeout, ttl=lease_ttl,
                            parallelism=parallelism, set_aside_failed=True) as failed:
+        seen: dict[str, TargetState] = {}
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock(), verify=verify,
-                                  parallelism=parallelism, failed=failed)
+                                  parallelism=parallelism, failed=failed, seen=seen)
         _reach_notes(plan)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
@@ -268,18 +270,21 @@ def apply_command(
                 raise Refused("refusing to apply without --yes when not on a terminal")
             if not _confirm("Apply these changes?", services.stdin):
                 raise Refused("apply cancelled")
+            seen = {}  # the question took a while: apply observes again
         if shown and fmt == "text":
             click.echo()
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
-                                 parallelism=parallelism, allow_degraded=allow_degraded)
+                                 parallelism=parallelism, allow_degraded=allow_degraded,
+                                 seen=seen)
 
 
 @contextmanager
 def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
                    timeout: float, ttl: float, parallelism: int,
                    set_aside_failed: bool = False) -> Iterator[dict[str, IncusImagesError]]:
-    """Observe ``targets`` (nothing is written to a target before that succeeded), then
-    hold their leases for the block; yields the targets set aside, with why.
+    """Read ``targets`` (nothing is written to a target before that succeeded:
+    ``pipeline.observe_first``), then hold their leases for the block; yields the
+    targets set aside, with why.
 
     ``set_aside_failed``: a target that cannot be observed or leased is set aside
     (its lease is not asked for); otherwise the first such failure raises.
@@ -315,25 +320,30 @@ def _apply_saved(
             services.reader() as reader, _until_applied() as stage, \
             _observed_then(config, touched(plan), stores, timeout=lock_timeout,
                            ttl=lease_ttl, parallelism=parallelism):
-        pipeline.check_fresh(config, plan, name, stores, parallelism)
+        seen = pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
             _out(render_plan(plan, fmt, file_name=str(file)), fmt, services, nl=True)
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
-                                 parallelism=parallelism, allow_degraded=allow_degraded)
+                                 parallelism=parallelism, allow_degraded=allow_degraded,
+                                 seen=seen)
 
 
 def _apply_and_report(services: Services, config: Config, plan: Plan,
                       stores: Mapping[str, ImageStore], reader: RemoteReader, stage: _Stage,
                       fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM,
-                      allow_degraded: bool = False) -> int:
+                      allow_degraded: bool = False,
+                      seen: Mapping[str, TargetState] | None = None) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, with progress
-    on stderr (timed by ``services.clock``), and report."""
+    on stderr (timed by ``services.clock``), and report.  ``seen``: the observations
+    the plan was made or checked on, under the leases still held (apply starts from
+    them instead of reading each store again)."""
     stage.applying()
     started = services.clock()
     with reporting(sys.stderr, environ=services.environ,
                    clock=lambda: services.clock().timestamp()) as reporter:
         result = pipeline.apply_plan(config, plan, stores, reader, reporter=reporter,
-                                     parallelism=parallelism, allow_degraded=allow_degraded)
+                                     parallelism=parallelism, allow_degraded=allow_degraded,
+                                     seen=seen)
     stage.applied()
     return _report(result, fmt, services, (services.clock() - started).total_seconds())
 

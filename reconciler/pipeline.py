@@ -250,8 +250,12 @@ def make_plan(
     verify: bool = False,
     parallelism: int = DEFAULT_PARALLELISM,
     failed: Mapping[str, IncusImagesError] | None = None,
+    seen: dict[str, TargetState] | None = None,
 ) -> Plan:
     """Plan ``config`` against the live stores (remotes read once each), at ``now``.
+
+    ``seen``: filled with the observation of each target planned, so that ``apply``
+    carries the plan out on that observation instead of reading each store again.
 
     ``locks``: ``"beside"`` reads the lock file beside ``config.path`` (none there:
     no locks); ``diff`` passes the locks of the revision it plans.  At most
@@ -283,6 +287,8 @@ def make_plan(
         check_distinct_stores([*states.values(), *others.values()], involving=names)
     catalogs = catalogs_fetched()  # its error, if any, comes after the stores' (as before)
     plan = _plan(config, catalogs, states, now=now, allow_empty=allow_empty, locks=locks)
+    if seen is not None:
+        seen.update(states)
     reach = reached(config, states, {n: str(e) for n, e in failures.items()})
     return saveable(config, plan.model_copy(update={"created_at": now, "targets": reach}),
                     states)
@@ -301,29 +307,45 @@ def reached(config: Config, states: Mapping[str, TargetState], failures: Mapping
 def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
                reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM,
-               allow_degraded: bool = False) -> ApplyResult:
+               allow_degraded: bool = False,
+               seen: Mapping[str, TargetState] | None = None) -> ApplyResult:
     """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
     connection details and credentials come from ``config`` only (never from the plan).
     The result names the targets the plan could not observe (``failed_targets``).
-    ``allow_degraded``: see :func:`reconciler.apply.executor.apply_plan`."""
+    ``allow_degraded``: see :func:`reconciler.apply.executor.apply_plan`.  ``seen``: the
+    targets' observations the plan was made or checked on (under the same leases);
+    a target without one is observed afresh."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
     result = _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
-                    reporter=reporter, parallelism=parallelism, allow_degraded=allow_degraded)
+                    reporter=reporter, parallelism=parallelism, allow_degraded=allow_degraded,
+                    seen=seen)
     return result.model_copy(update={"failed_targets": plan.failed_targets})
 
 
 def observe_first(stores: Mapping[str, ImageStore], targets: Sequence[str],
                   parallelism: int = DEFAULT_PARALLELISM) -> dict[str, IncusImagesError]:
-    """Observe ``targets`` before anything is written to them (their leases come next);
-    the targets that could not be observed, with why.
+    """Read ``targets`` (:meth:`ImageStore.check`) before anything is written to them
+    (their leases come next); the targets that could not be read, with why.
 
-    A target whose observation fails (unreachable, no quorum: ``NoQuorum``) must get
-    no request that writes: on Incus 6.0.4/6.0.5 a failed ``PATCH /1.0`` on a cluster
-    erases the member's settings.
+    A target that cannot be read (unreachable, no quorum: ``NoQuorum``) must get no
+    request that writes: on Incus 6.0.4/6.0.5 a failed ``PATCH /1.0`` on a cluster
+    erases the member's settings.  The check is the part of an observation a write
+    depends on, in a constant number of requests; the plan observes the targets
+    whole once their leases are held.
     """
     picked, failures = pick_each(stores, sorted(set(targets)))
-    return {**failures, **observe_each(picked, parallelism)[1]}
+    if not picked:
+        return failures
+    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(picked)))) as pool:
+        with threads_without_signals():
+            futures = {name: pool.submit(store.check) for name, store in picked.items()}
+        for name, future in futures.items():
+            try:
+                future.result()
+            except IncusImagesError as exc:
+                failures[name] = exc
+    return failures
 
 
 def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
@@ -388,16 +410,18 @@ def not_leased(config: Config, targets: Sequence[str], held: Leases
 
 
 def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore],
-                parallelism: int = DEFAULT_PARALLELISM) -> None:
-    """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved.
+                parallelism: int = DEFAULT_PARALLELISM) -> dict[str, TargetState]:
+    """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved;
+    return those observations (apply carries the plan out on them).
 
     ``plan`` has passed ``freshness.check_matches`` against ``config``; ``name``
     words the message (the saved plan's file name).
     """
     from reconciler.core import freshness
 
-    freshness.check_fresh(plan, observe(pick(stores, freshness.touched(plan)), parallelism),
-                          name)
+    states = observe(pick(stores, freshness.touched(plan)), parallelism)
+    freshness.check_fresh(plan, states, name)
+    return states
 
 
 # -- lock, status, diff: the reading commands' flows ------------------------------------------

@@ -56,6 +56,13 @@ class ImageStore(Protocol):
         """A snapshot with a constant number of list calls, whatever the image count."""
         ...
 
+    def check(self) -> None:
+        """Read what a write to this target depends on, in a constant number of
+        requests: that the daemon answers and trusts this client and, on a cluster,
+        that it can list its members and most of them accept connections (else
+        ``NoQuorum``).  Raises as :meth:`observe` would; writes nothing."""
+        ...
+
     def get_image(self, fingerprint: str) -> ObservedImage | None: ...
 
     def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:

@@ -638,6 +638,14 @@ class IncusStore:
 
     # -- observation ------------------------------------------------------------------
 
+    def check(self) -> None:
+        """``GET /1.0`` and, on a cluster, the member list with each member's
+        connection check (``NoQuorum`` when it fails); the restricted-certificate
+        check follows the observation's."""
+        info, _ = self._server()
+        self._members(info)
+        self._check_unrestricted(info)
+
     def observe(self) -> TargetState:
         """The store as the daemon shows it.  ``server_config`` is the whole server
         config, the tool's ownership records (``user.*`` keys) included: reading those

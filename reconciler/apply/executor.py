@@ -109,13 +109,16 @@ def apply_plan(
     pulls: int = PULLS_AT_ONCE,
     parallelism: int = 4,
     allow_degraded: bool = False,
+    seen: Mapping[str, TargetState] | None = None,
 ) -> ApplyResult:
     """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
     at once), each in plan order (up to ``pulls`` of its downloads at once); outcomes
     are in target order whatever finished first.
 
     ``allow_degraded`` (``--allow-degraded-cluster``): a clustered target with an
-    unhealthy member gets its downloads and deletes all the same."""
+    unhealthy member gets its downloads and deletes all the same.  ``seen``: each
+    target's observation the plan was made on (under the leases apply holds); a
+    target without one is observed first."""
     rep = reporter or SilentReporter()
     targets = sorted({c.target for c in plan.changes})
     missing = [t for t in targets if t not in stores]
@@ -131,7 +134,8 @@ def apply_plan(
             for t in targets:
                 futures.append(pool.submit(
                     _TargetRun(plan, t, stores[t], reader, remotes, rep, stop, pulls,
-                               allow_degraded=allow_degraded).run))
+                               allow_degraded=allow_degraded,
+                               seen=(seen or {}).get(t)).run))
         outcomes = [o for f in futures for o in f.result()]
         return ApplyResult(outcomes=tuple(outcomes))
     except BaseException as exc:  # an interrupt: no target starts another change
@@ -168,9 +172,11 @@ class _TargetRun:
         self, plan: Plan, target: str, store: ImageStore, reader: RemoteReader,
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
         stop: threading.Event | None = None, pulls: int = PULLS_AT_ONCE, *,
-        allow_degraded: bool = False,
+        allow_degraded: bool = False, seen: TargetState | None = None,
     ) -> None:
         self.plan = plan
+        self.seen = seen
+        """The observation the plan was made or checked on, if any (None: observe)."""
         self.allow_degraded = allow_degraded
         self.refused: dict[int, str] = {}
         """The changes (by index) refused on a degraded cluster, and why."""
@@ -197,12 +203,15 @@ class _TargetRun:
 
     def run(self) -> list[Outcome]:
         """Every change's outcome; the first failure or an interrupt skips the rest."""
-        try:  # an unreachable target fails every change at once, attempting none
-            observed = self.store.observe()
-        except IncusImagesError as exc:
-            return [Outcome(change=c, status=Status.FAILED, message=str(exc))
-                    for c in self.changes]
-        self.records.known = KnownConfig(observed.server_config, observed.config_etag)
+        if self.seen is not None:  # its config may have moved since (the lease's renewals):
+            observed = self.seen  # the first records write reads it afresh
+        else:
+            try:  # an unreachable target fails every change at once, attempting none
+                observed = self.store.observe()
+            except IncusImagesError as exc:
+                return [Outcome(change=c, status=Status.FAILED, message=str(exc))
+                        for c in self.changes]
+            self.records.known = KnownConfig(observed.server_config, observed.config_etag)
         self.state = with_inventories(observed)
         self.refused = refusals(self.changes, observed, allow_degraded=self.allow_degraded)
         outcomes, skipped = self._each_change()

@@ -27,8 +27,10 @@ from reconciler.desired.load import load_config
 from reconciler.model.config import Config
 from reconciler.model.result import ApplyResult, Status
 from reconciler.pipeline import make_plan
+from tests.support.e2e import World
 from tests.support.images import build_unified_image
 from tests.support.incusd import Incusd
+from tests.support.sockproxy import counting_proxy
 from tests.support.ssserver import ServedTree
 from tests.support.sstree import SimpleStreamsTree
 
@@ -150,3 +152,25 @@ def test_the_store_s_size_does_not_change_what_apply_asks(
     small, large = counts
     assert timed(small) == timed(large), (small, large)
     assert small["list"] == large["list"] == 1
+
+
+def test_the_apply_command_lists_the_store_once(
+    incusd: Incusd, sstree: SimpleStreamsTree, ss_http: ServedTree, tmp_path: Path,
+) -> None:
+    """``apply --yes`` as a whole: a constant check before the leases, one observation
+    under them (the plan's), and apply carries the plan out on it: the store's images
+    are listed once, whatever else the command does."""
+    world = World(daemon=incusd, tree=sstree, served=ss_http, dir=tmp_path)
+    world.daemon.flush_stream_cache(world.served.url)
+    for n in ("c0", "c1"):
+        world.tree.add(n, "1.0", "20260101_0000")
+    with counting_proxy(world.daemon.socket) as proxy:
+        world.write("images:\n  - {source: test:c0/1.0, aliases: [c0]}\n"
+                    "  - {source: test:c1/1.0, aliases: [c1]}\n",
+                    targets=f"targets:\n  local:\n    url: {proxy.url}")
+        done = world.cli("apply", "--yes")
+        seen = list(proxy.requests)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lists = [r for r in seen if r.startswith("GET /1.0/images?") and "recursion" in r]
+    assert len(lists) == 1, seen
+    assert set(world.aliases()) == {"c0", "c1"}

@@ -151,6 +151,11 @@ class FakeStore:
         return Verification(fingerprints=fps, checked=tuple(sorted(reach)),
                             unchecked=unchecked, broken=broken)
 
+    def check(self) -> None:
+        """Like ``IncusStore.check``: here a whole observation, so a fake whose
+        ``observe`` fails fails its check too."""
+        self.observe()
+
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
         self.calls.append(f"get {fingerprint}")
