@@ -201,29 +201,22 @@ def _file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-def _debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def enable(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+def _global_flag(name: str, attribute: str, help_text: str
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A flag that sets ``attribute`` of the run's :class:`Globals`, accepted on the group
+    and on the commands that carry it (either place)."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
         if value:
-            ctx.ensure_object(Globals).debug = True
+            setattr(ctx.ensure_object(Globals), attribute, True)
         return value
 
-    return click.option(
-        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=enable,
-        help="Print a traceback with every error.",
-    )(fn)
+    return click.option(name, is_flag=True, expose_value=False, is_eager=True,
+                        callback=remember, help=help_text)
 
 
-def _colour_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--no-color``, on the group and on the commands that print plans (either place)."""
-    def disable(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        if value:
-            ctx.ensure_object(Globals).no_color = True
-        return value
-
-    return click.option(
-        "--no-color", is_flag=True, expose_value=False, is_eager=True, callback=disable,
-        help="No colour and no live progress bars (as NO_COLOR=1 does).",
-    )(fn)
+_debug_option = _global_flag("--debug", "debug", "Print a traceback with every error.")
+_colour_option = _global_flag("--no-color", "no_color",
+                              "No colour and no live progress bars (as NO_COLOR=1 does).")
 
 
 def _timeout_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from reconciler.errors import RemoteError
 from reconciler.model.arch import canonical
@@ -209,7 +209,10 @@ class ProductsReader:
             found.extend(self.product(product, where))
         return found
 
-    def product(self, product: dict[str, object], where: str) -> list[Candidate]:
+    def product_fields(self, product: dict[str, object], where: str
+                       ) -> tuple[str, dict[str, object], dict[str, str]]:
+        """Check a product's own fields (not its versions): its ``arch``, its
+        ``versions`` map and its ``requirements``."""
         self.strings(product, STR_PRODUCT_KEYS, where)
         raw_arch = product.get("arch")
         if not isinstance(raw_arch, str) or not raw_arch:
@@ -220,6 +223,10 @@ class ProductsReader:
             isinstance(v, str) for v in requirements.values()
         ):
             self.fail(where, "'requirements' is not a map of strings")
+        return raw_arch, versions, cast(dict[str, str], requirements)
+
+    def product(self, product: dict[str, object], where: str) -> list[Candidate]:
+        raw_arch, versions, requirements = self.product_fields(product, where)
         found: list[Candidate] = []
         for serial, raw_version in versions.items():
             vwhere = f"{where} version {serial!r}"

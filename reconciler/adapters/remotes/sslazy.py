@@ -39,7 +39,6 @@ from reconciler.adapters.remotes.simplestreams import (
     ROOTFS_FTYPES,
     ROOTFS_PREFERENCE,
     SHA256,
-    STR_PRODUCT_KEYS,
     Candidate,
     ProductsReader,
     daemon_order,
@@ -145,15 +144,7 @@ class LazyProducts:
               ) -> None:
         """Check a product's fields; index its alias names and its builds' fingerprints."""
         where = f"product {key!r}"
-        reader.strings(raw, STR_PRODUCT_KEYS, where)
-        raw_arch = raw.get("arch")
-        if not isinstance(raw_arch, str) or not raw_arch:
-            reader.fail(where, "has no 'arch'")
-        versions = reader.obj(raw.get("versions"), where, "'versions'")
-        requirements = raw.get("requirements") or {}
-        if not isinstance(requirements, dict) or not all(
-                isinstance(v, str) for v in requirements.values()):
-            reader.fail(where, "'requirements' is not a map of strings")
+        raw_arch, versions, _ = reader.product_fields(raw, where)
         arch = canonical(raw_arch)
         if arch is None:
             return  # the daemon skips it; nothing can use it
