@@ -107,8 +107,11 @@ def test_a_broken_copy_is_found_by_status_and_repaired_by_apply(
     data = json.loads(plan.stdout)
     assert [(c["action"], c.get("fingerprint") or c.get("alias")) for c in data["changes"]] \
         == [("image.download", fp), ("alias.create", "tiny")]
-    assert [w["code"] for w in data["warnings"]] == ["cluster.broken_copy"]
-    assert "member m2" in data["warnings"][0]["message"]
+    broken = [w for w in data["warnings"] if w["code"] == "cluster.broken_copy"]
+    assert len(broken) == 1 and "member m2" in broken[0]["message"]
+    # the other warnings are the cluster's own: on 6.0.4/6.0.5 cluster.patch_revert_bug
+    assert {w["code"] for w in data["warnings"]} <= {"cluster.broken_copy",
+                                                     "cluster.patch_revert_bug"}
 
     proc = work.cli("apply", "--yes", "--verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
