@@ -247,8 +247,11 @@ class Lab:
         """Upload unmanaged tiny images until the store holds ``count`` of them."""
         while self.filled < count:
             built = build_unified_image("filler", str(self.filled), "20250101_0000")
-            self.daemon._raw("POST", "/1.0/images", built.metadata,
-                             headers={"Content-Type": "application/octet-stream"})
+            _, _, raw = self.daemon._raw("POST", "/1.0/images", built.metadata,
+                                         headers={"Content-Type": "application/octet-stream"})
+            operation = json.loads(raw).get("operation") if raw else None
+            if operation:  # the import runs on: a backlog of them would slow every figure
+                self.daemon._raw("GET", f"{operation}/wait?timeout=60", None, timeout=70.0)
             self.filled += 1
 
     def delete(self, fingerprints: Sequence[str]) -> None:
