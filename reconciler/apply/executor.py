@@ -3,10 +3,12 @@
 Invariants:
 - Changes of one target run in plan order; the first failure stops that target
   (later changes are ``skipped``), so an old build and its aliases are never
-  removed before their replacement is in place.  Consecutive downloads run a few
-  at once (``pulls``, :data:`PULLS_AT_ONCE`; never two of one source, whose
-  in-flight markers could claim each other's images): all of them finish before
-  the next change starts, and a failure among them skips what comes after them.
+  removed before their replacement is in place.  Consecutive downloads (up to
+  :data:`WINDOW` of them, never two of one source, whose in-flight markers could
+  claim each other's images) are marked in flight together and run a few at once
+  (``pulls``, :data:`PULLS_AT_ONCE`): the next starts as soon as one ends, all of
+  them finish before the next change starts, and after a failure among them none
+  starts and nothing after them runs.
   Outcomes and notes are reported in plan order whatever order they finish in.
 - Each target is observed once, before its first change; apply keeps that
   observation current from what it did (:func:`reconciler.core.applied.fold`), so
@@ -97,6 +99,9 @@ __all__ = ["INTERRUPTED", "apply_plan", "where_stopped"]
 INTERRUPTED = "not attempted: interrupted"
 PULLS_AT_ONCE = 3
 """How many downloads of one target run at once (more is slower on Incus 6.0)."""
+WINDOW = 16
+"""How many consecutive downloads are marked in flight in one write, then run
+``PULLS_AT_ONCE`` at a time (each starting as soon as one ends)."""
 
 
 def apply_plan(
@@ -270,19 +275,26 @@ class _TargetRun:
 
     def _at_once(self, at: int, starts: list[Start], gates: list[threading.Event]
                  ) -> list[tuple[Outcome, _Notes]]:
-        """The downloads from ``at`` on, each started once the daemon took the one before
-        on (or it ended), unless apply is stopping or that one failed: the outcomes of
-        those started, in plan order.  A marker of a download not started is cleared."""
+        """The downloads from ``at`` on, at most ``pulls`` running at once, each started
+        once the daemon took the one before on (or it ended), unless apply is stopping
+        or one of them failed: the outcomes of those submitted, in plan order.  A marker
+        of a download not started is cleared."""
         notes = [_Notes(self.reporter) for _ in starts]
+        failed = threading.Event()
 
         def attempt(i: int) -> Outcome:
             try:
-                return self._attempt(at + i, notes[i], starts[i])
+                if self.stop.is_set() or failed.is_set():  # waited for a free worker
+                    return self._not_started(at + i, starts[i], failed.is_set())
+                outcome = self._attempt(at + i, notes[i], starts[i])
+                if outcome.status is Status.FAILED:
+                    failed.set()
+                return outcome
             finally:
                 gates[i].set()
 
         futures: list[Future[Outcome]] = []
-        with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.pulls, len(starts))) as pool:
             for i in range(len(starts)):
                 if i and not self._may_start(gates[i - 1], futures[i - 1]):
                     break
@@ -291,6 +303,15 @@ class _TargetRun:
             if start.marker is not None:
                 self.records.clear_pull(start.marker)
         return [(f.result(), n) for f, n in zip(futures, notes, strict=False)]
+
+    def _not_started(self, at: int, start: Start, after_failure: bool) -> Outcome:
+        """The download at ``at``, queued when apply began stopping or another download
+        failed: skipped, its marker cleared."""
+        if start.marker is not None:
+            self.records.clear_pull(start.marker)
+        why = "not attempted: an earlier change of this target failed" if after_failure \
+            else INTERRUPTED
+        return Outcome(change=self.changes[at], status=Status.SKIPPED, message=why)
 
     def _may_start(self, before: threading.Event, previous: Future[Outcome]) -> bool:
         """Wait until the daemon took the previous download on (or it ended); then
@@ -301,12 +322,13 @@ class _TargetRun:
         return not (previous.done() and previous.result().status is Status.FAILED)
 
     def _window(self, at: int) -> list[ImageDownload]:
-        """The downloads from ``at`` on that run at once: at most ``pulls``, consecutive,
-        no two of one source nor two pulls by one alias of one server (their markers
-        would claim each other's images).  Empty: the change at ``at`` is no download."""
+        """The downloads from ``at`` on that are marked in flight together: at most
+        :data:`WINDOW`, consecutive, no two of one source nor two pulls by one alias of
+        one server (their markers would claim each other's images).  Empty: the change
+        at ``at`` is no download."""
         window: list[ImageDownload] = []
         keys: set[object] = set()
-        for i, t in enumerate(self.typed[at:at + self.pulls], start=at):
+        for i, t in enumerate(self.typed[at:at + WINDOW], start=at):
             if not isinstance(t, ImageDownload) or i in self.refused:
                 break
             mine = {t.source, (without_userinfo(t.pull.server), t.pull.alias or t.source)}

@@ -83,10 +83,10 @@ def test_apply_observes_once_and_reads_no_config_before_writing(unmanaged: int) 
     assert calls.count("observe") == 1
     assert calls.count("config") == 0  # every write starts from the one the last wrote
     assert not [c for c in calls if c.startswith("update")]  # the pulls set the fields
-    # One write marks each group of 3 pulls in flight (and records the group before);
-    # each alias made is recorded with the images it rides along with; the closing
-    # write finds nothing left to write.
-    assert calls.count("patch config") == 3 + 9, calls
+    # One write marks the consecutive pulls in flight (up to WINDOW of them, run 3 at a
+    # time); each alias made is recorded with the images it rides along with; the
+    # closing write finds nothing left to write.
+    assert calls.count("patch config") == 1 + 9, calls
     assert calls.count("aliases") == 1  # the check at the end: the alias table, once
     assert len([c for c in calls if c.startswith("get ")]) == 9  # each landed image, once
 
@@ -309,3 +309,52 @@ def test_config_etag_is_the_daemon_s() -> None:
         '"7235faef0173c158b40f6f7f5e21ac1b36df3311682bb1d56d8f009ab95c7db3"')
     assert config_etag({"images.auto_update_interval": "0", "user.x": "a<b>&\u00e9"}) == (
         '"360628f2587b43fad6f3b5a4eae2e69963d15704c712c19b4b09910920190026"')
+
+
+class _OneSlowPull(FakeStore):
+    """Pulls that the daemon accepts at once; the pull of ``slow`` runs until released."""
+
+    def __init__(self, slow: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.slow = slow
+        self.release = threading.Event()
+        self.started: list[str] = []
+        self.all_started = threading.Event()
+        self.expected = 0
+
+    def pull_image(self, pull: PullSource, *, certificate: str | None, writable: Writable,
+                   progress: object, present: object = None, accepted: object = None) -> str:
+        self.started.append(pull.alias or "")
+        if len(self.started) == self.expected:
+            self.all_started.set()
+        if callable(accepted):
+            accepted()
+        if pull.alias == self.slow:
+            self.release.wait(30)  # a safety net: the test releases it
+        return super().pull_image(pull, certificate=certificate, writable=writable,
+                                  progress=progress)
+
+
+def test_the_next_pull_starts_as_soon_as_one_ends_not_when_its_group_does() -> None:
+    builds = [build(f"os/{i}", 1) for i in range(5)]
+    cat = catalog(*builds)
+    cfg = config(*(entry(f"r:os/{i}", f"os{i}") for i in range(5)))
+    probe = FakeStore(universe={"r": cat})
+    order = [c.source for c in plan_for(cfg, probe, cat).changes
+             if c.action.value == "image.download"]
+    slow = (order[0] or "").split(":", 1)[1]
+    store = _OneSlowPull(slow, universe={"r": cat})
+    store.expected = 5
+    plan = plan_for(cfg, store, cat)
+    result: list[ApplyResult] = []
+    worker = threading.Thread(target=lambda: result.append(run(cfg, store, cat, plan)))
+    worker.start()
+    try:
+        # 3 at a time: while the first pull still runs, the other four get their turn.
+        assert store.all_started.wait(30), store.started
+        assert not result  # the slow one still holds apply
+    finally:
+        store.release.set()
+        worker.join(30)
+    assert result and result[0].ok
+    assert sorted(store.images) == sorted(b.fingerprint for b in builds)
