@@ -65,18 +65,14 @@ class _Lazy:
         return getattr(importlib.import_module(self._name), attr)
 
 
-def _lazy(name: str) -> Any:
-    return _Lazy(name)
-
-
 if TYPE_CHECKING:
     from reconciler import pipeline
     from reconciler.adapters import planfile
     from reconciler.pipeline import opened_stores
 else:  # what reaches the stores is loaded when a command first uses it: `--help`,
     # `--version` and `validate` start without it (python -X importtime)
-    pipeline = _lazy("reconciler.pipeline")
-    planfile = _lazy("reconciler.adapters.planfile")
+    pipeline = _Lazy("reconciler.pipeline")
+    planfile = _Lazy("reconciler.adapters.planfile")
 
     def opened_stores(*args: Any, **kwargs: Any) -> Any:
         return pipeline.opened_stores(*args, **kwargs)
