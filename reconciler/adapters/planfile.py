@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from reconciler.adapters.files import write_atomic
+from reconciler.adapters.schemas import packaged
 from reconciler.core.seal import digest_of, document, seal
 from reconciler.errors import PlanError, PlanFileError
 from reconciler.model.changes import check_fits
 from reconciler.model.plan import FORMAT_VERSION, Plan
-from reconciler.model.schemas import plan_schema
 
 if TYPE_CHECKING:
     import jsonschema
@@ -62,7 +62,7 @@ def _validator() -> jsonschema.protocols.Validator:
     saved plan needs it, and it costs start-up time)."""
     import jsonschema
 
-    schema = plan_schema()
+    schema = json.loads(packaged("plan"))  # the shipped copy: equal to the generated one
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 

@@ -1,10 +1,10 @@
 """The base of every value model: immutable, and strict about unknown keys.
 
 A field's docstring (the string literal under it) is its description in the JSON
-Schemas (``use_attribute_docstrings``), so what a reader of the code sees is what
-an editor shows.  A field has no title unless it sets one (pydantic's automatic
-``"Download Bytes"`` titles say nothing the key does not): ``_no_title`` marks it,
-and :mod:`reconciler.model.schemas` drops the mark.
+Schemas (:mod:`reconciler.model.docstrings`, applied when a schema is made), so what
+a reader of the code sees is what an editor shows.  A field has no title unless it
+sets one (pydantic's automatic ``"Download Bytes"`` titles say nothing the key does
+not): ``_no_title`` marks it, and :mod:`reconciler.model.schemas` drops the mark.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ def _no_title(_name: str, _info: Any) -> str:
 class Frozen(BaseModel):
     """A frozen pydantic model that rejects unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True,
-                              field_title_generator=_no_title)
+    model_config = ConfigDict(frozen=True, extra="forbid", field_title_generator=_no_title)
 
 
 class Stored(BaseModel):
@@ -32,5 +31,4 @@ class Stored(BaseModel):
     the tool must still read as the same ownership, never as an empty one.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True,
-                              field_title_generator=_no_title)
+    model_config = ConfigDict(frozen=True, extra="ignore", field_title_generator=_no_title)

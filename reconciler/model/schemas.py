@@ -24,7 +24,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.model.base import Frozen, Stored
 from reconciler.model.desired import DesiredStateFile
+from reconciler.model.docstrings import describe_fields
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import FieldChange, Plan
 from reconciler.model.status import StatusReport
@@ -79,11 +81,13 @@ def _drop_blank_titles(node: Any) -> None:
 
 def desired_state_schema() -> dict[str, Any]:
     """What users write (validation mode: every default is optional)."""
+    describe_fields(Frozen, Stored)
     return _finish(DesiredStateFile.model_json_schema(mode="validation"), "desired-state")
 
 
 def plan_schema() -> dict[str, Any]:
     """What ``plan --format json`` and saved plans contain (``Plan.to_json_dict()``)."""
+    describe_fields(Frozen, Stored)
     schema = Plan.model_json_schema(mode="serialization", by_alias=True)
     schema["title"] = "incus-images plan"
     schema["description"] = (
@@ -101,6 +105,7 @@ def plan_schema() -> dict[str, Any]:
 
 def lock_schema() -> dict[str, Any]:
     """What ``incus-images lock`` writes (``images.lock.yaml``)."""
+    describe_fields(Frozen, Stored)
     schema = LockFile.model_json_schema(mode="serialization")
     schema["description"] = (
         "The lock file incus-images lock writes beside the desired-state file "
@@ -111,6 +116,7 @@ def lock_schema() -> dict[str, Any]:
 
 def status_schema() -> dict[str, Any]:
     """What ``status --format json`` (and ``--format yaml``) prints."""
+    describe_fields(Frozen, Stored)
     return _finish(StatusReport.model_json_schema(mode="serialization"), "status")
 
 
@@ -130,3 +136,4 @@ def file_name(name: str) -> str:
 def generated() -> dict[str, dict[str, Any]]:
     """File name under ``schemas/`` -> the schema it must hold."""
     return {name: make() for name, make in GENERATORS.items()}
+
