@@ -21,7 +21,8 @@ def _no_title(_name: str, _info: Any) -> str:
 class Frozen(BaseModel):
     """A frozen pydantic model that rejects unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", field_title_generator=_no_title)
+    model_config = ConfigDict(frozen=True, extra="forbid", field_title_generator=_no_title,
+                              defer_build=True)
 
 
 class Stored(BaseModel):
@@ -31,4 +32,5 @@ class Stored(BaseModel):
     the tool must still read as the same ownership, never as an empty one.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", field_title_generator=_no_title)
+    model_config = ConfigDict(frozen=True, extra="ignore", field_title_generator=_no_title,
+                              defer_build=True)
