@@ -365,3 +365,15 @@ def test_numbers_are_decimal_and_aliases_are_refused() -> None:
         ((1, 4), "YAML anchors (&t) are not supported: write the value out, or use defaults"),
         ((2, 4), "YAML aliases (*t) are not supported: write the value out, or use defaults"),
     ]
+
+
+def test_the_not_printable_class_is_the_complement_of_yaml_c_printable() -> None:
+    """YAML 1.2, 5.1: c-printable is tab, LF, CR, x20-x7E, x85, xA0-xD7FF, xE000-xFFFD
+    and x10000-x10FFFF; every other code point is refused, and only those."""
+    from reconciler.desired.yamlsource import _NOT_PRINTABLE
+
+    printable = [(0x09, 0x0A), (0x0A, 0x0B), (0x0D, 0x0E), (0x20, 0x7F), (0x85, 0x86),
+                 (0xA0, 0xD800), (0xE000, 0xFFFE), (0x10000, 0x110000)]
+    allowed = {c for lo, hi in printable for c in range(lo, hi)}
+    refused = {c for c in range(0x110000) if _NOT_PRINTABLE.match(chr(c))}
+    assert refused == set(range(0x110000)) - allowed
