@@ -49,7 +49,7 @@ from reconciler.errors import IncusImagesError, RemoteError, TargetsFailed, Vali
 from reconciler.interrupts import start_thread, threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
-from reconciler.model.observed import TargetState
+from reconciler.model.observed import Provenance, TargetState
 from reconciler.model.plan import Plan, TargetReach
 from reconciler.model.remote import RemoteCatalog
 from reconciler.model.result import ApplyResult
@@ -271,6 +271,7 @@ def make_plan(
         locks = read_locks(config.path)
     names = select_targets(config, targets)
     catalogs_fetched = in_background(lambda: fetch_catalogs(config, names, reader))
+    provenance = in_background(lambda: _discover(config))  # git runs while stores answer
     picked, failures = pick_each(stores, [n for n in names if n not in (failed or {})])
     states, unobserved = observe_each(picked, parallelism,
                                       verify_for=config.owner if verify else None)
@@ -291,7 +292,13 @@ def make_plan(
         seen.update(states)
     reach = reached(config, states, {n: str(e) for n, e in failures.items()})
     return saveable(config, plan.model_copy(update={"created_at": now, "targets": reach}),
-                    states)
+                    states, provenance())
+
+
+def _discover(config: Config) -> Provenance | None:
+    from reconciler.adapters.git import discover
+
+    return discover(Path(config.path))
 
 
 def reached(config: Config, states: Mapping[str, TargetState], failures: Mapping[str, str]
@@ -348,20 +355,23 @@ def observe_first(stores: Mapping[str, ImageStore], targets: Sequence[str],
     return failures
 
 
-def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState]) -> Plan:
+def saveable(config: Config, plan: Plan, states: Mapping[str, TargetState],
+             provenance: Provenance | Literal["discover"] | None = "discover") -> Plan:
     """``plan`` made self-checking, so it can be saved and applied later.
 
     It records the file's digest, the file's git provenance (stamped on every
-    record apply writes), what it relies on in each target it changes, and is
-    sealed with its own digest (``reconciler.core.seal``).
+    record apply writes; ``"discover"``: read from git now), what it relies on in
+    each target it changes, and is sealed with its own digest
+    (``reconciler.core.seal``).
     """
-    from reconciler.adapters.git import discover
     from reconciler.core.freshness import select, touched
     from reconciler.core.provenance import stamp
     from reconciler.core.seal import seal
 
+    if provenance == "discover":
+        provenance = _discover(config)
     observed = {t: select(states[t], plan, config) for t in touched(plan)}
-    stamped = stamp(plan, discover(Path(config.path)))
+    stamped = stamp(plan, provenance)
     return seal(stamped.model_copy(
         update={"desired_digest": config.digest, "observed": observed}))
 

@@ -54,13 +54,22 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _may_be_in_git(path: Path) -> bool:
+    """Whether gitpython could find a repository for ``path``: ``.git`` (a directory, or
+    the file a worktree or submodule has) is in the file's folder or one above it.
+    False spares importing gitpython (about 0.1 s) for a file outside git."""
+    return any((folder / ".git").exists() for folder in path.parents)
+
+
 def discover(file: Path) -> Provenance | None:
     """The commit, repository and path of ``file`` when it lives in a git work tree."""
+    path = file.resolve()
+    if not _may_be_in_git(path):
+        return None
     try:
         import git  # gitpython; fails at import when no git executable is found
     except ImportError:
         return None
-    path = file.resolve()
     try:
         repo = git.Repo(path.parent, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -72,6 +72,19 @@ def test_commit_path_and_dirtiness(repo: git.Repo) -> None:
     assert found is not None and found.dirty  # untracked: the commit does not hold it
 
 
+def test_a_linked_worktree_is_found(tmp_path: Path, repo: git.Repo) -> None:
+    """The check that spares importing gitpython outside git still finds a worktree,
+    whose ``.git`` is a file."""
+    top = Path(repo.working_tree_dir or "")
+    (top / "images.yaml").write_text("version: 1\n")
+    sha = commit_all(repo, "first")
+    linked = tmp_path / "linked"
+    repo.git.worktree("add", str(linked))
+    assert (linked / ".git").is_file()
+    found = discover(linked / "images.yaml")
+    assert found is not None and found.commit == sha and found.path == "images.yaml"
+
+
 def test_origin_url_is_recorded_without_credentials(repo: git.Repo) -> None:
     top = Path(repo.working_tree_dir or "")
     (top / "images.yaml").write_text("version: 1\n")
