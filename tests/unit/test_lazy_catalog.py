@@ -139,3 +139,22 @@ def test_garbage_the_alias_table_depends_on_fails_at_once_in_the_same_words(dama
     with pytest.raises(RemoteError) as lazy:
         build_catalog(REMOTE, [doc])
     assert str(lazy.value) == str(eager.value)
+
+
+def test_a_build_is_made_without_resolving_the_whole_alias_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its alias names come from the keys of the products listing it, not from every key
+    of the index (a public index has ~20,000 of them)."""
+    from reconciler.adapters.remotes import sslazy
+
+    doc = public_like(products=300)
+    lazy, eager = both(doc, host_arch="amd64")
+    wanted = list(eager.alias_table)[::50]
+
+    def refuse(self: object) -> dict[str, object]:
+        raise AssertionError("the whole alias table was resolved")
+
+    monkeypatch.setattr(sslazy.LazyProducts, "every_claim", refuse)
+    for key in wanted:
+        name, type_, arch = key.rsplit("|", 2)
+        assert lazy.resolve(name, type_, arch) == eager.resolve(name, type_, arch)

@@ -128,7 +128,6 @@ class LazyProducts:
         self._complete = False
         self._best: dict[int, dict[str, Rank]] = {}
         self._read: dict[int, list[Candidate]] = {}
-        self._won: dict[str, list[tuple[Claim, str]]] | None = None
         self.alias_table = AliasTable(self)
         for number, doc in enumerate(docs):
             reader = ProductsReader(remote, sources[number])
@@ -277,19 +276,35 @@ class LazyProducts:
     def _aliases(self, fingerprint: str) -> tuple[str, ...]:
         """The alias names a build won, as the daemon lists them: in claim order, short
         names only on the host's architecture (any, without a host architecture)."""
-        if self._won is None:
-            self._won = {}
-            for key, claim in self.every_claim().items():
-                if claim is not None:
-                    self._won.setdefault(claim.rank[4], []).append((claim, key))
         names: list[str] = []
-        won = sorted(self._won.get(fingerprint, ()), key=functools.cmp_to_key(_claim_cmp))
+        won = sorted(self._won_by(fingerprint), key=functools.cmp_to_key(_claim_cmp))
         for claim, key in won:
             name, _type, arch = key.rsplit("|", 2)
             listed = claim.form == 1 or self._native is None or self._native == arch
             if listed and name not in names:
                 names.append(name)
         return tuple(names)
+
+
+    def _won_by(self, fingerprint: str) -> list[tuple[Claim, str]]:
+        """The alias keys ``fingerprint`` wins, with their claims.  A key's winning claim
+        is the first build of a product that lists the key's name, so only the keys of
+        the products listing ``fingerprint`` are resolved, not the whole table."""
+        number = self._first.get(fingerprint)
+        if number is None:
+            return []
+        won: list[tuple[Claim, str]] = []
+        keys: set[str] = set()
+        for product in (self._products[n] for n in (number, *self._more.get(fingerprint, ()))):
+            for type_ in self._first_builds(product):
+                for name in self._names(product):
+                    key = f"{name}|{type_}|{product.arch}"
+                    if key not in keys:
+                        keys.add(key)
+                        claim = self.claim(key)
+                        if claim is not None and claim.rank[4] == fingerprint:
+                            won.append((claim, key))
+        return won
 
 
 class AliasTable(Mapping[str, str]):
