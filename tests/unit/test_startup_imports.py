@@ -39,3 +39,33 @@ def test_these_commands_import_nothing_that_reaches_the_stores(args: list[str],
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True,
                           text=True, check=True, cwd=Path(__file__).parents[2])
     assert done.stdout.splitlines()[-1] == "", done.stdout + done.stderr
+
+
+ENDING = """
+import atexit, sys
+from reconciler import __main__ as m
+
+def entry():
+    atexit.register(lambda: print("a later exit handler ran"))
+    print("the command's output", end="")  # unflushed until the end
+    return 3
+
+m.entry = entry
+m.script()
+"""
+
+
+def test_the_script_ends_with_its_status_after_every_exit_handler(tmp_path: Path) -> None:
+    """The process ends without tearing the interpreter down, but only after the other
+    exit handlers (leases left, private files) ran and the output was flushed."""
+    done = subprocess.run([sys.executable, "-c", ENDING], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "the command's outputa later exit handler ran\n"
+
+
+def test_an_uncaught_error_still_ends_the_usual_way() -> None:
+    probe = ENDING.replace("    return 3", "    raise RuntimeError('boom')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
