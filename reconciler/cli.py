@@ -54,7 +54,7 @@ from reconciler.commands import (
     validate_command,
 )
 from reconciler.errors import ChangesFailed, IncusImagesError, Interrupted, ValidationFailed
-from reconciler.model.schemas import NAMES as SCHEMA_NAMES
+from reconciler.model.schema_names import NAMES as SCHEMA_NAMES
 from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, DEFAULT_PARALLELISM
 from reconciler.render import PlanFormat, colour
 from reconciler.services import Services, system_services

@@ -29,13 +29,12 @@ from reconciler.model.desired import DesiredStateFile
 from reconciler.model.docstrings import describe_fields
 from reconciler.model.lock import LockFile
 from reconciler.model.plan import FieldChange, Plan
+from reconciler.model.schema_names import NAMES as NAMES
 from reconciler.model.status import StatusReport
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:incus-images:schema:"
 
-NAMES = ("desired-state", "plan", "lock", "status")
-"""The schemas ``incus-images schema NAME`` prints, by NAME."""
 
 
 def schema_id(name: str, version: str = "1") -> str:

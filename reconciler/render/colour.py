@@ -24,12 +24,12 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TextIO
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from reconciler.model.plan import Action
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 _OFF: ContextVar[bool] = ContextVar("incus_images_no_color", default=False)
 
@@ -75,6 +75,8 @@ def wanted(stream: TextIO, environ: Mapping[str, str]) -> bool:
 
 def _ansi(text: Text) -> str:
     """``text`` as SGR-coloured characters (the 8 standard colours; no wrapping)."""
+    from rich.console import Console  # only when painting: rich costs start-up time
+
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system="standard", no_color=False,
                       width=max(len(text.plain), 1) + 1, soft_wrap=True, highlight=False,
@@ -84,6 +86,8 @@ def _ansi(text: Text) -> str:
 
 
 def _paint_line(line: str) -> str:
+    from rich.text import Text
+
     text = Text(line)
     change = _CHANGE.match(line)
     warning = _WARNING.match(line)

@@ -337,7 +337,8 @@ def test_progress_lines_are_terminal_safe_and_carry_no_password() -> None:
 
     from reconciler.model.plan import Action, Change
     from reconciler.model.result import Outcome, Status
-    from reconciler.render.progress import PlainReporter, TtyReporter
+    from reconciler.render.live import TtyReporter
+    from reconciler.render.progress import PlainReporter
 
     change = Change(action=Action.IMAGE_DOWNLOAD, target="local", project="default",
                     reason="r", fingerprint="a" * 64, source="r:deb/1")

@@ -11,9 +11,9 @@ import pytest
 from reconciler.model.plan import Action, Change
 from reconciler.model.result import Outcome, Status
 from reconciler.render import colour
+from reconciler.render.live import TtyReporter
 from reconciler.render.progress import (
     PlainReporter,
-    TtyReporter,
     change_label,
     doing,
     make_reporter,
