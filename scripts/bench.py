@@ -43,14 +43,14 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler import pipeline
+from reconciler import pipeline, timeouts
 from reconciler.desired.load import load_config
 from reconciler.model.config import Config
 from reconciler.services import system_services
@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 INCUS = "/usr/bin/incus"
 TIME = "/usr/bin/time"
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+READ_TIMEOUT = "600"
 FIGURES = ("plan-store", "plan-index", "plan-targets", "apply-store", "requests", "apply-big",
            "apply-tiny")
 
@@ -231,7 +232,10 @@ class Lab:
         return run([INCUS, *args], self.env())
 
     def tool(self, *args: str, check: bool = True) -> Run:
-        return run([sys.executable, "-m", "reconciler", *args], self.env(), check=check)
+        """The tool as a process, allowed a slow daemon (listing 5,000 images takes Incus
+        6.0 here over the default 30 s read timeout)."""
+        return run([sys.executable, "-m", "reconciler", "--read-timeout", READ_TIMEOUT, *args],
+                   self.env(), check=check)
 
     def write(self, name: str, entries: Sequence[str], *, socket_path: Path | None = None,
               projects: Sequence[str] = ("default",), url: str | None = None) -> Path:
@@ -286,7 +290,8 @@ def in_process_plan(path: Path) -> float:
     config = load_config(path, os.environ)
     services = system_services()
     started = time.perf_counter()
-    with pipeline.opened_stores(config, services) as stores, services.reader() as reader:
+    with timeouts.using(timeouts.Timeouts(read=float(READ_TIMEOUT))), \
+            pipeline.opened_stores(config, services) as stores, services.reader() as reader:
         pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
                            now=datetime.now(UTC))
     return time.perf_counter() - started
@@ -305,18 +310,30 @@ def list_calls(lab: Lab, project: str = "default") -> float:
     return time.perf_counter() - started
 
 
-def fig_plan_store(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:
-    path = lab.write("plan-store.yaml", entries)
-    lab.tool("apply", "--yes", "-f", str(path))
-    in_process_plan(path)  # warm: imports, the daemon's caches
-    figures = []
+def fig_stores(lab: Lab, sizes: Sizes, repeats: int, plan_entries: list[str] | None,
+               apply_entries: list[str] | None) -> Iterator[Figure]:
+    """plan-store and apply-store, size by size (a store only grows: each size's figures
+    are measured before the next fill)."""
+    plan_path = apply_path = None
+    if plan_entries is not None:
+        plan_path = lab.write("plan-store.yaml", plan_entries)
+        lab.tool("apply", "--yes", "-f", str(plan_path))
+        in_process_plan(plan_path)  # warm: imports, the daemon's caches
+    if apply_entries is not None:
+        apply_path = lab.write("apply-store.yaml", apply_entries)
     for size in sizes.stores:
         lab.fill(size)
-        fig = Figure(f"plan-store {size} images", "plan / list calls + index")
-        for _ in range(repeats):
-            fig.pairs.append((in_process_plan(path), list_calls(lab)))
-        figures.append(fig)
-    return figures
+        if plan_path is not None:
+            yield plan_store(lab, size, repeats, plan_path)
+        if apply_path is not None and apply_entries is not None:
+            yield apply_store(lab, size, repeats, apply_path, apply_entries)
+
+
+def plan_store(lab: Lab, size: int, repeats: int, path: Path) -> Figure:
+    fig = Figure(f"plan-store {size} images", "plan / list calls + index")
+    for _ in range(repeats):
+        fig.pairs.append((in_process_plan(path), list_calls(lab)))
+    return fig
 
 
 def fig_plan_index(lab: Lab, sizes: Sizes, repeats: int, stack: ExitStack) -> list[Figure]:
@@ -395,22 +412,18 @@ def _cli_loop(lab: Lab, names: Sequence[str]) -> float:
     return time.perf_counter() - started
 
 
-def fig_apply_store(lab: Lab, sizes: Sizes, repeats: int, entries: list[str]) -> list[Figure]:
-    two = entries
-    path = lab.write("apply-store.yaml", two)
-    figures = []
-    for size in sizes.stores:
-        lab.fill(size)
-        fig = Figure(f"apply-store 2 into {size} images", "apply - plan / incus image copy x2")
-        for _ in range(repeats):
-            lab.delete(_managed(lab, two))
-            plan = lab.tool("plan", "-f", str(path), check=False)
-            apply = lab.tool("apply", "--yes", "-f", str(path))
-            lab.delete(_managed(lab, two))
-            fig.pairs.append((apply.seconds - plan.seconds, _cli_loop(lab, two)))
-            lab.delete(_managed(lab, two))
-        figures.append(fig)
-    return figures
+def apply_store(lab: Lab, size: int, repeats: int, path: Path, two: list[str]) -> Figure:
+    fig = Figure(f"apply-store 2 into {size} images", "apply - plan / incus image copy x2")
+    for _ in range(repeats):
+        lab.delete(_managed(lab, two))
+        plan = lab.tool("plan", "-f", str(path), "--detailed-exitcode", check=False)
+        if plan.returncode != 2:
+            raise RuntimeError(f"plan exited {plan.returncode}: {plan.output[-2000:]}")
+        apply = lab.tool("apply", "--yes", "-f", str(path))
+        lab.delete(_managed(lab, two))
+        fig.pairs.append((apply.seconds - plan.seconds, _cli_loop(lab, two)))
+        lab.delete(_managed(lab, two))
+    return fig
 
 
 def fig_requests(lab: Lab, names: list[str]) -> list[Figure]:
@@ -512,11 +525,12 @@ def measure(lab: Lab, stack: ExitStack, sizes: Sizes, repeats: int, only: set[st
     # cache an index they have read.
     ps, pt, as_, rq, at = (tiny("ps", 2), tiny("pt", 2), tiny("as", 2), tiny("rq", sizes.tiny),
                            tiny("at", sizes.tiny))
-    steps: list[tuple[str, Callable[[], list[Figure]]]] = [
-        ("plan-store", lambda: fig_plan_store(lab, sizes, repeats, ps)),
+    steps: list[tuple[str, Callable[[], Iterable[Figure]]]] = [
+        ("plan-store", lambda: fig_stores(
+            lab, sizes, repeats, ps, as_ if "apply-store" in only else None)),
         ("plan-index", lambda: fig_plan_index(lab, sizes, repeats, stack)),
         ("plan-targets", lambda: fig_plan_targets(lab, sizes, repeats, pt)),
-        ("apply-store", lambda: fig_apply_store(lab, sizes, repeats, as_)),
+        ("apply-store", lambda: fig_stores(lab, sizes, repeats, None, as_)),
         ("requests", lambda: fig_requests(lab, rq)),
         ("apply-tiny", lambda: fig_apply_many(lab, repeats, at, "apply-tiny", raw=False)),
     ]
@@ -532,9 +546,13 @@ def measure(lab: Lab, stack: ExitStack, sizes: Sizes, repeats: int, only: set[st
                                                           raw=True)))
     figures: list[Figure] = []
     for name, step in steps:
+        if name == "apply-store" and "plan-store" in only:
+            continue  # measured with plan-store, size by size
         if name in only:
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            figures += step()
+            for fig in step():  # shown at once too: a later failure does not lose them
+                print(f"  {fig.line()}", file=sys.stderr, flush=True)
+                figures.append(fig)
     return figures
 
 
