@@ -8,7 +8,9 @@ Invariants:
   claim each other's images) are marked in flight together and run a few at once
   (``pulls``, :data:`PULLS_AT_ONCE`): the next starts as soon as one ends, all of
   them finish before the next change starts, and after a failure among them none
-  starts and nothing after them runs.
+  starts and nothing after them runs.  Consecutive ``alias.create`` changes (up to
+  :data:`WINDOW`, of distinct names: each points an alias of its own at an image
+  already in place) run ``pulls`` at once in the same way.
   Outcomes and notes are reported in plan order whatever order they finish in.
 - Each target is observed once, before its first change; apply keeps that
   observation current from what it did (:func:`reconciler.core.applied.fold`), so
@@ -97,6 +99,7 @@ from reconciler.render.progress import Reporter, SilentReporter, change_label
 __all__ = ["INTERRUPTED", "apply_plan", "where_stopped"]
 
 INTERRUPTED = "not attempted: interrupted"
+EARLIER_FAILED = "not attempted: an earlier change of this target failed"
 PULLS_AT_ONCE = 3
 """How many downloads of one target run at once (more is slower on Incus 6.0)."""
 WINDOW = 16
@@ -246,7 +249,7 @@ class _TargetRun:
                 done = self._next(at)
             for outcome, notes in done:
                 if outcome.status is Status.FAILED and not skip:
-                    skip = "not attempted: an earlier change of this target failed"
+                    skip = EARLIER_FAILED
                 if outcome.status is not Status.SKIPPED or outcome.message != INTERRUPTED:
                     notes.replay()  # the interrupt's one line says where apply stopped
                     self.reporter.done(outcome)
@@ -258,6 +261,9 @@ class _TargetRun:
         once): their outcomes in plan order, each with its notes."""
         window = self._window(at)
         if not window:
+            aliases = self._alias_creates(at)
+            if len(aliases) > 1:
+                return self._together(at, len(aliases))
             return [(self._attempt(at, self.reporter), _Notes(self.reporter))]
         try:
             markers = self.records.mark_pulls(window, self.state.images)
@@ -304,13 +310,43 @@ class _TargetRun:
                 self.records.clear_pull(start.marker)
         return [(f.result(), n) for f, n in zip(futures, notes, strict=False)]
 
+    def _alias_creates(self, at: int) -> list[AliasCreate]:
+        """The alias creations from ``at`` on that run together: at most :data:`WINDOW`,
+        consecutive, of distinct names, none refused."""
+        group: list[AliasCreate] = []
+        for i, t in enumerate(self.typed[at:at + WINDOW], start=at):
+            if not isinstance(t, AliasCreate) or i in self.refused \
+                    or any(t.alias == other.alias for other in group):
+                break
+            group.append(t)
+        return group
+
+    def _together(self, at: int, count: int) -> list[tuple[Outcome, _Notes]]:
+        """The ``count`` changes from ``at`` on (independent of each other), at most
+        ``pulls`` at once; once one failed or apply began stopping, none starts.  Their
+        outcomes in plan order."""
+        notes = [_Notes(self.reporter) for _ in range(count)]
+        failed = threading.Event()
+
+        def attempt(i: int) -> Outcome:
+            if self.stop.is_set() or failed.is_set():
+                why = EARLIER_FAILED if failed.is_set() else INTERRUPTED
+                return Outcome(change=self.changes[at + i], status=Status.SKIPPED, message=why)
+            outcome = self._attempt(at + i, notes[i])
+            if outcome.status is Status.FAILED:
+                failed.set()
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=min(self.pulls, count)) as pool:
+            futures = [pool.submit(attempt, i) for i in range(count)]
+        return [(f.result(), n) for f, n in zip(futures, notes, strict=True)]
+
     def _not_started(self, at: int, start: Start, after_failure: bool) -> Outcome:
         """The download at ``at``, queued when apply began stopping or another download
         failed: skipped, its marker cleared."""
         if start.marker is not None:
             self.records.clear_pull(start.marker)
-        why = "not attempted: an earlier change of this target failed" if after_failure \
-            else INTERRUPTED
+        why = EARLIER_FAILED if after_failure else INTERRUPTED
         return Outcome(change=self.changes[at], status=Status.SKIPPED, message=why)
 
     def _may_start(self, before: threading.Event, previous: Future[Outcome]) -> bool:

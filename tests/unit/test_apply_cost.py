@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -225,6 +226,68 @@ def test_a_failed_download_among_several_leaves_records_of_what_landed() -> None
     assert store.aliases == {}
     # Notes and outcomes come out in plan order, each change's note before its line.
     assert reporter.lines[:2] == [f"note {first.source}", f"done {first.source}"]
+
+
+class OverlappingAliases(FakeStore):
+    """Alias creations that wait until ``width`` are under way together (or a second
+    passes); counts the most at once.  Creating alias ``fail`` fails, and the others
+    under way with it finish after it did (and apply had a moment to see it)."""
+
+    def __init__(self, *, width: int, fail: str = "", **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.width, self.fail = width, fail
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+        self.raised = threading.Event()
+
+    def create_alias(self, name: str, target: str, description: str) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            if self.running >= self.width:
+                self.all_in.set()
+        self.all_in.wait(timeout=1)
+        try:
+            if name == self.fail:
+                self.raised.set()
+                raise OperationFailed(self.target, f"alias {name} refused")
+            if self.fail and self.raised.wait(timeout=1):
+                time.sleep(0.05)
+            with self.lock:
+                super().create_alias(name, target, description)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_alias_creations_run_a_few_at_once_and_are_reported_in_plan_order() -> None:
+    cfg, cat, _ = many(6)
+    store = OverlappingAliases(width=3, universe={"r": cat})
+    plan = plan_for(cfg, store, cat)
+    reporter = Lines()
+    result = run(cfg, store, cat, plan, reporter=reporter)
+    assert result.ok
+    assert store.most == 3
+    assert reporter.lines == [f"done {c.alias or c.source}" for c in plan.changes]
+    assert set(store.aliases) == {f"os{i}" for i in range(6)}
+    assert {a for rec in recorded(store).images.values() for a in rec.aliases} == \
+        set(store.aliases)
+
+
+def test_after_a_failed_alias_creation_none_starts() -> None:
+    """The ones under way with it finish; the rest, and what follows, are skipped."""
+    cfg, cat, _ = many(6)
+    store = OverlappingAliases(width=2, fail="os0", universe={"r": cat})
+    plan = plan_for(cfg, store, cat)
+    result = run(cfg, store, cat, plan, pulls=2)
+    creates = [o for o in result.outcomes if o.change.action.value == "alias.create"]
+    assert [o.status for o in creates[:2]] == [Status.FAILED, Status.DONE]
+    assert [o.status for o in creates[2:]] == [Status.SKIPPED] * 4
+    assert all(o.message == "not attempted: an earlier change of this target failed"
+               for o in creates[2:])
+    assert set(store.aliases) == {"os1"}
+    assert {a for rec in recorded(store).images.values() for a in rec.aliases} == {"os1"}
 
 
 # -- the pure parts ---------------------------------------------------------------------------

@@ -243,13 +243,18 @@ def test_leases_a_block_never_released_are_released_at_the_end() -> None:
 
 class SignallingStore(FakeStore):
     """Sends SIGTERM to this process from apply's worker thread during ``pull_image``,
-    then takes a while to finish that change (as a daemon operation would)."""
+    then takes a while to finish that change (as a daemon operation would): until the
+    main thread has taken the signal, and 0.3 s more for it to tell apply to stop (on a
+    loaded machine the main thread may not run for a while)."""
 
     def pull_image(self, pull: PullSource, **kw: Any) -> str:
         fingerprint = super().pull_image(pull, **kw)
         if not getattr(self, "signalled", False):
             self.signalled = True
             kill_me()
+            deadline = time.monotonic() + 30
+            while interrupts._state.fired is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(0.3)
         return fingerprint
 
