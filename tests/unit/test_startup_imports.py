@@ -45,6 +45,8 @@ ENDING = """
 import atexit, sys
 from reconciler import __main__ as m
 
+atexit.register(lambda: print("an exit handler from before the script ran"))
+
 def entry():
     atexit.register(lambda: print("a later exit handler ran"))
     print("the command's output", end="")  # unflushed until the end
@@ -55,13 +57,15 @@ m.script()
 """
 
 
-def test_the_script_ends_with_its_status_after_every_exit_handler(tmp_path: Path) -> None:
-    """The process ends without tearing the interpreter down, but only after the other
-    exit handlers (leases left, private files) ran and the output was flushed."""
+def test_the_script_ends_with_its_status_after_every_exit_handler() -> None:
+    """The process ends without tearing the interpreter down, but only after every exit
+    handler ran (leases left, private files, a wrapper's), last registered first, and
+    the output was flushed."""
     done = subprocess.run([sys.executable, "-c", ENDING], capture_output=True, text=True,
                           check=False, cwd=Path(__file__).parents[2])
     assert done.returncode == 3, done.stderr
-    assert done.stdout == "the command's outputa later exit handler ran\n"
+    assert done.stdout == ("the command's outputa later exit handler ran\n"
+                           "an exit handler from before the script ran\n")
 
 
 def test_an_uncaught_error_still_ends_the_usual_way() -> None:
