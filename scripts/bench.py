@@ -150,8 +150,11 @@ class CountingProxy:
     def __init__(self, upstream: Path, path: Path) -> None:
         self.upstream, self.path = str(upstream), path
         self.requests: Counter[str] = Counter()
-        self.sent: list[tuple[float, str]] = []
-        """(perf_counter when seen, kind) of every request, in order."""
+        self.sent: list[tuple[float, str, int]] = []
+        """(perf_counter when seen, kind, connection number) of every request, in order."""
+        self.connections: list[int] = []
+        self.answered: dict[int, list[float]] = {}
+        """Connection number -> when each chunk of the daemon's answers was relayed."""
         self._lock = threading.Lock()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -172,11 +175,14 @@ class CountingProxy:
                 return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             upstream.connect(self.upstream)
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False),
+            number = len(self.connections)
+            self.connections.append(number)
+            threading.Thread(target=self._pipe, args=(client, upstream, True, number),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False, number),
                              daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool, number: int) -> None:
         tail = b"\r\n"
         try:
             while chunk := src.recv(1 << 16):
@@ -187,9 +193,12 @@ class CountingProxy:
                             path = m[2].decode().split("?")[0]
                             kind = re.sub(r"/[0-9a-f]{64}|/operations/[^/]+", "/X", path)
                             self.requests[f"{m[1].decode()} {kind}"] += 1
-                            self.sent.append((time.perf_counter(), f"{m[1].decode()} {kind}"))
+                            self.sent.append((time.perf_counter(), f"{m[1].decode()} {kind}",
+                                              number))
                     tail = data[-300:]
                 dst.sendall(chunk)
+                if not count:
+                    self.answered.setdefault(number, []).append(time.perf_counter())
         except OSError:
             pass
         finally:
@@ -440,12 +449,13 @@ def apply_store(lab: Lab, size: int, repeats: int, path: Path, two: list[str]
             if plan.returncode != 2:
                 raise RuntimeError(f"plan exited {plan.returncode}: {plan.output[-2000:]}")
             proxy.sent.clear()
+            proxy.answered.clear()
             apply = lab.tool("apply", "--yes", "-f", str(proxied))
             ended = time.perf_counter()
             lab.delete(_managed(lab, two))
             bound = max(1.0, 2 * _cli_loop(lab, two))
             fig.pairs.append((apply.seconds - plan.seconds, bound))
-            own.pairs.append((ended - _after_first_list(proxy.sent), bound))
+            own.pairs.append((ended - _after_first_list(proxy), bound))
             lab.delete(_managed(lab, two))
     finally:
         proxy.close()
@@ -453,11 +463,17 @@ def apply_store(lab: Lab, size: int, repeats: int, path: Path, two: list[str]
     yield own
 
 
-def _after_first_list(sent: Sequence[tuple[float, str]]) -> float:
-    """When the request after the first image list (the observation's) was sent: the
-    list was answered then."""
-    first = min(i for i, (_, kind) in enumerate(sent) if kind == "GET /1.0/images")
-    return sent[first + 1][0]
+def _after_first_list(proxy: CountingProxy) -> float:
+    """When the first image list (the observation's) was answered: the daemon's last
+    chunk on its connection before that connection's next request (a connection
+    carries one request at a time; other connections, such as the lease's renewals,
+    go on meanwhile)."""
+    sent = proxy.sent
+    first = min(i for i, (_, kind, _) in enumerate(sent) if kind == "GET /1.0/images")
+    asked, _, conn = sent[first]
+    following = [t for t, _, c in sent[first + 1:] if c == conn]
+    until = following[0] if following else float("inf")
+    return max(t for t in proxy.answered[conn] if asked <= t < until)
 
 
 def fig_requests(lab: Lab, names: list[str]) -> list[Figure]:
