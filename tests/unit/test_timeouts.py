@@ -30,6 +30,7 @@ from reconciler.adapters.incus import IncusStore
 from reconciler.cli import Globals, cli
 from reconciler.errors import StoreError
 from reconciler.model.config import TargetSpec
+from reconciler.model.plan import PullSource, Writable
 from reconciler.ports import ImageStore, RemoteReader
 from reconciler.services import Services, system_services
 from reconciler.timeouts import Timeouts
@@ -213,6 +214,22 @@ def test_each_kind_of_timeout_is_named_with_its_option(error: BaseException,
     with pytest.raises(StoreError) as caught:
         store.get_server_config()
     assert str(caught.value) == message
+
+
+def test_an_image_list_that_times_out_says_a_large_store_may_need_more_time() -> None:
+    store, _ = store_with(lambda _r: requests.exceptions.ReadTimeout("Read timed out."))
+    pull = PullSource(remote="r", server="https://images.example", protocol="simplestreams",
+                      alias="debian/12")
+    with pytest.raises(StoreError) as caught:  # no ``present``: the pull lists the images
+        store.pull_image(pull, certificate=None,
+                         writable=Writable(auto_update=False, public=False, profiles=(),
+                                           properties={}),
+                         progress=lambda _text: None)
+    assert str(caught.value) == (
+        "target 'local': timed out after 7 s waiting for GET /1.0/images from "
+        "unix:///run/incus/unix.socket (--read-timeout; the daemon sends its image list "
+        "only once it is whole: a store of thousands of images can take longer; or is "
+        "incusd stopped or overloaded?)")
 
 
 def test_a_long_poll_timeout_says_the_wait_was_added() -> None:
