@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 
 class _StartupInterrupt(BaseException):
@@ -27,15 +28,32 @@ class _StartupInterrupt(BaseException):
         self.signum = signum
 
 
+_early: list[int] = []
+"""The signals the start-up handler took (see :func:`entry`)."""
+
+
 def _during_startup(signum: int, frame: FrameType | None) -> None:
+    _early.append(signum)
     raise _StartupInterrupt(signum)
 
 
 def _catch_early() -> None:
-    """Install the start-up handlers (a signal the process was started ignoring stays so)."""
+    """Install the start-up handlers (a signal the process was started ignoring stays so),
+    and the start-up's hook for exceptions Python cannot raise."""
+    sys.unraisablehook = _unraisable_during_startup
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _during_startup)
+
+
+def _unraisable_during_startup(unraisable: Any) -> None:
+    """An interrupt raised where Python cannot raise it (a weakref callback) is not
+    printed as a traceback: :func:`entry` stops on the signal all the same.  Anything
+    else is reported as Python reports it."""
+    errors = sys.modules.get("reconciler.errors")
+    ours = (_StartupInterrupt, *((errors.Interrupted,) if errors is not None else ()))
+    if not isinstance(unraisable.exc_value, ours):
+        sys.__unraisablehook__(unraisable)
 
 
 def entry() -> int:
@@ -47,6 +65,12 @@ def entry() -> int:
         interrupts.install()
         from reconciler.cli import main
 
+        # A handler's exception is lost when the signal lands while Python runs a weakref
+        # callback (importlib's module locks have one): the signal is still stopped on.
+        missed = _early[0] if _early else interrupts.fired()
+        if missed is not None:
+            return _stopped(missed)
+        sys.unraisablehook = sys.__unraisablehook__
         return main()
     except (_StartupInterrupt, KeyboardInterrupt) as exc:  # during the imports above
         signum = exc.signum if isinstance(exc, _StartupInterrupt) else signal.SIGINT

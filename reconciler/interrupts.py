@@ -70,6 +70,11 @@ def install() -> bool:
     return True
 
 
+def fired() -> int | None:
+    """The signal this run's handler took, if any (None: none yet)."""
+    return _state.fired
+
+
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into :class:`Interrupted` while the block runs; then put the

@@ -59,6 +59,7 @@ class Running:
     tmp: Path
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
+    readers: list[threading.Thread] = field(default_factory=list)
 
     def stderr(self) -> str:
         return "".join(self.err)
@@ -74,7 +75,12 @@ class Running:
         return bool(caught & (1 << (signal.SIGTERM - 1)))
 
     def finish(self, timeout: float = 120) -> int:
-        return self.proc.wait(timeout=timeout)
+        """The exit status, once the process ended and all its output was read (a
+        process that ends right after writing must not race its readers)."""
+        code = self.proc.wait(timeout=timeout)
+        for reader in self.readers:
+            reader.join(timeout=30)
+        return code
 
 
 def _reader(stream: Any, into: list[str]) -> None:
@@ -96,6 +102,7 @@ def running(world: World, *args: str) -> Iterator[Running]:
     run = Running(proc, tmp)
     readers = [threading.Thread(target=_reader, args=(proc.stdout, run.out), daemon=True),
                threading.Thread(target=_reader, args=(proc.stderr, run.err), daemon=True)]
+    run.readers = readers
     for reader in readers:
         reader.start()
     try:

@@ -73,3 +73,37 @@ def test_an_uncaught_error_still_ends_the_usual_way() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=False, cwd=Path(__file__).parents[2])
     assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
+
+
+LOST = """
+import os, signal, sys, weakref
+from reconciler import __main__ as m
+
+m._catch_early()
+
+class Thing:
+    pass
+
+thing = Thing()
+
+def callback(_ref):  # the handler runs in here, where Python drops its exception
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10_000):
+        pass
+
+ref = weakref.ref(thing, callback)
+del thing
+print("went on", flush=True)
+sys.argv = ["incus-images", "--version"]
+sys.exit(m.entry())
+"""
+
+
+def test_a_start_up_signal_whose_exception_python_dropped_still_stops_the_run() -> None:
+    """A signal landing in a weakref callback (importlib's module locks have one) raises
+    where Python only prints the exception: the run still stops, with its one line."""
+    done = subprocess.run([sys.executable, "-c", LOST], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[2])
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert done.stdout == "went on\n"  # --version did not run
+    assert done.stderr == "incus-images: interrupted (SIGTERM)\n"
