@@ -29,6 +29,7 @@ seconds of both, so a noisy machine does not decide it:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import lzma
 import os
@@ -152,7 +153,8 @@ class CountingProxy:
         self.requests: Counter[str] = Counter()
         self.sent: list[tuple[float, str, int]] = []
         """(perf_counter when seen, kind, connection number) of every request, in order."""
-        self.connections: list[int] = []
+        self._numbers = itertools.count()
+        """Numbers the connections in the order they are accepted."""
         self.answered: dict[int, list[float]] = {}
         """Connection number -> when each chunk of the daemon's answers was relayed."""
         self._lock = threading.Lock()
@@ -175,8 +177,7 @@ class CountingProxy:
                 return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             upstream.connect(self.upstream)
-            number = len(self.connections)
-            self.connections.append(number)
+            number = next(self._numbers)
             threading.Thread(target=self._pipe, args=(client, upstream, True, number),
                              daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, False, number),
@@ -252,11 +253,13 @@ class Lab:
                    self.env(), check=check)
 
     def write(self, name: str, entries: Sequence[str], *, socket_path: Path | None = None,
-              projects: Sequence[str] = ("default",), url: str | None = None) -> Path:
+              projects: Sequence[str] = ("default",), url: str | None = None,
+              owner: str | None = None) -> Path:
         sock = socket_path or self.daemon.socket
         targets = "".join(f"  t-{p}: {{url: \"unix://{sock}\", project: {p}}}\n"
                           for p in projects)
-        owner = "bench-" + name.removesuffix(".yaml")  # each file its own images: no prune
+        # each file its own images (no prune), unless it is to share another file's owner
+        owner = owner or "bench-" + name.removesuffix(".yaml")
         remote = url or self.served.url
         text = (f"version: 1\nowner: {owner}\nremotes:\n  test: {{url: \"{remote}\", "
                 f"certificate: ca.pem}}\ntargets:\n{targets}images:\n"
@@ -438,10 +441,8 @@ def apply_store(lab: Lab, size: int, repeats: int, path: Path, two: list[str]
     own = Figure(f"apply-store 2 into {size}: after list",
                  "apply after its image list was answered / the same bound")
     proxy = CountingProxy(lab.daemon.socket, lab.work / f"store-{size}.socket")
-    proxied = lab.write(f"apply-store-{size}.yaml", two, socket_path=proxy.path)
-    owner = path.name.removesuffix(".yaml")
-    proxied.write_text(proxied.read_text().replace(f"owner: bench-apply-store-{size}",
-                                                   f"owner: bench-{owner}"))
+    proxied = lab.write(f"apply-store-{size}.yaml", two, socket_path=proxy.path,
+                        owner="bench-" + path.name.removesuffix(".yaml"))  # plan's owner
     try:
         for _ in range(repeats):
             lab.delete(_managed(lab, two))

@@ -330,8 +330,7 @@ class _TargetRun:
 
         def attempt(i: int) -> Outcome:
             if self.stop.is_set() or failed.is_set():
-                why = EARLIER_FAILED if failed.is_set() else INTERRUPTED
-                return Outcome(change=self.changes[at + i], status=Status.SKIPPED, message=why)
+                return self._skipped(at + i, failed.is_set())
             outcome = self._attempt(at + i, notes[i])
             if outcome.status is Status.FAILED:
                 failed.set()
@@ -346,6 +345,10 @@ class _TargetRun:
         failed: skipped, its marker cleared."""
         if start.marker is not None:
             self.records.clear_pull(start.marker)
+        return self._skipped(at, after_failure)
+
+    def _skipped(self, at: int, after_failure: bool) -> Outcome:
+        """The change at ``at``, not started because another failed or apply is stopping."""
         why = EARLIER_FAILED if after_failure else INTERRUPTED
         return Outcome(change=self.changes[at], status=Status.SKIPPED, message=why)
 

@@ -36,7 +36,6 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:incus-images:schema:"
 
 
-
 def schema_id(name: str, version: str = "1") -> str:
     """The stable ``$id`` of schema ``name`` at format ``version``."""
     return f"{ID_PREFIX}{name}:{version}"
@@ -135,4 +134,3 @@ def file_name(name: str) -> str:
 def generated() -> dict[str, dict[str, Any]]:
     """File name under ``schemas/`` -> the schema it must hold."""
     return {name: make() for name, make in GENERATORS.items()}
-

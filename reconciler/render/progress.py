@@ -18,8 +18,9 @@ numbers by :mod:`reconciler.render.readings` only.
 Two reporters, chosen by :func:`reporting`:
 
 * :class:`~reconciler.render.live.TtyReporter` (stderr is a terminal and colour is
-  allowed): a ``rich`` bar per running download (its size from the plan, bytes, percentage, bytes/s,
-  ETA), several at once; finished changes and notes as permanent lines above.
+  allowed): a ``rich`` bar per running download (its size from the plan, bytes,
+  percentage, bytes/s, ETA), several at once; finished changes and notes as permanent
+  lines above.
 * :class:`PlainReporter` (a pipe, a file, CI; or ``NO_COLOR``, ``--no-color``,
   ``TERM=dumb``: a live display needs escape sequences): plain throttled lines
   with the time elapsed, a heartbeat at least every ``heartbeat`` seconds while

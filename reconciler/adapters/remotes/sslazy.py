@@ -285,7 +285,6 @@ class LazyProducts:
                 names.append(name)
         return tuple(names)
 
-
     def _won_by(self, fingerprint: str) -> list[tuple[Claim, str]]:
         """The alias keys ``fingerprint`` wins, with their claims.  A key's winning claim
         is the first build of a product that lists the key's name, so only the keys of
