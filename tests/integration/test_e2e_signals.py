@@ -281,6 +281,19 @@ def _key_material_on_disk(run: Running, key_pem: str) -> list[str]:
     return found
 
 
+def _fd_targets(pid: int) -> list[str]:
+    """What each open file descriptor of ``pid`` points to.  One the run closes while
+    they are listed (a connection) is passed over: the key's memory file stays open
+    for the whole run."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return targets
+
+
 @pytest.mark.parametrize("sig", [*SIGNALS, pytest.param(signal.SIGKILL, id="SIGKILL")])
 def test_a_stopped_https_run_leaves_no_key_on_disk(world: World, sig: int) -> None:
     """The client key lives in memory files only: none is on disk while the run works,
@@ -295,9 +308,7 @@ def test_a_stopped_https_run_leaves_no_key_on_disk(world: World, sig: int) -> No
         with running(world, "apply", "--yes") as run:
             downloading(world, run)
             assert _key_material_on_disk(run, key_pem) == []
-            fds = Path(f"/proc/{run.proc.pid}/fd")
-            memfds = {os.readlink(fd) for fd in fds.iterdir()
-                      if os.readlink(fd).startswith("/memfd:")}
+            memfds = {t for t in _fd_targets(run.proc.pid) if t.startswith("/memfd:")}
             assert "/memfd:incus-images-client.key (deleted)" in memfds, memfds
             run.proc.send_signal(sig)
             if sig == signal.SIGKILL:

@@ -185,6 +185,20 @@ class Cluster:
         for i in indices:
             self._wait_status(i, lambda status: status == "Online", timeout)
 
+    def wait_quorum(self, timeout: float = OFFLINE_TIMEOUT) -> None:
+        """Poll a running member until it lists the members again: after a member is
+        killed the survivors may first have to elect a database leader, and until then
+        every member list fails ("no available cowsql leader server found")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.statuses()
+                return
+            except DaemonError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.25)
+
     def _wait_status(self, i: int, wanted: Callable[[str], bool], timeout: float) -> None:
         name = self.member(i).name
         deadline = time.monotonic() + timeout
