@@ -10,7 +10,8 @@ Invariants:
   them finish before the next change starts, and after a failure among them none
   starts and nothing after them runs.  Consecutive ``alias.create`` changes (up to
   :data:`WINDOW`, of distinct names: each points an alias of its own at an image
-  already in place) run ``pulls`` at once in the same way.
+  already in place) run ``pulls`` at once in the same way, and are recorded in one
+  write after them.
   Outcomes and notes are reported in plan order whatever order they finish in.
 - Each target is observed once, before its first change; apply keeps that
   observation current from what it did (:func:`reconciler.core.applied.fold`), so
@@ -262,7 +263,7 @@ class _TargetRun:
         window = self._window(at)
         if not window:
             aliases = self._alias_creates(at)
-            if len(aliases) > 1:
+            if aliases:
                 return self._together(at, len(aliases))
             return [(self._attempt(at, self.reporter), _Notes(self.reporter))]
         try:
@@ -322,9 +323,10 @@ class _TargetRun:
         return group
 
     def _together(self, at: int, count: int) -> list[tuple[Outcome, _Notes]]:
-        """The ``count`` changes from ``at`` on (independent of each other), at most
-        ``pulls`` at once; once one failed or apply began stopping, none starts.  Their
-        outcomes in plan order."""
+        """The ``count`` alias creations from ``at`` on (independent of each other), at
+        most ``pulls`` at once; once one failed or apply began stopping, none starts.
+        The aliases made are recorded in one write after them all (a failure of that
+        write fails the last one made).  Their outcomes in plan order."""
         notes = [_Notes(self.reporter) for _ in range(count)]
         failed = threading.Event()
 
@@ -338,7 +340,15 @@ class _TargetRun:
 
         with ThreadPoolExecutor(max_workers=min(self.pulls, count)) as pool:
             futures = [pool.submit(attempt, i) for i in range(count)]
-        return [(f.result(), n) for f, n in zip(futures, notes, strict=True)]
+        outcomes = [f.result() for f in futures]
+        try:
+            self.records.flush()
+        except IncusImagesError as exc:
+            made = [i for i, o in enumerate(outcomes) if o.status is Status.DONE]
+            if made:
+                outcomes[made[-1]] = outcomes[made[-1]].model_copy(
+                    update={"status": Status.FAILED, "message": str(exc)})
+        return list(zip(outcomes, notes, strict=True))
 
     def _not_started(self, at: int, start: Start, after_failure: bool) -> Outcome:
         """The download at ``at``, queued when apply began stopping or another download
@@ -407,9 +417,9 @@ class _TargetRun:
             case ImageUpdate():
                 self.store.update_image(t.fingerprint, t.writable)
                 self.records.remember(t)
-            case AliasCreate():
+            case AliasCreate():  # recorded after its group (:meth:`_together`)
                 self.store.create_alias(t.alias, t.to, t.description)
-                self.records.made_alias(t.alias, t.to)
+                self.records.defer_made_alias(t.alias, t.to)
             case AliasMove():
                 self.store.move_alias(t.alias, t.to)
                 self.records.made_alias(t.alias, t.to)

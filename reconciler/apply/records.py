@@ -160,6 +160,15 @@ class Records:
         The image's record is the stored one, else (an image attributed through the
         daemon's auto-update has none stored yet) the plan's, vouched for.
         """
+        self._write(self._making(name, fp))
+
+    def defer_made_alias(self, name: str, fp: str) -> None:
+        """:meth:`made_alias` with the next write.  For aliases created together: a kill
+        before that write leaves what a kill between one creation and its own write
+        leaves (an alias the next plan finds where it is declared, on its image)."""
+        self.defer(self._making(name, fp))
+
+    def _making(self, name: str, fp: str) -> InventoryChange:
         self.made.add((name, fp))
         fallback = self.planned.images.get(fp) if self.planned is not None else None
 
@@ -172,7 +181,7 @@ class Records:
                     *(a for a in rec.aliases if a != name), name)})
             return inv.model_copy(update={"images": images})
 
-        self._write(change)
+        return change
 
     def deleted_alias(self, name: str) -> None:
         """Alias ``name`` is gone: no record lists it any more."""

@@ -85,9 +85,9 @@ def test_apply_observes_once_and_reads_no_config_before_writing(unmanaged: int) 
     assert calls.count("config") == 0  # every write starts from the one the last wrote
     assert not [c for c in calls if c.startswith("update")]  # the pulls set the fields
     # One write marks the consecutive pulls in flight (up to WINDOW of them, run 3 at a
-    # time); each alias made is recorded with the images it rides along with; the
-    # closing write finds nothing left to write.
-    assert calls.count("patch config") == 1 + 9, calls
+    # time); one records the aliases made together, with the images that ride along;
+    # the closing write finds nothing left to write.
+    assert calls.count("patch config") == 1 + 1, calls
     assert calls.count("aliases") == 1  # the check at the end: the alias table, once
     assert len([c for c in calls if c.startswith("get ")]) == 9  # each landed image, once
 
@@ -288,6 +288,53 @@ def test_after_a_failed_alias_creation_none_starts() -> None:
                for o in creates[2:])
     assert set(store.aliases) == {"os1"}
     assert {a for rec in recorded(store).images.values() for a in rec.aliases} == {"os1"}
+
+
+class RefusingWrites(FakeStore):
+    """Refuses every records write once ``armed`` (the daemon gave up on the PATCH)."""
+
+    armed = False
+
+    def create_alias(self, name: str, target: str, description: str) -> None:
+        super().create_alias(name, target, description)
+        self.armed = True
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> str:
+        if self.armed:
+            self.calls.append("patch config")
+            raise OperationFailed(self.target, "records write refused")
+        return super().patch_server_config(changes, etag)
+
+
+def test_the_aliases_made_together_are_recorded_in_one_write() -> None:
+    cfg, cat, store = many(5)
+    plan = plan_for(cfg, store, cat)
+    assert run(cfg, store, cat, plan).ok
+    writes = [i for i, c in enumerate(store.calls) if c == "patch config"]
+    creates = [i for i, c in enumerate(store.calls) if c.startswith("alias create")]
+    assert len(creates) == 5
+    assert [w for w in writes if w > creates[0]] == [writes[-1]]  # one, after them all
+    assert writes[-1] > creates[-1]
+    assert {a for rec in recorded(store).images.values() for a in rec.aliases} == \
+        {f"os{i}" for i in range(5)}
+
+
+def test_a_refused_write_of_the_aliases_made_together_fails_the_last_one_made() -> None:
+    cfg, cat, _ = many(4)
+    store = RefusingWrites(universe={"r": cat})
+    plan = plan_for(cfg, store, cat)
+    result = run(cfg, store, cat, plan)
+    creates = [o for o in result.outcomes if o.change.action.value == "alias.create"]
+    assert [o.status for o in creates] == [Status.DONE] * 3 + [Status.FAILED]
+    assert creates[-1].message.endswith("records write refused")
+    assert not result.ok
+    # what was made is declared where it stands: the next plan has nothing to create
+    store.armed = False
+    again = plan_for(cfg, store, cat)
+    assert not [c for c in again.changes if c.action.value.startswith("alias.")]
+    assert run(cfg, store, cat, again).ok
+    assert {a for rec in recorded(store).images.values() for a in rec.aliases} == \
+        {f"os{i}" for i in range(4)}
 
 
 # -- the pure parts ---------------------------------------------------------------------------
