@@ -70,7 +70,6 @@ def entry() -> int:
         missed = _early[0] if _early else interrupts.fired()
         if missed is not None:
             return _stopped(missed)
-        sys.unraisablehook = sys.__unraisablehook__
         return main()
     except (_StartupInterrupt, KeyboardInterrupt) as exc:  # during the imports above
         signum = exc.signum if isinstance(exc, _StartupInterrupt) else signal.SIGINT

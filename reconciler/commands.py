@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from reconciler import interrupts
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.freshness import check_matches, touched
 from reconciler.desired.load import load_config
@@ -333,6 +334,7 @@ def _apply_and_report(services: Services, config: Config, plan: Plan,
     on stderr (timed by ``services.clock``), and report.  ``seen``: the observations
     the plan was made or checked on, under the leases still held (apply starts from
     them instead of reading each store again)."""
+    interrupts.check()  # a signal whose exception Python dropped: change nothing
     stage.applying()
     started = services.clock()
     with reporting(sys.stderr, environ=services.environ,

@@ -16,6 +16,12 @@ Invariants:
   way to stop at once; a killed run's lease lapses (sooner on the same machine).
 * Inside :func:`deferred` (a lease release) a first signal is held back and
   raised when the block ends, so a release is never cut in half.
+* A signal that lands while Python runs a weakref callback or a ``__del__`` raises
+  where Python only reports the exception (``sys.unraisablehook``).  While the
+  handlers are installed, such an ``Interrupted`` is not printed but kept as
+  *lost*: :func:`check` raises it in the main thread at the next check point
+  (before apply's first change, in its waits, in a lease wait), and
+  :func:`lost` tells worker threads to start nothing more.
 * Threads the tool starts run with SIGINT and SIGTERM blocked
   (:func:`threads_without_signals`): the kernel then delivers them to the main
   thread, whose blocking call they interrupt.  A signal delivered to another
@@ -25,10 +31,12 @@ Invariants:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from reconciler.errors import Interrupted
 
@@ -40,6 +48,8 @@ class _State:
         self.fired: int | None = None
         self.deferring = 0
         self.held: int | None = None
+        self.lost: int | None = None
+        """A signal whose ``Interrupted`` Python dropped, not yet raised again."""
 
 
 _state = _State()
@@ -63,11 +73,38 @@ def install() -> bool:
         return False
     if any(signal.getsignal(sig) is _handler for sig in SIGNALS):
         return False
-    _state.fired, _state.held, _state.deferring = None, None, 0
+    _state.fired, _state.held, _state.deferring, _state.lost = None, None, 0, None
     for sig in SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _handler)
+    sys.unraisablehook = _unraisable
     return True
+
+
+def _unraisable(unraisable: Any) -> None:
+    """Keep an ``Interrupted`` Python could not raise (see the module's invariants);
+    report anything else as Python does."""
+    exc = unraisable.exc_value
+    if isinstance(exc, Interrupted):
+        _state.lost = exc.signum
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def lost() -> int | None:
+    """The signal whose ``Interrupted`` Python dropped and :func:`check` has not raised
+    yet, if any: a worker that sees one starts nothing more."""
+    return _state.lost
+
+
+def check() -> None:
+    """Raise, once, the ``Interrupted`` Python dropped: a check point of the main thread
+    (elsewhere this does nothing: an interrupt is the main thread's to raise)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signum, _state.lost = _state.lost, None
+    if signum is not None:
+        raise Interrupted(signum)
 
 
 def fired() -> int | None:
@@ -80,6 +117,7 @@ def handled() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into :class:`Interrupted` while the block runs; then put the
     previous handlers back (unless they were already ours: see :func:`install`)."""
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    hook = sys.unraisablehook
     if not install():
         yield
         return
@@ -88,6 +126,8 @@ def handled() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
+        _state.lost = None
 
 
 @contextmanager

@@ -64,9 +64,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 
+from reconciler import interrupts
 from reconciler.apply.download import Download, Landed, Start
 from reconciler.apply.records import Records
 from reconciler.apply.settings import set_server_keys
@@ -103,6 +104,8 @@ INTERRUPTED = "not attempted: interrupted"
 EARLIER_FAILED = "not attempted: an earlier change of this target failed"
 PULLS_AT_ONCE = 3
 """How many downloads of one target run at once (more is slower on Incus 6.0)."""
+CHECK_SECONDS = 0.2
+"""How often the main thread, waiting for the targets, looks for a lost interrupt."""
 WINDOW = 16
 """How many consecutive downloads are marked in flight in one write, then run
 ``PULLS_AT_ONCE`` at a time (each starting as soon as one ends)."""
@@ -145,6 +148,10 @@ def apply_plan(
                     _TargetRun(plan, t, stores[t], reader, remotes, rep, stop, pulls,
                                allow_degraded=allow_degraded,
                                seen=(seen or {}).get(t)).run))
+        waiting = True
+        while waiting:
+            waiting = bool(wait(futures, timeout=CHECK_SECONDS).not_done)
+            interrupts.check()  # a signal whose exception Python dropped
         outcomes = [o for f in futures for o in f.result()]
         return ApplyResult(outcomes=tuple(outcomes))
     except BaseException as exc:  # an interrupt: no target starts another change
@@ -231,6 +238,11 @@ class _TargetRun:
             self._close(outcomes)
         return outcomes
 
+    def _stopping(self) -> bool:
+        """Apply is stopping: interrupted, or Python dropped an interrupt's exception
+        (the main thread raises it at its next check)."""
+        return self.stop.is_set() or interrupts.lost() is not None
+
     def _each_change(self) -> tuple[list[Outcome], bool]:
         """Run the changes in order (downloads a few at once): their outcomes, reported
         in plan order, and whether some were skipped."""
@@ -238,7 +250,7 @@ class _TargetRun:
         skip = ""  # why the remaining changes are not attempted
         while len(outcomes) < len(self.changes):
             at = len(outcomes)
-            if not skip and self.stop.is_set():
+            if not skip and self._stopping():
                 skip = INTERRUPTED
             if skip:
                 done = [(Outcome(change=self.changes[at], status=Status.SKIPPED,
@@ -291,7 +303,7 @@ class _TargetRun:
 
         def attempt(i: int) -> Outcome:
             try:
-                if self.stop.is_set() or failed.is_set():  # waited for a free worker
+                if self._stopping() or failed.is_set():  # waited for a free worker
                     return self._not_started(at + i, starts[i], failed.is_set())
                 outcome = self._attempt(at + i, notes[i], starts[i])
                 if outcome.status is Status.FAILED:
@@ -331,7 +343,7 @@ class _TargetRun:
         failed = threading.Event()
 
         def attempt(i: int) -> Outcome:
-            if self.stop.is_set() or failed.is_set():
+            if self._stopping() or failed.is_set():
                 return self._skipped(at + i, failed.is_set())
             outcome = self._attempt(at + i, notes[i])
             if outcome.status is Status.FAILED:
@@ -366,7 +378,7 @@ class _TargetRun:
         """Wait until the daemon took the previous download on (or it ended); then
         whether another may start."""
         before.wait()
-        if self.stop.is_set():
+        if self._stopping():
             return False
         return not (previous.done() and previous.result().status is Status.FAILED)
 

@@ -54,7 +54,7 @@ from reconciler.errors import (
     LeaseLost,
     StoreError,
 )
-from reconciler.interrupts import deferred, start_thread
+from reconciler.interrupts import check, deferred, start_thread
 from reconciler.model.times import parse_rfc3339, rfc3339_milliseconds, rfc3339_seconds
 from reconciler.ports import ImageStore
 
@@ -276,6 +276,7 @@ class Lease:
             until_free = (blocker.expires - now).total_seconds() + 0.05
             left = (deadline - now).total_seconds()
             self.clock.sleep(max(0.01, min(poll, left, until_free)))
+            check()  # a signal whose exception Python dropped stops the wait
 
 
 class Leases:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -277,3 +280,106 @@ def test_a_signal_stops_apply_before_the_next_change() -> None:
     assert set(store.images) == {builds[0].fingerprint}  # the change under way finished
     assert store.aliases == {}
 
+
+
+# -- a signal whose exception Python dropped -------------------------------------------------
+
+def drop_a_signal_in_a_weakref_callback(sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` while Python runs a weakref callback: the handler's ``Interrupted`` is
+    raised in there, where Python cannot raise it, only hand it to ``sys.unraisablehook``."""
+
+    class Thing:
+        pass
+
+    def callback(_ref: object) -> None:
+        kill_me(sig)
+        for _ in range(10_000):  # the handler runs in here
+            pass
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    assert ref() is None
+
+
+def test_an_interrupt_python_dropped_is_kept_and_raised_once_at_the_next_check(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    hook = sys.unraisablehook
+    with interrupts.handled():
+        drop_a_signal_in_a_weakref_callback()
+        assert interrupts.lost() == signal.SIGTERM  # the run went on...
+        worker: list[BaseException] = []
+        thread = threading.Thread(target=lambda: worker.append(Exception("no raise"))
+                                  if interrupts.check() is None else None)
+        thread.start()
+        thread.join()
+        assert interrupts.lost() == signal.SIGTERM  # ...a worker's check raises nothing
+        with pytest.raises(Interrupted) as caught:
+            interrupts.check()  # ...until the main thread's next check point
+        assert caught.value.signum == signal.SIGTERM
+        interrupts.check()  # once
+        assert interrupts.lost() is None
+    assert sys.unraisablehook is hook
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_other_exceptions_python_cannot_raise_are_still_reported(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    class Noisy:
+        def __del__(self) -> None:
+            raise ValueError("from __del__")
+
+    with interrupts.handled():
+        Noisy()
+        assert interrupts.lost() is None
+    assert "ValueError: from __del__" in capsys.readouterr().err
+
+
+def test_an_interrupt_dropped_before_apply_changes_nothing() -> None:
+    builds = [build(f"os/{n}", 1) for n in (1, 2)]
+    cat = catalog(*builds)
+    store = FakeStore(universe={"r": cat})
+    cfg = config(*(entry(f"r:os/{n}", f"os{n}") for n in (1, 2)))
+    plan = make_plan(cfg, {"r": cat}, {"local": store.observe()}, now=NOW)
+    with interrupts.handled(), pytest.raises(Interrupted) as caught:
+        drop_a_signal_in_a_weakref_callback(signal.SIGINT)
+        apply_plan(plan, stores={"local": store}, reader=FakeReader({"r": cat}),
+                   remotes=cfg.remotes)
+    assert caught.value.signum == signal.SIGINT
+    assert caught.value.progress == (
+        f"stopped before {change_label(plan.changes[0])} on target 'local' "
+        f"(0 of 4 changes made)")
+    assert store.images == {} and store.aliases == {}
+
+
+class DroppingStore(FakeStore):
+    """After the first pull, hands ``sys.unraisablehook`` an ``Interrupted`` as Python
+    does when the signal's handler ran inside a weakref callback (the handler having
+    noted the signal first)."""
+
+    def pull_image(self, pull: PullSource, **kw: Any) -> str:
+        fingerprint = super().pull_image(pull, **kw)
+        if not getattr(self, "dropped", False):
+            self.dropped = True
+            interrupts._state.fired = signal.SIGTERM
+            exc = Interrupted(signal.SIGTERM)
+            sys.unraisablehook(SimpleNamespace(  # type: ignore[arg-type]
+                exc_type=Interrupted, exc_value=exc, exc_traceback=None,
+                err_msg="Exception ignored in", object=None))
+        return fingerprint
+
+
+def test_an_interrupt_dropped_during_apply_stops_it_before_the_next_change() -> None:
+    builds = [build(f"os/{n}", 1) for n in (1, 2, 3)]
+    cat = catalog(*builds)
+    store = DroppingStore(universe={"r": cat})
+    cfg = config(*(entry(f"r:os/{n}", f"os{n}") for n in (1, 2, 3)))
+    plan = make_plan(cfg, {"r": cat}, {"local": store.observe()}, now=NOW)
+    with interrupts.handled(), pytest.raises(Interrupted) as caught:
+        apply_plan(plan, stores={"local": store}, reader=FakeReader({"r": cat}),
+                   remotes=cfg.remotes, pulls=1)
+    assert caught.value.signum == signal.SIGTERM
+    assert caught.value.progress == (
+        f"stopped before {change_label(plan.changes[1])} on target 'local' "
+        f"(1 of 6 changes made)")
+    assert set(store.images) == {builds[0].fingerprint}
