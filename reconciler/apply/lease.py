@@ -400,18 +400,28 @@ class Leases:
             self._release()
 
     def _renew_loop(self) -> None:
+        """Renew every third of the time to live, counted from the start of the last
+        round: after a round the daemon held back (it holds every config write while it
+        lists images) the next starts at once, not a third later."""
         interval = max(self.ttl / 3.0, 0.1)
-        while not self._stop.wait(interval):
-            for lease in self._held:
-                if lease.target in self.lost:
-                    continue
-                try:
-                    blocker = lease.take()
-                except IncusImagesError as exc:
-                    self.on_note(f"could not renew the lease: {exc}")
-                    continue
-                if blocker is not None:
-                    self.lost[lease.target] = blocker
+        wait = interval
+        while not self._stop.wait(wait):
+            started = self.clock.now()
+            self._renew_round()
+            spent = (self.clock.now() - started).total_seconds()
+            wait = min(interval, max(0.0, interval - spent))  # a clock set back: a third
+
+    def _renew_round(self) -> None:
+        for lease in self._held:
+            if lease.target in self.lost:
+                continue
+            try:
+                blocker = lease.take()
+            except IncusImagesError as exc:
+                self.on_note(f"could not renew the lease: {exc}")
+                continue
+            if blocker is not None:
+                self.lost[lease.target] = blocker
 
     def _release(self) -> None:
         while self._held:

@@ -315,3 +315,35 @@ def test_the_renewal_thread_leaves_signals_to_the_main_thread() -> None:
     thread.join()
     assert {signal.SIGINT, signal.SIGTERM} <= seen[0]
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before  # main thread unchanged
+
+
+class HeldBackWrites(FakeStore):
+    """The first renewal's write is held back ``hold`` seconds, as the daemon holds every
+    config write while it lists images; notes when each write started and ended."""
+
+    def __init__(self, hold: float) -> None:
+        super().__init__()
+        self.hold = hold
+        self.writes: list[tuple[float, float]] = []
+
+    def patch_server_config(self, changes: dict[str, str], etag: str) -> str:
+        started = time.monotonic()
+        if len(self.writes) == 1:  # the first renewal (the first write took the lease)
+            time.sleep(self.hold)
+        try:
+            return super().patch_server_config(changes, etag)
+        finally:
+            self.writes.append((started, time.monotonic()))
+
+
+def test_after_a_renewal_the_daemon_held_back_the_next_comes_at_once() -> None:
+    """Renewals are a third of the time to live apart from start to start: a renewal
+    held back for longer is followed at once, while its lease may still be renewed."""
+    store = HeldBackWrites(hold=0.8)
+    with Leases([("local", store)], owner="web", ttl=1.5, on_wait=lambda t, r: None,
+                on_note=print, clock=RunningClock(T0)) as held:
+        eventually(lambda: len(store.writes) >= 3)
+        assert not held.lost
+    (_, took), (_, held_back_end), (next_start, _) = store.writes[:3]
+    assert held_back_end - took >= 0.8 + 0.5 - 0.1  # a third of 1.5 s, then held 0.8 s
+    assert next_start - held_back_end < 0.25  # not a third (0.5 s) later
