@@ -249,7 +249,7 @@ def apply_command(
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
             _observed_then(config, chosen, stores, timeout=lock_timeout, ttl=lease_ttl,
-                           parallelism=parallelism, set_aside_failed=True) as failed:
+                           parallelism=parallelism, set_aside_failed=True) as (failed, halted):
         seen: dict[str, TargetState] = {}
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock(), verify=verify,
@@ -272,16 +272,21 @@ def apply_command(
             click.echo()
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
                                  parallelism=parallelism, allow_degraded=allow_degraded,
-                                 seen=seen)
+                                 seen=seen, halted=halted)
+
+
+_Halted = Callable[[str], str | None]
 
 
 @contextmanager
 def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
                    timeout: float, ttl: float, parallelism: int,
-                   set_aside_failed: bool = False) -> Iterator[dict[str, IncusImagesError]]:
+                   set_aside_failed: bool = False
+                   ) -> Iterator[tuple[dict[str, IncusImagesError], _Halted]]:
     """Read ``targets`` (nothing is written to a target before that succeeded:
     ``pipeline.observe_first``), then hold their leases for the block; yields the
-    targets set aside, with why.
+    targets set aside, with why, and why a target must start no more changes (its
+    lease was taken over: ``pipeline.lease_lost``).
 
     ``set_aside_failed``: a target that cannot be observed or leased is set aside
     (its lease is not asked for); otherwise the first such failure raises.
@@ -292,7 +297,8 @@ def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stor
     readable = [t for t in targets if t not in unread]
     with _leases(config, readable, stores, timeout=timeout, ttl=ttl,
                  set_aside_failed=set_aside_failed) as held:
-        yield {**unread, **pipeline.not_leased(config, readable, held)}
+        yield ({**unread, **pipeline.not_leased(config, readable, held)},
+               pipeline.lease_lost(config, readable, held))
 
 
 def _apply_saved(
@@ -316,24 +322,26 @@ def _apply_saved(
     with opened_stores(config, services, operation_timeout=operation_timeout) as stores, \
             services.reader() as reader, _until_applied() as stage, \
             _observed_then(config, touched(plan), stores, timeout=lock_timeout,
-                           ttl=lease_ttl, parallelism=parallelism):
+                           ttl=lease_ttl, parallelism=parallelism) as (_, halted):
         seen = pipeline.check_fresh(config, plan, name, stores, parallelism)
         if fmt == "text":
             _out(render_plan(plan, fmt, file_name=str(file)), fmt, services, nl=True)
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
                                  parallelism=parallelism, allow_degraded=allow_degraded,
-                                 seen=seen)
+                                 seen=seen, halted=halted)
 
 
 def _apply_and_report(services: Services, config: Config, plan: Plan,
                       stores: Mapping[str, ImageStore], reader: RemoteReader, stage: _Stage,
                       fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM,
                       allow_degraded: bool = False,
-                      seen: Mapping[str, TargetState] | None = None) -> int:
+                      seen: Mapping[str, TargetState] | None = None,
+                      halted: _Halted | None = None) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, with progress
     on stderr (timed by ``services.clock``), and report.  ``seen``: the observations
     the plan was made or checked on, under the leases still held (apply starts from
-    them instead of reading each store again)."""
+    them instead of reading each store again); ``halted``: why a target must start no
+    more changes."""
     interrupts.check()  # a signal whose exception Python dropped: change nothing
     stage.applying()
     started = services.clock()
@@ -341,7 +349,7 @@ def _apply_and_report(services: Services, config: Config, plan: Plan,
                    clock=lambda: services.clock().timestamp()) as reporter:
         result = pipeline.apply_plan(config, plan, stores, reader, reporter=reporter,
                                      parallelism=parallelism, allow_degraded=allow_degraded,
-                                     seen=seen)
+                                     seen=seen, halted=halted)
     stage.applied()
     return _report(result, fmt, services, (services.clock() - started).total_seconds())
 

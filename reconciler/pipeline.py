@@ -315,18 +315,20 @@ def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reader: RemoteReader, *,
                reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM,
                allow_degraded: bool = False,
-               seen: Mapping[str, TargetState] | None = None) -> ApplyResult:
+               seen: Mapping[str, TargetState] | None = None,
+               halted: Callable[[str], str | None] | None = None) -> ApplyResult:
     """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
     connection details and credentials come from ``config`` only (never from the plan).
     The result names the targets the plan could not observe (``failed_targets``).
     ``allow_degraded``: see :func:`reconciler.apply.executor.apply_plan`.  ``seen``: the
     targets' observations the plan was made or checked on (under the same leases);
-    a target without one is observed afresh."""
+    a target without one is observed afresh.  ``halted``: why a target must start no
+    more changes (:func:`lease_lost`)."""
     names = sorted({c.target for c in plan.changes})
     select_targets(config, names)
     result = _apply(plan, stores=pick(stores, names), reader=reader, remotes=config.remotes,
                     reporter=reporter, parallelism=parallelism, allow_degraded=allow_degraded,
-                    seen=seen)
+                    seen=seen, halted=halted)
     return result.model_copy(update={"failed_targets": plan.failed_targets})
 
 
@@ -417,6 +419,22 @@ def not_leased(config: Config, targets: Sequence[str], held: Leases
         if holder in held.failed:
             out[name] = held.failed[holder]
     return out
+
+
+def lease_lost(config: Config, targets: Sequence[str], held: Leases
+               ) -> Callable[[str], str | None]:
+    """For each of ``targets``: why it must start no more changes once the lease on its
+    daemon was taken over (another apply holds it now), else None."""
+    holders = _lease_holders(config, targets)
+
+    def why(name: str) -> str | None:
+        holder = holders.get(config.targets[name].url.rstrip("/"))
+        blocker = held.lost.get(holder) if holder is not None else None
+        if blocker is None:
+            return None
+        return f"not attempted: the lease on this target was taken over by {blocker.describe()}"
+
+    return why
 
 
 def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore],

@@ -43,6 +43,8 @@ Invariants:
   alias someone else made first (by hand, racing the apply) is never taken for
   this owner's.
 - Server settings are written with compare-and-swap (:mod:`reconciler.apply.settings`).
+- A target whose lease was taken over (``halted`` says why) starts no further
+  change: they are ``skipped`` with that reason; the change under way finishes.
 - On a clustered target with an unhealthy member, the changes that
   :func:`reconciler.core.cluster.refusals` names are ``skipped`` with its reason
   (``Outcome.refused``: the apply fails) and the others still run; nothing of a
@@ -63,7 +65,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 
@@ -122,6 +124,7 @@ def apply_plan(
     parallelism: int = 4,
     allow_degraded: bool = False,
     seen: Mapping[str, TargetState] | None = None,
+    halted: Callable[[str], str | None] | None = None,
 ) -> ApplyResult:
     """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
     at once), each in plan order (up to ``pulls`` of its downloads at once); outcomes
@@ -130,7 +133,8 @@ def apply_plan(
     ``allow_degraded`` (``--allow-degraded-cluster``): a clustered target with an
     unhealthy member gets its downloads and deletes all the same.  ``seen``: each
     target's observation the plan was made on (under the leases apply holds); a
-    target without one is observed first."""
+    target without one is observed first.  ``halted``: why a target must start no
+    more changes (its lease was taken over), or None; asked before each change."""
     rep = reporter or SilentReporter()
     targets = sorted({c.target for c in plan.changes})
     missing = [t for t in targets if t not in stores]
@@ -146,8 +150,8 @@ def apply_plan(
             for t in targets:
                 futures.append(pool.submit(
                     _TargetRun(plan, t, stores[t], reader, remotes, rep, stop, pulls,
-                               allow_degraded=allow_degraded,
-                               seen=(seen or {}).get(t)).run))
+                               allow_degraded=allow_degraded, seen=(seen or {}).get(t),
+                               halted=halted).run))
         waiting = True
         while waiting:
             waiting = bool(wait(futures, timeout=CHECK_SECONDS).not_done)
@@ -189,8 +193,10 @@ class _TargetRun:
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
         stop: threading.Event | None = None, pulls: int = PULLS_AT_ONCE, *,
         allow_degraded: bool = False, seen: TargetState | None = None,
+        halted: Callable[[str], str | None] | None = None,
     ) -> None:
         self.plan = plan
+        self.halted = halted or (lambda _target: None)
         self.seen = seen
         """The observation the plan was made or checked on, if any (None: observe)."""
         self.allow_degraded = allow_degraded
@@ -238,10 +244,13 @@ class _TargetRun:
             self._close(outcomes)
         return outcomes
 
-    def _stopping(self) -> bool:
-        """Apply is stopping: interrupted, or Python dropped an interrupt's exception
-        (the main thread raises it at its next check)."""
-        return self.stop.is_set() or interrupts.lost() is not None
+    def _stopping(self) -> str | None:
+        """Why this target starts no more changes, or None: apply is stopping (interrupted,
+        or Python dropped an interrupt's exception, which the main thread raises at its
+        next check), or the target's lease was taken over."""
+        if self.stop.is_set() or interrupts.lost() is not None:
+            return INTERRUPTED
+        return self.halted(self.target)
 
     def _each_change(self) -> tuple[list[Outcome], bool]:
         """Run the changes in order (downloads a few at once): their outcomes, reported
@@ -250,8 +259,8 @@ class _TargetRun:
         skip = ""  # why the remaining changes are not attempted
         while len(outcomes) < len(self.changes):
             at = len(outcomes)
-            if not skip and self._stopping():
-                skip = INTERRUPTED
+            if not skip:
+                skip = self._stopping() or ""
             if skip:
                 done = [(Outcome(change=self.changes[at], status=Status.SKIPPED,
                                  message=skip), _Notes(self.reporter))]
@@ -370,8 +379,9 @@ class _TargetRun:
         return self._skipped(at, after_failure)
 
     def _skipped(self, at: int, after_failure: bool) -> Outcome:
-        """The change at ``at``, not started because another failed or apply is stopping."""
-        why = EARLIER_FAILED if after_failure else INTERRUPTED
+        """The change at ``at``, not started because another failed or the target is
+        stopping (:meth:`_stopping`)."""
+        why = EARLIER_FAILED if after_failure else (self._stopping() or INTERRUPTED)
         return Outcome(change=self.changes[at], status=Status.SKIPPED, message=why)
 
     def _may_start(self, before: threading.Event, previous: Future[Outcome]) -> bool:

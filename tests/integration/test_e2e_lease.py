@@ -161,3 +161,24 @@ def test_the_lease_is_released_when_apply_fails(world: World) -> None:
     assert failed.returncode == 1
     assert "alias 'tiny'" in failed.stderr
     assert lease(world) is None
+
+
+def test_an_apply_whose_lease_was_taken_over_starts_no_more_changes(world: World) -> None:
+    """Another apply took the lease (here: written by hand) while this one downloaded:
+    the alias that would follow is not made, and the run fails naming the new holder."""
+    world.tree.add("tiny", "1.0", "20260101_0000")
+    world.write(TINY)
+    world.served.file_delay = 3.0
+    with background(world, "apply", "--yes", "--lease-ttl", "1.5") as run:
+        wait_for(lambda: lease(world) is not None)
+        wait_for(lambda: any(p.startswith("/images/") for p in world.served.requests))
+        _foreign_lease(world, 600)
+        code, out, err = finish(run)
+    assert code == 1, out + err
+    assert "alias.create tiny" in out + err
+    assert "the lease on this target was taken over by ci@elsewhere:4242" in out + err
+    assert "this apply's lease was taken over by ci@elsewhere:4242" in err
+    assert "Traceback" not in err
+    assert world.aliases() == {}  # the download under way finished; nothing after it ran
+    still = lease(world)
+    assert still is not None and still["holder"] == "ci@elsewhere:4242"  # left alone

@@ -468,3 +468,25 @@ def test_the_next_pull_starts_as_soon_as_one_ends_not_when_its_group_does() -> N
         worker.join(30)
     assert result and result[0].ok
     assert sorted(store.images) == sorted(b.fingerprint for b in builds)
+
+
+def test_a_target_halted_starts_no_more_changes_and_says_why() -> None:
+    """``halted`` (the lease was taken over) is asked before each change: the changes
+    after it said so are skipped with its reason."""
+    cfg, cat, store = many(3)
+    plan = plan_for(cfg, store, cat)
+    why = "not attempted: the lease on this target was taken over by them"
+    pulled: list[str] = []
+    original = store.pull_image
+
+    def pull_image(pull: PullSource, **kw: object) -> str:
+        pulled.append(pull.alias or "")
+        return original(pull, **kw)  # type: ignore[arg-type]
+
+    store.pull_image = pull_image  # type: ignore[method-assign]
+    result = apply_plan(plan, stores={store.target: store}, reader=FakeReader({"r": cat}),
+                        remotes=cfg.remotes, pulls=1,
+                        halted=lambda target: why if pulled else None)
+    assert [o.status for o in result.outcomes] == [Status.DONE] + [Status.SKIPPED] * 5
+    assert all(o.message == why for o in result.outcomes[1:])
+    assert len(pulled) == 1 and store.aliases == {}

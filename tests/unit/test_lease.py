@@ -347,3 +347,20 @@ def test_after_a_renewal_the_daemon_held_back_the_next_comes_at_once() -> None:
     (_, took), (_, held_back_end), (next_start, _) = store.writes[:3]
     assert held_back_end - took >= 0.8 + 0.5 - 0.1  # a third of 1.5 s, then held 0.8 s
     assert next_start - held_back_end < 0.25  # not a third (0.5 s) later
+
+
+def test_every_target_on_a_daemon_whose_lease_was_taken_over_is_halted() -> None:
+    from reconciler.model.config import TargetSpec
+    from reconciler.pipeline import lease_lost
+    from tests.support.builders import config
+
+    cfg = config(targets=("a", "b", "c"))
+    shared = TargetSpec(name="b", url=cfg.targets["a"].url, project="other")
+    cfg = cfg.model_copy(update={"targets": {**cfg.targets, "b": shared}})
+    held = Leases([("a", FakeStore()), ("c", FakeStore())], owner="web",
+                  on_wait=lambda t, r: None, on_note=print)
+    why = lease_lost(cfg, ["a", "b", "c"], held)
+    assert [why(t) for t in ("a", "b", "c")] == [None, None, None]
+    held.lost["a"] = record("them")
+    said = "not attempted: the lease on this target was taken over by web@ci-1:42 since"
+    assert [(why(t) or "").startswith(said) for t in ("a", "b", "c")] == [True, True, False]
