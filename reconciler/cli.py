@@ -234,7 +234,8 @@ def _timeout_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         callback=keep("read_timeout"),
         help="Give up on a remote or daemon that sends nothing for this long "
         f"(per read; an index file must also arrive within {timeouts.INDEX_DEADLINE:g} s "
-        "in all). "
+        f"in all; a daemon's image list, sent only once whole, waits {timeouts.LIST_READS} "
+        "times this). "
         f"Default: {timeouts.DEFAULT_READ:g}.",
     )(fn)
     return click.option(

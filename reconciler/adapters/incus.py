@@ -48,7 +48,9 @@ Invariants:
   on.  ``passed_over`` (and the observation's) says which were skipped and why.
 * Every request waits at most the store's :class:`~reconciler.timeouts.Timeouts`:
   ``connect`` to connect (and finish the TLS handshake), ``read`` for each read of the
-  answer; a long poll (``/wait?timeout=N``) waits ``N + read``.  A daemon that stops
+  answer; a long poll (``/wait?timeout=N``) waits ``N + read``; the image list
+  waits :data:`LIST_READS` times ``read`` (the daemon sends it only once it is
+  whole, and on Incus 6.0 that takes seconds per thousand images).  A daemon that stops
   answering (stopped with SIGSTOP, hung) is given up on within those limits, and the
   message says which limit ran out, after how long, and the option that sets it.
 """
@@ -126,6 +128,7 @@ from reconciler.ports import DEFAULT_OPERATION_TIMEOUT, Progress
 from reconciler.redact import redact_url, without_userinfo
 from reconciler.timeouts import (
     CONNECT_OPTION,
+    LIST_READS,
     READ_OPTION,
     Timeouts,
     seconds,
@@ -134,8 +137,7 @@ from reconciler.timeouts import (
 STALLED = "is incusd stopped or overloaded?"
 LONG_LIST = ("the daemon sends its image list only once it is whole: a store of thousands "
              "of images can take longer; or is incusd stopped or overloaded?")
-"""Why an image list timed out: Incus 6.0 took 25-50 s to list 5,000 images on a 2-core
-machine, past the default read timeout."""
+"""Why an image list timed out."""
 WAIT_SECONDS = 2
 """``/wait?timeout=`` per round: finished operations vanish 5 s after they end."""
 OPERATION_TIMEOUT = DEFAULT_OPERATION_TIMEOUT
@@ -379,10 +381,13 @@ class IncusStore:
     def _read_timeout_message(self, method: str, path: str, read: float) -> str:
         where = self.transport.display
         option = READ_OPTION
-        if read != self.timeouts.read:
+        listing = (method, path) == ("GET", "/1.0/images")
+        if listing:
+            option += f" {seconds(self.timeouts.read)} x {LIST_READS} for the image list"
+        elif read != self.timeouts.read:
             option += (f" {seconds(self.timeouts.read)}, plus the "
                        f"{seconds(read - self.timeouts.read)} the daemon was asked to wait")
-        why = LONG_LIST if (method, path) == ("GET", "/1.0/images") else STALLED
+        why = LONG_LIST if listing else STALLED
         return f"timed out after {seconds(read)} waiting for {method} {path} from {where} " \
                f"({option}; {why})"
 
@@ -815,7 +820,9 @@ class IncusStore:
 
     def _list_images(self) -> tuple[ObservedImage, ...]:
         return images_from_api(self._call("GET", "/1.0/images", "image list",
-                                          params={"recursion": "1"}).get("metadata"))
+                                          params={"recursion": "1"},
+                                          read_timeout=self.timeouts.read * LIST_READS
+                                          ).get("metadata"))
 
     def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable, *,
                   only: str | None = None) -> None:

@@ -216,8 +216,10 @@ def test_each_kind_of_timeout_is_named_with_its_option(error: BaseException,
     assert str(caught.value) == message
 
 
-def test_an_image_list_that_times_out_says_a_large_store_may_need_more_time() -> None:
-    store, _ = store_with(lambda _r: requests.exceptions.ReadTimeout("Read timed out."))
+def test_an_image_list_waits_ten_read_timeouts_and_says_a_large_store_may_need_more() -> None:
+    """The daemon sends its image list only once it is whole (17-20 s for 4,000 images
+    here): the list waits 10 x --read-timeout, every other request one."""
+    store, adapter = store_with(lambda _r: requests.exceptions.ReadTimeout("Read timed out."))
     pull = PullSource(remote="r", server="https://images.example", protocol="simplestreams",
                       alias="debian/12")
     with pytest.raises(StoreError) as caught:  # no ``present``: the pull lists the images
@@ -226,10 +228,11 @@ def test_an_image_list_that_times_out_says_a_large_store_may_need_more_time() ->
                                            properties={}),
                          progress=lambda _text: None)
     assert str(caught.value) == (
-        "target 'local': timed out after 7 s waiting for GET /1.0/images from "
-        "unix:///run/incus/unix.socket (--read-timeout; the daemon sends its image list "
-        "only once it is whole: a store of thousands of images can take longer; or is "
-        "incusd stopped or overloaded?)")
+        "target 'local': timed out after 70 s waiting for GET /1.0/images from "
+        "unix:///run/incus/unix.socket (--read-timeout 7 s x 10 for the image list; the "
+        "daemon sends its image list only once it is whole: a store of thousands of images "
+        "can take longer; or is incusd stopped or overloaded?)")
+    assert adapter.sent == [("GET", "/1.0/images", (3, 70))]
 
 
 def test_a_long_poll_timeout_says_the_wait_was_added() -> None:
