@@ -319,7 +319,8 @@ def list_calls(lab: Lab, project: str = "default") -> float:
     context = ssl.create_default_context(cafile=str(lab.work / "ca.pem"))
     started = time.perf_counter()
     lab.daemon.api("GET", "/1.0")
-    lab.daemon.api("GET", f"/1.0/images?recursion=1&project={project}")
+    lab.daemon.api("GET", f"/1.0/images?recursion=1&project={project}",
+                   timeout=float(READ_TIMEOUT))
     lab.daemon.api("GET", f"/1.0/images/aliases?recursion=1&project={project}")
     for doc in ("streams/v1/index.json", "streams/v1/images.json"):
         with urllib.request.urlopen(f"{lab.served.url}/{doc}", context=context) as answer:

@@ -238,14 +238,16 @@ class Incusd:
 
     def api(
         self, method: str, path: str, json: Any = None, *, wait: bool = True,
-        check: bool = True, headers: Mapping[str, str] | None = None,
+        check: bool = True, headers: Mapping[str, str] | None = None, timeout: float = 30.0,
     ) -> Response:
         """Call the daemon over its socket; async operations are waited for (``wait``).
 
         With ``check`` an error envelope (or a failed operation) raises ``DaemonError``.
+        ``timeout`` bounds each read of the answer (a list of thousands of images can
+        take longer than the default).
         """
         body = None if json is None else jsonlib.dumps(json).encode()
-        status, hdrs, raw = self._raw(method, path, body, headers=headers)
+        status, hdrs, raw = self._raw(method, path, body, headers=headers, timeout=timeout)
         envelope: dict[str, Any] = jsonlib.loads(raw) if raw else {}
         if wait and envelope.get("type") == "async":
             op = envelope["operation"]
