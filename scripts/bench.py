@@ -16,7 +16,8 @@ seconds of both, so a noisy machine does not decide it:
   plan-targets  plan of 10 targets (projects)  /  plan of 1
   apply-store   ``apply`` of 2 new images into stores of N images, minus one ``plan``  /
                 max(1 s, 2 x ``incus image copy`` of the two): the goal's bound (<= 1.00x)
-  requests      daemon requests per download, apply of 20 tiny images (absolute)
+  requests      daemon requests per further download: applies of 10 and 20 tiny images
+                (absolute; and the all-in average over a run with nothing to do)
   apply-big     ``apply`` of 9 images of 32-56 MB (random, incompressible rootfs)  /
                 a loop of ``incus image copy``, and  /  2 and 3 raw pulls at once;
                 and, to show where the time goes, apply minus a ``plan`` process  /
@@ -104,7 +105,7 @@ class Figure:
         ratios = [v / f for v, f in self.pairs if f > 0]
         values, floors = [v for v, _ in self.pairs], [f for _, f in self.pairs]
         if self.unit == "req":  # an absolute count: no floor
-            return (f"{self.name:<34} {statistics.median(values):6.1f} per download  "
+            return (f"{self.name:<34} {statistics.median(values):6.2f} per download  "
                     f"({self.meaning})")
         return (f"{self.name:<34} {statistics.median(ratios):6.2f}x "
                 f"[{min(ratios):.2f}-{max(ratios):.2f}]  "
@@ -142,7 +143,9 @@ def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True,
 
 # --- a request-counting proxy in front of the daemon's socket -------------------------------
 
-_REQUEST = re.compile(rb"\r\n(GET|POST|PUT|PATCH|DELETE|HEAD) (\S+) HTTP/1\.[01]\r\n")
+_REQUEST = re.compile(rb"(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*) HTTP/1\.[01]\r\n")
+"""A request line.  Not anchored on a preceding line end: on a kept-alive connection a
+request follows the previous one's body (JSON ends without one)."""
 
 
 class CountingProxy:
@@ -184,13 +187,18 @@ class CountingProxy:
                              daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, count: bool, number: int) -> None:
-        tail = b"\r\n"
+        """Relay ``src`` to ``dst``; with ``count``, count the request lines, each once: the
+        last bytes of the chunk before are searched again (a line split across two
+        chunks), and a line found wholly inside them was counted with that chunk."""
+        tail = b""
         try:
             while chunk := src.recv(1 << 16):
                 if count:
                     data = tail + chunk
                     with self._lock:
                         for m in _REQUEST.finditer(data):
+                            if m.end() <= len(tail):
+                                continue
                             path = m[2].decode().split("?")[0]
                             kind = re.sub(r"/[0-9a-f]{64}|/operations/[^/]+", "/X", path)
                             self.requests[f"{m[1].decode()} {kind}"] += 1
@@ -479,24 +487,35 @@ def _after_first_list(proxy: CountingProxy) -> float:
 
 
 def fig_requests(lab: Lab, names: list[str]) -> list[Figure]:
+    """Requests to the daemon per download: the slope between applies of half and all of
+    ``names`` (the goal: at most 4 per download plus a constant per target), and the
+    average over an apply that has nothing to do."""
     proxy = CountingProxy(lab.daemon.socket, lab.work / "proxy.socket")
+    counts: dict[int, Counter[str]] = {}
     try:
-        path = lab.write("requests.yaml", names, socket_path=proxy.path)
-        lab.delete(_managed(lab, names))
-        lab.tool("apply", "--yes", "-f", str(path))
-        downloads = Counter(proxy.requests)
+        for size in (len(names) // 2, len(names)):
+            path = lab.write(f"requests-{size}.yaml", names[:size], socket_path=proxy.path,
+                             owner="bench-requests")
+            lab.delete(_managed(lab, names))
+            proxy.requests.clear()
+            lab.tool("apply", "--yes", "-f", str(path))
+            counts[size] = Counter(proxy.requests)
         proxy.requests.clear()
         lab.tool("apply", "--yes", "-f", str(path))  # nothing to change: the constant
         constant = Counter(proxy.requests)
     finally:
         proxy.close()
         lab.delete(_managed(lab, names))
-    per = (sum(downloads.values()) - sum(constant.values())) / len(names)
-    top = ", ".join(f"{k} {v}" for k, v in downloads.most_common(5))
-    fig = Figure(f"requests ({len(names)} tiny)",
-                 f"requests: {sum(downloads.values())} in all, {sum(constant.values())} with "
-                 f"nothing to do; top: {top}", unit="req")
-    fig.pairs.append((per, 1.0))
+    half, whole = sorted(counts)
+    total = {size: sum(c.values()) for size, c in counts.items()}
+    slope = (total[whole] - total[half]) / (whole - half)
+    average = (total[whole] - sum(constant.values())) / whole
+    top = ", ".join(f"{k} {v}" for k, v in counts[whole].most_common(5))
+    fig = Figure(f"requests ({half} and {whole} tiny)",
+                 f"each further download; all in: {average:.2f} per download over the "
+                 f"{sum(constant.values())} of a run with nothing to do; {whole}: "
+                 f"{total[whole]} in all, top: {top}", unit="req")
+    fig.pairs.append((slope, 1.0))
     return [fig]
 
 

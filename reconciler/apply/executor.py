@@ -10,8 +10,8 @@ Invariants:
   them finish before the next change starts, and after a failure among them none
   starts and nothing after them runs.  Consecutive ``alias.create`` changes (up to
   :data:`WINDOW`, of distinct names: each points an alias of its own at an image
-  already in place) run ``pulls`` at once in the same way, and are recorded in one
-  write after them.
+  already in place) run ``pulls`` at once in the same way; they are recorded with
+  the next write (at the latest the closing one).
   Outcomes and notes are reported in plan order whatever order they finish in.
 - Each target is observed once, before its first change; apply keeps that
   observation current from what it did (:func:`reconciler.core.applied.fold`), so
@@ -108,9 +108,10 @@ PULLS_AT_ONCE = 3
 """How many downloads of one target run at once (more is slower on Incus 6.0)."""
 CHECK_SECONDS = 0.2
 """How often the main thread, waiting for the targets, looks for a lost interrupt."""
-WINDOW = 16
+WINDOW = 32
 """How many consecutive downloads are marked in flight in one write, then run
-``PULLS_AT_ONCE`` at a time (each starting as soon as one ends)."""
+``PULLS_AT_ONCE`` at a time (each starting as soon as one ends); and how many
+consecutive alias creations run together."""
 
 
 def apply_plan(
@@ -346,8 +347,7 @@ class _TargetRun:
     def _together(self, at: int, count: int) -> list[tuple[Outcome, _Notes]]:
         """The ``count`` alias creations from ``at`` on (independent of each other), at
         most ``pulls`` at once; once one failed or apply began stopping, none starts.
-        The aliases made are recorded in one write after them all (a failure of that
-        write fails the last one made).  Their outcomes in plan order."""
+        Their outcomes in plan order."""
         notes = [_Notes(self.reporter) for _ in range(count)]
         failed = threading.Event()
 
@@ -361,15 +361,7 @@ class _TargetRun:
 
         with ThreadPoolExecutor(max_workers=min(self.pulls, count)) as pool:
             futures = [pool.submit(attempt, i) for i in range(count)]
-        outcomes = [f.result() for f in futures]
-        try:
-            self.records.flush()
-        except IncusImagesError as exc:
-            made = [i for i, o in enumerate(outcomes) if o.status is Status.DONE]
-            if made:
-                outcomes[made[-1]] = outcomes[made[-1]].model_copy(
-                    update={"status": Status.FAILED, "message": str(exc)})
-        return list(zip(outcomes, notes, strict=True))
+        return [(f.result(), n) for f, n in zip(futures, notes, strict=True)]
 
     def _not_started(self, at: int, start: Start, after_failure: bool) -> Outcome:
         """The download at ``at``, queued when apply began stopping or another download
@@ -439,7 +431,7 @@ class _TargetRun:
             case ImageUpdate():
                 self.store.update_image(t.fingerprint, t.writable)
                 self.records.remember(t)
-            case AliasCreate():  # recorded after its group (:meth:`_together`)
+            case AliasCreate():  # recorded with the next write
                 self.store.create_alias(t.alias, t.to, t.description)
                 self.records.defer_made_alias(t.alias, t.to)
             case AliasMove():

@@ -16,7 +16,8 @@ Invariants:
   alias: the image is not there yet, so the tool has made none point to it.
 - A write may be deferred (:meth:`Records.defer`) only when a kill before it is
   written leaves a store the next plan reads the same way: a pull by alias that
-  landed its planned image, whose marker still claims it.  Deferred changes ride
+  landed its planned image, whose marker still claims it; an alias created where
+  it is declared (the next closing write records it).  Deferred changes ride
   along with the next write (in order, before it), and :meth:`Records.flush`
   writes what is left.
 - An alias enters a record only once the tool itself made it point to that image
@@ -163,9 +164,10 @@ class Records:
         self._write(self._making(name, fp))
 
     def defer_made_alias(self, name: str, fp: str) -> None:
-        """:meth:`made_alias` with the next write.  For aliases created together: a kill
-        before that write leaves what a kill between one creation and its own write
-        leaves (an alias the next plan finds where it is declared, on its image)."""
+        """:meth:`made_alias` with the next write (an ``alias.create``: a kill before that
+        write leaves an alias the next plan finds where it is declared, on its image,
+        which the next closing write records; as a kill between the creation and a write
+        of its own would)."""
         self.defer(self._making(name, fp))
 
     def _making(self, name: str, fp: str) -> InventoryChange:
