@@ -116,6 +116,14 @@ def _leases(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
                            set_aside_failed=set_aside_failed)
 
 
+def _still_reading(targets: Sequence[str], waited: float) -> None:
+    """The note of a slow observation (stderr): which targets, how long so far."""
+    which = ", ".join(repr(t) for t in targets)
+    _err(f"{PROG}: note: still reading target{'s' if len(targets) > 1 else ''} {which} "
+         f"after {waited:g} s (a daemon sends its image list only once it is whole: "
+         "thousands of images take a while)")
+
+
 class _Stage:
     """How far an apply got, for the line an interrupt prints when apply did not say."""
 
@@ -170,7 +178,7 @@ def plan_command(
     with opened_stores(config, services) as stores, services.reader() as reader:
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock(), verify=verify,
-                                  parallelism=parallelism)
+                                  parallelism=parallelism, on_slow=_still_reading)
     _reach_notes(plan)
     if out is not None:
         plan = planfile.save(plan, out)
@@ -253,7 +261,8 @@ def apply_command(
         seen: dict[str, TargetState] = {}
         plan = pipeline.make_plan(config, stores, reader, targets=list(names) or None,
                                   allow_empty=allow_empty, now=services.clock(), verify=verify,
-                                  parallelism=parallelism, failed=failed, seen=seen)
+                                  parallelism=parallelism, failed=failed, seen=seen,
+                                  on_slow=_still_reading)
         _reach_notes(plan)
         shown = False
         if fmt == "text" or not plan.has_changes or not yes:
@@ -416,7 +425,8 @@ def diff_command(services: Services, *, file: Path, base: str, head: str | None,
     def plan_head(config: Config, locks: Locks | None) -> Plan:
         with opened_stores(config, services) as stores, services.reader() as reader:
             plan = pipeline.make_plan(config, stores, reader, targets=None, allow_empty=False,
-                                      now=services.clock(), locks=locks)
+                                      now=services.clock(), locks=locks,
+                                      on_slow=_still_reading)
         if plan.failed_targets:  # a diff is about every target: a partial one would mislead
             raise TargetsFailed(list(plan.failed_targets.values()))
         return plan

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -189,8 +189,17 @@ def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLE
     return states
 
 
+SLOW_SECONDS = 10.0
+"""After this long observing, ``on_slow`` hears which targets are still being read."""
+SLOW_EVERY = 30.0
+"""...and again after each further such span."""
+
+SlowNote = Callable[[Sequence[str], float], None]
+"""Told the targets still being read, in order, and the seconds waited so far."""
+
+
 def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
-                 verify_for: str | None = None
+                 verify_for: str | None = None, on_slow: SlowNote | None = None
                  ) -> tuple[dict[str, TargetState], dict[str, IncusImagesError]]:
     """Every target observed, at most ``parallelism`` at once: the states of those that
     answered and the error of each that did not, both in ``stores``' order.
@@ -199,7 +208,10 @@ def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PA
     anything that is not an :class:`IncusImagesError` (a bug, an interrupt) propagates.
     ``verify_for`` (``--verify``): an owner whose managed images are then checked through
     every member (:meth:`ImageStore.verify_copies`, the result in
-    ``TargetState.verification``); None sends no per-image request.
+    ``TargetState.verification``); None sends no per-image request.  ``on_slow``
+    hears of the targets still being read after :data:`SLOW_SECONDS`, then every
+    :data:`SLOW_EVERY` (a daemon sends its image list only once it is whole: tens of
+    seconds for thousands of images).
     """
     if not stores:
         return {}, {}
@@ -207,6 +219,8 @@ def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PA
         with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
             futures = {name: pool.submit(_observe_one, store, verify_for)
                        for name, store in stores.items()}
+        if on_slow is not None:
+            _tell_while_slow(futures, on_slow)
         states: dict[str, TargetState] = {}
         failures: dict[str, IncusImagesError] = {}
         for name, future in futures.items():
@@ -215,6 +229,15 @@ def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PA
             except IncusImagesError as exc:
                 failures[name] = exc
         return states, failures
+
+
+def _tell_while_slow(futures: Mapping[str, Future[TargetState]], on_slow: SlowNote) -> None:
+    """Wait for ``futures``, telling ``on_slow`` of those still running now and then."""
+    waited, span = 0.0, SLOW_SECONDS
+    while pending := wait(futures.values(), timeout=span).not_done:
+        waited += span
+        on_slow([name for name, f in futures.items() if f in pending], waited)
+        span = SLOW_EVERY
 
 
 def _observe_one(store: ImageStore, verify_for: str | None) -> TargetState:
@@ -251,6 +274,7 @@ def make_plan(
     parallelism: int = DEFAULT_PARALLELISM,
     failed: Mapping[str, IncusImagesError] | None = None,
     seen: dict[str, TargetState] | None = None,
+    on_slow: SlowNote | None = None,
 ) -> Plan:
     """Plan ``config`` against the live stores (remotes read once each), at ``now``.
 
@@ -263,7 +287,7 @@ def make_plan(
     (or is in ``failed``: its lease could not be taken) is left out of the plan and
     named in its ``targets`` with why (:attr:`Plan.failed_targets`); the others are
     planned all the same.  ``verify``: check this owner's images through every
-    member first (``--verify``).
+    member first (``--verify``).  ``on_slow``: see :func:`observe_each`.
     """
     if isinstance(locks, str):
         from reconciler.adapters.lockfile import read_locks
@@ -274,7 +298,8 @@ def make_plan(
     provenance = in_background(lambda: _discover(config))  # git runs while stores answer
     picked, failures = pick_each(stores, [n for n in names if n not in (failed or {})])
     states, unobserved = observe_each(picked, parallelism,
-                                      verify_for=config.owner if verify else None)
+                                      verify_for=config.owner if verify else None,
+                                      on_slow=on_slow)
     failures = {**dict(failed or {}), **failures, **unobserved}
     if failures and not states:  # nothing to plan: the errors are the whole answer
         errors = [failures[n] for n in sorted(failures)]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from reconciler import pipeline
 from reconciler.apply.executor import apply_plan
 from reconciler.core.planner import make_plan
 from reconciler.errors import StoreError
@@ -261,3 +263,37 @@ def test_diff_fails_when_a_target_cannot_be_planned(w: World, monkeypatch: pytes
     assert (code, out) == (1, "")
     assert err == ("incus-images: error: target 'prod': cannot connect to "
                    "https://10.0.0.9:8443: connection refused\n")
+
+
+class SlowStore(FakeStore):
+    """Its observation takes ``seconds`` (a daemon listing thousands of images)."""
+
+    def __init__(self, target: str, seconds: float) -> None:
+        super().__init__(target=target)
+        self.seconds = seconds
+
+    def observe(self) -> TargetState:
+        time.sleep(self.seconds)
+        return super().observe()
+
+
+def test_a_slow_observation_is_told_of_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "SLOW_SECONDS", 0.3)
+    monkeypatch.setattr(pipeline, "SLOW_EVERY", 0.6)
+    stores = {"quick": SlowStore("quick", 0.0), "slow": SlowStore("slow", 1.2),
+              "slower": SlowStore("slower", 1.8)}  # each 0.3 s from a note
+    heard: list[tuple[list[str], float]] = []
+    states, failures = observe_each(stores, 3, on_slow=lambda t, s: heard.append((list(t), s)))
+    assert failures == {} and list(states) == ["quick", "slow", "slower"]
+    assert [(t, round(s, 6)) for t, s in heard] == [
+        (["slow", "slower"], 0.3), (["slow", "slower"], 0.9), (["slower"], 1.5)]
+
+
+def test_still_reading_is_one_note_naming_the_targets(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    from reconciler.commands import _still_reading
+
+    _still_reading(["a", "b"], 40.0)
+    assert capsys.readouterr().err == (
+        "incus-images: note: still reading targets 'a', 'b' after 40 s (a daemon sends its "
+        "image list only once it is whole: thousands of images take a while)\n")
