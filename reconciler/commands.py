@@ -332,7 +332,8 @@ def _apply_saved(
             services.reader() as reader, _until_applied() as stage, \
             _observed_then(config, touched(plan), stores, timeout=lock_timeout,
                            ttl=lease_ttl, parallelism=parallelism) as (_, halted):
-        seen = pipeline.check_fresh(config, plan, name, stores, parallelism)
+        seen = pipeline.check_fresh(config, plan, name, stores, parallelism,
+                                    on_slow=_still_reading)
         if fmt == "text":
             _out(render_plan(plan, fmt, file_name=str(file)), fmt, services, nl=True)
         return _apply_and_report(services, config, plan, stores, reader, stage, fmt,
@@ -456,7 +457,8 @@ def status_command(services: Services, *, file: Path, fmt: str, offline: bool,
     with opened_stores(config, services) as stores, services.reader() as reader:
         found = pipeline.gather_status(config, offline=offline, reader=reader,
                                        connect=stores.connect, locks=read_locks(config.path),
-                                       verify=verify, parallelism=parallelism)
+                                       verify=verify, parallelism=parallelism,
+                                       on_slow=_still_reading)
     for note in found.notes:
         _err(f"{PROG}: note: {note}")
     click.echo(terminal_safe(status_render.RENDERERS[fmt](found.report)), nl=False)

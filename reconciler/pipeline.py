@@ -179,11 +179,14 @@ def in_background(work: Callable[[], _T]) -> Callable[[], _T]:
 
 
 def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
-            verify_for: str | None = None) -> dict[str, TargetState]:
+            verify_for: str | None = None, on_slow: SlowNote | None = None
+            ) -> dict[str, TargetState]:
     """Every target observed, ``parallelism`` at a time, with its owners' records read
     (:func:`~reconciler.core.inventory.with_inventories`); the first target (in
-    ``stores``' order) that fails raises.  ``verify_for``: see :func:`observe_each`."""
-    states, failures = observe_each(stores, parallelism, verify_for=verify_for)
+    ``stores``' order) that fails raises.  ``verify_for``, ``on_slow``: see
+    :func:`observe_each`."""
+    states, failures = observe_each(stores, parallelism, verify_for=verify_for,
+                                     on_slow=on_slow)
     for exc in failures.values():
         raise exc
     return states
@@ -463,16 +466,18 @@ def lease_lost(config: Config, targets: Sequence[str], held: Leases
 
 
 def check_fresh(config: Config, plan: Plan, name: str, stores: Mapping[str, ImageStore],
-                parallelism: int = DEFAULT_PARALLELISM) -> dict[str, TargetState]:
+                parallelism: int = DEFAULT_PARALLELISM, on_slow: SlowNote | None = None
+                ) -> dict[str, TargetState]:
     """Observe every target ``plan`` changes again; raise ``StalePlan`` if it moved;
     return those observations (apply carries the plan out on them).
 
     ``plan`` has passed ``freshness.check_matches`` against ``config``; ``name``
-    words the message (the saved plan's file name).
+    words the message (the saved plan's file name).  ``on_slow``: see
+    :func:`observe_each`.
     """
     from reconciler.core import freshness
 
-    states = observe(pick(stores, freshness.touched(plan)), parallelism)
+    states = observe(pick(stores, freshness.touched(plan)), parallelism, on_slow=on_slow)
     freshness.check_fresh(plan, states, name)
     return states
 
@@ -528,10 +533,12 @@ def gather_status(
     locks: Locks | None,
     verify: bool = False,
     parallelism: int = DEFAULT_PARALLELISM,
+    on_slow: SlowNote | None = None,
 ) -> StatusRun:
     """Observe every target (``parallelism`` at once); unless ``offline``, read the
     remotes the images come from.  ``verify``: check this owner's images through every
     member (``--verify``); each member that could not be checked is a note.
+    ``on_slow``: see :func:`observe_each`.
 
     A remote that cannot be read leaves ``update_available`` unknown (null) for its
     images and adds a note; an unreachable target is an error.  A target declared
@@ -540,7 +547,8 @@ def gather_status(
     from reconciler.core.status import remote_for_server, shape
 
     stores = {name: connect(config.targets[name]) for name in sorted(config.targets)}
-    states = observe(stores, parallelism, verify_for=config.owner if verify else None)
+    states = observe(stores, parallelism, verify_for=config.owner if verify else None,
+                     on_slow=on_slow)
     via = [reach.line(name) for name, reach in (reached(config, states, {}) or {}).items()]
     via += [n for s in states.values() for n in unchecked_notes(s)]
     if offline:
