@@ -178,6 +178,15 @@ def in_background(work: Callable[[], _T]) -> Callable[[], _T]:
     return result
 
 
+SLOW_SECONDS = 10.0
+"""After this long observing, ``on_slow`` hears which targets are still being read."""
+SLOW_EVERY = 30.0
+"""...and again after each further such span."""
+
+SlowNote = Callable[[Sequence[str], float], None]
+"""Told the targets still being read, in order, and the seconds waited so far."""
+
+
 def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
             verify_for: str | None = None, on_slow: SlowNote | None = None
             ) -> dict[str, TargetState]:
@@ -190,15 +199,6 @@ def observe(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLE
     for exc in failures.values():
         raise exc
     return states
-
-
-SLOW_SECONDS = 10.0
-"""After this long observing, ``on_slow`` hears which targets are still being read."""
-SLOW_EVERY = 30.0
-"""...and again after each further such span."""
-
-SlowNote = Callable[[Sequence[str], float], None]
-"""Told the targets still being read, in order, and the seconds waited so far."""
 
 
 def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PARALLELISM, *,
