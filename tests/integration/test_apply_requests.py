@@ -178,3 +178,23 @@ def test_the_apply_command_lists_the_store_once(
     lists = [r for r in seen if r.startswith("GET /1.0/images?") and "recursion" in r]
     assert len(lists) == 1, seen
     assert set(world.aliases()) == {"c0", "c1"}
+
+
+def test_a_plan_whose_image_list_is_slow_says_which_target_it_is_still_reading(
+    incusd: Incusd, sstree: SimpleStreamsTree, ss_http: ServedTree, tmp_path: Path,
+) -> None:
+    """The daemon answers the image list only once it is whole (tens of seconds for
+    thousands of images): a proxy holds it 11 s here. After 10 s plan notes on stderr,
+    once, which target it is still reading, and then plans as usual."""
+    world = World(daemon=incusd, tree=sstree, served=ss_http, dir=tmp_path)
+    world.tree.add("c0", "1.0", "20260101_0000")
+    with counting_proxy(world.daemon.socket, hold={"GET /1.0/images?": 11.0}) as proxy:
+        world.write("images:\n  - {source: test:c0/1.0, aliases: [c0]}\n",
+                    targets=f"targets:\n  local:\n    url: {proxy.url}")
+        done = world.cli("plan", "--detailed-exitcode")
+    assert done.returncode == 2, done.stdout + done.stderr
+    notes = [line for line in done.stderr.splitlines() if "still reading" in line]
+    assert notes == ["incus-images: note: still reading target 'local' after 10 s (a daemon "
+                     "sends its image list only once it is whole: thousands of images take "
+                     "a while)"]
+    assert "image.download" in done.stdout

@@ -3,9 +3,12 @@ requests the tool sent (for example: no write at all to a cluster without quorum
 
 :func:`counting_proxy` listens on a new unix socket, relays every connection to the
 daemon's socket byte for byte in both directions, and records the request line
-(``METHOD PATH``) of every HTTP request the client sends, keep-alive included.
-Over a unix socket the API is plain HTTP, so the request lines are readable.
-Bounded: each relay thread ends when either side closes or the ``with`` block ends.
+(``METHOD PATH``) of every HTTP request the client sends, keep-alive included (a
+request line may follow the previous request's body directly: JSON ends without a line
+end).  Over a unix socket the API is plain HTTP, so the request lines are readable.
+``hold`` delays the requests whose line starts with one of its keys by that many
+seconds (a daemon slow to answer them).  Bounded: each relay thread ends when either
+side closes or the ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import re
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/1\.[01]\r\n")
+_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (/\S*) HTTP/1\.[01]\r\n")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -40,7 +44,7 @@ class Proxy:
 
 
 def _relay(src: socket.socket, dst: socket.socket, seen: list[str] | None,
-           lock: threading.Lock) -> None:
+           lock: threading.Lock, hold: Mapping[str, float]) -> None:
     buf = b""
     try:
         while chunk := src.recv(65536):
@@ -48,9 +52,12 @@ def _relay(src: socket.socket, dst: socket.socket, seen: list[str] | None,
                 buf += chunk
                 end = 0
                 for m in _REQUEST_LINE.finditer(buf):
+                    line = f"{m.group(1).decode()} {m.group(2).decode()}"
                     with lock:
-                        seen.append(f"{m.group(1).decode()} {m.group(2).decode()}")
-                    end = m.end() - 2  # keep the CRLF: the next line may start after it
+                        seen.append(line)
+                    time.sleep(max((s for k, s in hold.items() if line.startswith(k)),
+                                   default=0.0))
+                    end = m.end()  # a line is found once: the rest is kept for the next
                 buf = buf[end:][-512:]
             dst.sendall(chunk)
     except OSError:
@@ -62,8 +69,10 @@ def _relay(src: socket.socket, dst: socket.socket, seen: list[str] | None,
 
 
 @contextlib.contextmanager
-def counting_proxy(upstream: Path) -> Iterator[Proxy]:
-    """Proxy ``upstream`` (a daemon's ``unix.socket``) for the ``with`` block."""
+def counting_proxy(upstream: Path, hold: Mapping[str, float] | None = None
+                   ) -> Iterator[Proxy]:
+    """Proxy ``upstream`` (a daemon's ``unix.socket``) for the ``with`` block; ``hold``:
+    request line prefix -> seconds to hold such a request before relaying it."""
     folder = Path(tempfile.mkdtemp(prefix="ii-px-", dir="/tmp"))
     proxy = Proxy(folder / "proxy.socket")
     lock = threading.Lock()
@@ -91,7 +100,8 @@ def counting_proxy(upstream: Path) -> Iterator[Proxy]:
                 continue
             open_sockets.extend((client, daemon))
             for args in ((client, daemon, proxy.requests), (daemon, client, None)):
-                threading.Thread(target=_relay, args=(*args, lock), daemon=True).start()
+                threading.Thread(target=_relay, args=(*args, lock, hold or {}),
+                                 daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
