@@ -263,8 +263,7 @@ class _TargetRun:
             if not skip:
                 skip = self._stopping() or ""
             if skip:
-                done = [(Outcome(change=self.changes[at], status=Status.SKIPPED,
-                                 message=skip), _Notes(self.reporter))]
+                done = [(self._skipped(at, skip), _Notes(self.reporter))]
             elif (why := self.refused.get(at)) is not None:
                 done = [(Outcome(change=self.changes[at], status=Status.SKIPPED, message=why,
                                  refused=True), _Notes(self.reporter))]
@@ -313,8 +312,8 @@ class _TargetRun:
 
         def attempt(i: int) -> Outcome:
             try:
-                if self._stopping() or failed.is_set():  # waited for a free worker
-                    return self._not_started(at + i, starts[i], failed.is_set())
+                if why := self._held_back(failed):  # waited for a free worker
+                    return self._not_started(at + i, starts[i], why)
                 outcome = self._attempt(at + i, notes[i], starts[i])
                 if outcome.status is Status.FAILED:
                     failed.set()
@@ -352,8 +351,8 @@ class _TargetRun:
         failed = threading.Event()
 
         def attempt(i: int) -> Outcome:
-            if self._stopping() or failed.is_set():
-                return self._skipped(at + i, failed.is_set())
+            if why := self._held_back(failed):
+                return self._skipped(at + i, why)
             outcome = self._attempt(at + i, notes[i])
             if outcome.status is Status.FAILED:
                 failed.set()
@@ -363,17 +362,20 @@ class _TargetRun:
             futures = [pool.submit(attempt, i) for i in range(count)]
         return [(f.result(), n) for f, n in zip(futures, notes, strict=True)]
 
-    def _not_started(self, at: int, start: Start, after_failure: bool) -> Outcome:
+    def _held_back(self, failed: threading.Event) -> str | None:
+        """Why a change of a group must not start now, or None: another of the group
+        failed, or the target is stopping (:meth:`_stopping`)."""
+        return EARLIER_FAILED if failed.is_set() else self._stopping()
+
+    def _not_started(self, at: int, start: Start, why: str) -> Outcome:
         """The download at ``at``, queued when apply began stopping or another download
-        failed: skipped, its marker cleared."""
+        failed: skipped for ``why``, its marker cleared."""
         if start.marker is not None:
             self.records.clear_pull(start.marker)
-        return self._skipped(at, after_failure)
+        return self._skipped(at, why)
 
-    def _skipped(self, at: int, after_failure: bool) -> Outcome:
-        """The change at ``at``, not started because another failed or the target is
-        stopping (:meth:`_stopping`)."""
-        why = EARLIER_FAILED if after_failure else (self._stopping() or INTERRUPTED)
+    def _skipped(self, at: int, why: str) -> Outcome:
+        """The change at ``at``, not started for ``why``."""
         return Outcome(change=self.changes[at], status=Status.SKIPPED, message=why)
 
     def _may_start(self, before: threading.Event, previous: Future[Outcome]) -> bool:
