@@ -69,6 +69,7 @@ class _Lazy:
 if TYPE_CHECKING:
     from reconciler import pipeline
     from reconciler.adapters import planfile
+    from reconciler.apply.executor import Halted
     from reconciler.pipeline import opened_stores
 else:  # what reaches the stores is loaded when a command first uses it: `--help`,
     # `--version` and `validate` start without it (python -X importtime)
@@ -284,14 +285,12 @@ def apply_command(
                                  seen=seen, halted=halted)
 
 
-_Halted = Callable[[str], str | None]
-
 
 @contextmanager
 def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
                    timeout: float, ttl: float, parallelism: int,
                    set_aside_failed: bool = False
-                   ) -> Iterator[tuple[dict[str, IncusImagesError], _Halted]]:
+                   ) -> Iterator[tuple[dict[str, IncusImagesError], Halted]]:
     """Read ``targets`` (nothing is written to a target before that succeeded:
     ``pipeline.observe_first``), then hold their leases for the block; yields the
     targets set aside, with why, and why a target must start no more changes (its
@@ -346,7 +345,7 @@ def _apply_and_report(services: Services, config: Config, plan: Plan,
                       fmt: PlanFormat, *, parallelism: int = DEFAULT_PARALLELISM,
                       allow_degraded: bool = False,
                       seen: Mapping[str, TargetState] | None = None,
-                      halted: _Halted | None = None) -> int:
+                      halted: Halted | None = None) -> int:
     """Apply ``plan`` on the opened stores, telling ``stage`` when it runs, with progress
     on stderr (timed by ``services.clock``), and report.  ``seen``: the observations
     the plan was made or checked on, under the leases still held (apply starts from

@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from reconciler.apply.executor import Halted
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
 from reconciler.core.copies import managed_fingerprints, unchecked_notes
@@ -344,7 +345,7 @@ def apply_plan(config: Config, plan: Plan, stores: Mapping[str, ImageStore],
                reporter: Reporter, parallelism: int = DEFAULT_PARALLELISM,
                allow_degraded: bool = False,
                seen: Mapping[str, TargetState] | None = None,
-               halted: Callable[[str], str | None] | None = None) -> ApplyResult:
+               halted: Halted | None = None) -> ApplyResult:
     """Apply ``plan`` through ``stores``, at most ``parallelism`` targets at once;
     connection details and credentials come from ``config`` only (never from the plan).
     The result names the targets the plan could not observe (``failed_targets``).
@@ -428,11 +429,16 @@ def leases(
                   on_note=on_note, set_aside_failed=set_aside_failed)
 
 
+def _daemon(config: Config, name: str) -> str:
+    """The daemon target ``name`` is on, as the leases key it (one lease per daemon)."""
+    return config.targets[name].url.rstrip("/")
+
+
 def _lease_holders(config: Config, targets: Sequence[str]) -> dict[str, str]:
     """Daemon URL -> the target whose store takes its lease (the first by name)."""
     by_url: dict[str, str] = {}
     for name in sorted(set(targets)):
-        by_url.setdefault(config.targets[name].url.rstrip("/"), name)
+        by_url.setdefault(_daemon(config, name), name)
     return by_url
 
 
@@ -443,20 +449,19 @@ def not_leased(config: Config, targets: Sequence[str], held: Leases
     holders = _lease_holders(config, targets)
     out: dict[str, IncusImagesError] = {}
     for name in sorted(set(targets)):
-        holder = holders[config.targets[name].url.rstrip("/")]
+        holder = holders[_daemon(config, name)]
         if holder in held.failed:
             out[name] = held.failed[holder]
     return out
 
 
-def lease_lost(config: Config, targets: Sequence[str], held: Leases
-               ) -> Callable[[str], str | None]:
+def lease_lost(config: Config, targets: Sequence[str], held: Leases) -> Halted:
     """For each of ``targets``: why it must start no more changes once the lease on its
     daemon was taken over (another apply holds it now), else None."""
     holders = _lease_holders(config, targets)
 
     def why(name: str) -> str | None:
-        holder = holders.get(config.targets[name].url.rstrip("/"))
+        holder = holders.get(_daemon(config, name))
         blocker = held.lost.get(holder) if holder is not None else None
         if blocker is None:
             return None

@@ -100,12 +100,14 @@ from reconciler.ports import ImageStore, RemoteReader
 from reconciler.redact import without_userinfo
 from reconciler.render.progress import Reporter, SilentReporter, change_label
 
-__all__ = ["INTERRUPTED", "apply_plan", "where_stopped"]
+__all__ = ["INTERRUPTED", "Halted", "apply_plan", "where_stopped"]
 
 INTERRUPTED = "not attempted: interrupted"
 EARLIER_FAILED = "not attempted: an earlier change of this target failed"
 PULLS_AT_ONCE = 3
 """How many downloads of one target run at once (more is slower on Incus 6.0)."""
+Halted = Callable[[str], str | None]
+"""Why target (by name) must start no more changes (its lease was taken over), or None."""
 CHECK_SECONDS = 0.2
 """How often the main thread, waiting for the targets, looks for a lost interrupt."""
 WINDOW = 32
@@ -125,7 +127,7 @@ def apply_plan(
     parallelism: int = 4,
     allow_degraded: bool = False,
     seen: Mapping[str, TargetState] | None = None,
-    halted: Callable[[str], str | None] | None = None,
+    halted: Halted | None = None,
 ) -> ApplyResult:
     """Apply every change of ``plan``; targets run concurrently (at most ``parallelism``
     at once), each in plan order (up to ``pulls`` of its downloads at once); outcomes
@@ -194,7 +196,7 @@ class _TargetRun:
         remotes: Mapping[str, RemoteSpec], reporter: Reporter,
         stop: threading.Event | None = None, pulls: int = PULLS_AT_ONCE, *,
         allow_degraded: bool = False, seen: TargetState | None = None,
-        halted: Callable[[str], str | None] | None = None,
+        halted: Halted | None = None,
     ) -> None:
         self.plan = plan
         self.halted = halted or (lambda _target: None)
