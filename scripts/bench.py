@@ -61,6 +61,7 @@ from reconciler.services import system_services
 from tests.support.bigindex import public_like
 from tests.support.images import build_unified_image
 from tests.support.incusd import Incusd
+from tests.support.sockproxy import REQUEST_LINE
 from tests.support.ssserver import ServedTree, TLSFiles, make_tls, serve
 from tests.support.sstree import SimpleStreamsTree
 
@@ -143,9 +144,6 @@ def run(argv: Sequence[str], env: dict[str, str], *, check: bool = True,
 
 # --- a request-counting proxy in front of the daemon's socket -------------------------------
 
-_REQUEST = re.compile(rb"(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*) HTTP/1\.[01]\r\n")
-"""A request line.  Not anchored on a preceding line end: on a kept-alive connection a
-request follows the previous one's body (JSON ends without one)."""
 
 
 class CountingProxy:
@@ -196,7 +194,7 @@ class CountingProxy:
                 if count:
                     data = tail + chunk
                     with self._lock:
-                        for m in _REQUEST.finditer(data):
+                        for m in REQUEST_LINE.finditer(data):
                             if m.end() <= len(tail):
                                 continue
                             path = m[2].decode().split("?")[0]

@@ -23,7 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (/\S*) HTTP/1\.[01]\r\n")
+REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (/\S*) HTTP/1\.[01]\r\n")
+"""An HTTP request line.  Not anchored on a preceding line end: on a kept-alive
+connection a request follows the previous one's body (JSON ends without one)."""
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -51,7 +53,7 @@ def _relay(src: socket.socket, dst: socket.socket, seen: list[str] | None,
             if seen is not None:
                 buf += chunk
                 end = 0
-                for m in _REQUEST_LINE.finditer(buf):
+                for m in REQUEST_LINE.finditer(buf):
                     line = f"{m.group(1).decode()} {m.group(2).decode()}"
                     with lock:
                         seen.append(line)
