@@ -24,7 +24,8 @@ Invariants:
   (a read timeout can surface as a ``ConnectionError`` when retries are configured
   or when it strikes while the body is read).
 * :func:`failure_kind` is the one translation of a ``requests`` failure into what
-  went wrong (a timeout of each kind, TLS, no connection, anything else), and
+  went wrong (a timeout of each kind, TLS, no connection, a connection dropped before
+  the answer was whole, anything else), and
   :func:`failure_reason` the one short human reason for it; :func:`connect_timed_out`
   words the two waits that end before any answer the same for daemons and remotes.
   Each adapter adds only what it knows: whom it was talking to and what to try.
@@ -45,7 +46,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from reconciler.adapters.private_files import PrivateFiles
 from reconciler.timeouts import CONNECT_OPTION, seconds
@@ -93,7 +99,7 @@ def timeout_kind(exc: BaseException) -> TimeoutKind | None:
 
 
 FailureKind = Literal["connect_timeout", "handshake_timeout", "read_timeout", "tls", "connect",
-                      "other"]
+                      "dropped", "other"]
 ConnectTimeoutKind = Literal["connect_timeout", "handshake_timeout"]
 
 
@@ -102,7 +108,9 @@ def failure_kind(exc: BaseException) -> FailureKind:
 
     A timeout is reported as such whatever wraps it (see :func:`timeout_kind`);
     otherwise a TLS failure (``SSLError``) comes before the ``ConnectionError`` it
-    subclasses; everything else is ``other``.
+    subclasses; a connection the peer closed or reset after the request went out,
+    before the whole answer came (``urllib3``'s ``ProtocolError``: the peer stopped or
+    restarted, or a proxy cut it), is ``dropped``; everything else is ``other``.
     """
     kind = timeout_kind(exc)
     if kind == "connect":
@@ -113,6 +121,9 @@ def failure_kind(exc: BaseException) -> FailureKind:
         return "read_timeout"
     if isinstance(exc, requests.exceptions.SSLError):
         return "tls"
+    if find_in_chain(exc, ProtocolError) is not None \
+            and find_in_chain(exc, NewConnectionError) is None:
+        return "dropped"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "connect"
     return "other"
@@ -138,6 +149,10 @@ def failure_reason(exc: BaseException) -> str:
                 return "connection refused"
             return inner.strerror[:1].lower() + inner.strerror[1:]
     return str(chain[-1]) or type(chain[-1]).__name__
+
+
+DROPPED = "the connection was closed before the whole answer came"
+"""The words for a ``dropped`` failure (:func:`failure_kind`), daemons and remotes alike."""
 
 
 def connect_timed_out(kind: ConnectTimeoutKind, where: str, connect_timeout: float,

@@ -72,6 +72,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from reconciler.adapters.http import (
+    DROPPED,
     Transport,
     connect_timed_out,
     exception_chain,
@@ -333,7 +334,7 @@ class IncusStore:
             try:
                 resp = self._request(r)
             except requests.exceptions.RequestException as exc:
-                why = self._unanswered(exc)
+                why = self._unanswered(exc, r.method)
                 if why is None:
                     raise StoreError(self.target, self._failure_message(
                         r.method, r.path, exc, r.read)) from exc
@@ -351,11 +352,14 @@ class IncusStore:
         self.transport = transport
         self.session = transport.session
 
-    def _unanswered(self, exc: BaseException) -> str | None:
-        """Why an address did not answer, or None when the request may have reached it."""
+    def _unanswered(self, exc: BaseException, method: str) -> str | None:
+        """Why an address did not answer, or None when the request may have reached it
+        (a ``GET`` whose connection was dropped may be sent again elsewhere)."""
         kind = failure_kind(exc)
         if kind == "connect":
             return failure_reason(exc)
+        if kind == "dropped" and method == "GET":
+            return DROPPED
         if kind == "connect_timeout" or kind == "handshake_timeout":
             what = "the TLS handshake timed out" if kind == "handshake_timeout" else "timed out"
             return f"{what} after {seconds(self.timeouts.connect)} ({CONNECT_OPTION})"
@@ -376,6 +380,9 @@ class IncusStore:
             return self._tls_message(exc)
         if kind == "connect":
             return self._connect_message(exc)
+        if kind == "dropped":
+            return (f"{method} {path} to {self.transport.display}: {DROPPED} "
+                    "(did incusd stop or restart?)")
         return f"{method} {path}: {exc}"
 
     def _read_timeout_message(self, method: str, path: str, read: float) -> str:

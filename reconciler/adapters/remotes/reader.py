@@ -61,6 +61,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from reconciler.adapters.http import (
+    DROPPED,
     connect_timed_out,
     failure_kind,
     failure_reason,
@@ -374,6 +375,8 @@ def _raise_transport(
         message = connect_timed_out(kind, base, timeout[0])
     elif kind == "read_timeout":
         message = f"timed out after {seconds(timeout[1])} reading {url} ({READ_OPTION})"
+    elif kind == "dropped":
+        message = f"GET {url}: {DROPPED}"
     elif reading:
         message = f"reading {url} failed: {failure_reason(exc)}"
     elif kind == "tls":
