@@ -23,22 +23,25 @@ Invariants:
 * ``make_plan`` reads the remotes in one background thread while it observes the
   stores; what fails is reported in the order of the sequential flow: a store's
   error, then a conflict between stores, then the first remote (by name) that failed.
+* Observations and remote reads run in :mod:`reconciler.background`'s daemon threads:
+  an interrupt stops the command at once, without waiting for a daemon's image list
+  (its leases are released on the way out), and nothing the reads would return is used.
 """
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Literal, TypeVar
 
 from reconciler.apply.executor import Halted
 from reconciler.apply.executor import apply_plan as _apply
 from reconciler.apply.lease import LeaseRecord, Leases
+from reconciler.background import each_in_background, in_background
 from reconciler.core.copies import managed_fingerprints, unchecked_notes
 from reconciler.core.diff import DiffReport, EntryDiff
 from reconciler.core.inventory import with_inventories
@@ -47,7 +50,6 @@ from reconciler.core.planner import check_distinct_stores
 from reconciler.core.planner import make_plan as _plan
 from reconciler.core.status import StatusRun
 from reconciler.errors import IncusImagesError, RemoteError, TargetsFailed, ValidationFailed
-from reconciler.interrupts import start_thread, threads_without_signals
 from reconciler.model.config import Config, TargetSpec
 from reconciler.model.lock import LockFile, Locks
 from reconciler.model.observed import Provenance, TargetState
@@ -153,32 +155,6 @@ def fetch_catalogs(config: Config, targets: Sequence[str], reader: RemoteReader
     return {name: reader.fetch_catalog(config.remotes[name]) for name in used}
 
 
-def in_background(work: Callable[[], _T]) -> Callable[[], _T]:
-    """Start ``work`` in a daemon thread now (signals blocked in it, this thread's context
-    variables copied); the returned callable waits for it and returns its result or
-    raises its error.  A caller that fails first does not wait for it."""
-    done: list[tuple[_T | None, BaseException | None]] = []
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            done.append((context.run(work), None))
-        except BaseException as exc:  # handed to the caller
-            done.append((None, exc))
-
-    thread = threading.Thread(target=run, name="incus-images-remotes", daemon=True)
-    start_thread(thread)
-
-    def result() -> _T:
-        thread.join()
-        value, error = done[0]
-        if error is not None:
-            raise error
-        return cast(_T, value)
-
-    return result
-
-
 SLOW_SECONDS = 10.0
 """After this long observing, ``on_slow`` hears which targets are still being read."""
 SLOW_EVERY = 30.0
@@ -219,10 +195,10 @@ def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PA
     """
     if not stores:
         return {}, {}
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(stores)))) as pool:
-        with threads_without_signals():  # SIGINT/SIGTERM go to the main thread
-            futures = {name: pool.submit(_observe_one, store, verify_for)
-                       for name, store in stores.items()}
+    futures = each_in_background(
+        {name: partial(_observe_one, store, verify_for) for name, store in stores.items()},
+        parallelism, name="incus-images-observe")
+    with _abandoned_if_left(futures, stores):
         if on_slow is not None:
             _tell_while_slow(futures, on_slow)
         states: dict[str, TargetState] = {}
@@ -232,7 +208,23 @@ def observe_each(stores: Mapping[str, ImageStore], parallelism: int = DEFAULT_PA
                 states[name] = future.result()
             except IncusImagesError as exc:
                 failures[name] = exc
-        return states, failures
+    return states, failures
+
+
+@contextmanager
+def _abandoned_if_left(futures: Mapping[str, Future[_T]], stores: Mapping[str, ImageStore]
+                       ) -> Iterator[None]:
+    """Whatever leaves the block early (an interrupt, a bug) abandons the reads still
+    under way (:meth:`ImageStore.abandon`), so that their daemons stop listing and the
+    leases can be released at once."""
+    try:
+        yield
+    except BaseException:
+        for name, future in futures.items():
+            if not future.done():
+                future.cancel()
+                stores[name].abandon()
+        raise
 
 
 def _tell_while_slow(futures: Mapping[str, Future[TargetState]], on_slow: SlowNote) -> None:
@@ -375,9 +367,9 @@ def observe_first(stores: Mapping[str, ImageStore], targets: Sequence[str],
     picked, failures = pick_each(stores, sorted(set(targets)))
     if not picked:
         return failures
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(picked)))) as pool:
-        with threads_without_signals():
-            futures = {name: pool.submit(store.check) for name, store in picked.items()}
+    futures = each_in_background({name: store.check for name, store in picked.items()},
+                                 parallelism, name="incus-images-check")
+    with _abandoned_if_left(futures, picked):
         for name, future in futures.items():
             try:
                 future.result()

@@ -63,6 +63,12 @@ class ImageStore(Protocol):
         ``NoQuorum``).  Raises as :meth:`observe` would; writes nothing."""
         ...
 
+    def abandon(self) -> None:
+        """Give up the reads under way: the threads waiting for their answers get an
+        error at once (writes under way are left to finish).  For reads whose results
+        nobody will use (an interrupt during an observation); the store stays usable."""
+        ...
+
     def get_image(self, fingerprint: str) -> ObservedImage | None: ...
 
     def verify_copies(self, fingerprints: Sequence[str], state: TargetState) -> Verification:

@@ -36,16 +36,18 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NewConnectionError,
@@ -54,6 +56,9 @@ from urllib3.exceptions import (
 )
 
 from reconciler.adapters.private_files import PrivateFiles
+
+if TYPE_CHECKING:
+    from urllib3._base_connection import BaseHTTPSConnection
 from reconciler.timeouts import CONNECT_OPTION, seconds
 
 UNIX_BASE = "http://incus.socket"
@@ -166,7 +171,52 @@ def connect_timed_out(kind: ConnectTimeoutKind, where: str, connect_timeout: flo
     return f"cannot connect to {where}: {waited} after {seconds(connect_timeout)} ({note})"
 
 
-class UnixHTTPConnection(HTTPConnection):
+class _MarksReads(HTTPConnection):
+    """A connection that knows whether its request under way (or its last) only reads."""
+
+    reading = False
+
+    def putrequest(self, method: str, url: str, skip_host: bool = False,
+                   skip_accept_encoding: bool = False) -> None:
+        self.reading = method in ("GET", "HEAD")
+        super().putrequest(method, url, skip_host=skip_host,
+                           skip_accept_encoding=skip_accept_encoding)
+
+
+class Live:
+    """The connections a transport opened, so that the reads under way can be given up.
+
+    A thread blocked reading an answer cannot be stopped from another; shutting its
+    socket down can: the read ends with an error at once, and the daemon sees its
+    client go.  Incus holds every config write (``PATCH /1.0``, a lease's release or
+    renewal) while it lists images, and stops listing for a client that went away.
+    Writes under way are left alone: whether one landed matters, and its caller waits.
+    """
+
+    def __init__(self) -> None:
+        self._connections: weakref.WeakSet[_MarksReads] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, connection: _MarksReads) -> None:
+        """Keep ``connection`` in view while it exists."""
+        with self._lock:
+            self._connections.add(connection)
+
+    def cut_reads(self) -> None:
+        """Shut down the socket of every open connection whose request only reads (idle
+        pooled ones too: the pool drops them and the next request opens another)."""
+        with self._lock:
+            connections: list[_MarksReads] = list(self._connections)
+        for connection in connections:
+            sock = connection.sock  # None while not connected
+            if connection.reading and sock is not None:
+                with suppress(OSError):  # already closed
+                    # socket's own shutdown: an SSLSocket's would also drop its TLS
+                    # state under a thread still reading through it
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class UnixHTTPConnection(_MarksReads):
     """An HTTP/1.1 connection whose socket is a unix stream socket."""
 
     def __init__(self, socket_path: str, **kwargs: Any) -> None:
@@ -191,22 +241,27 @@ class UnixHTTPConnectionPool(HTTPConnectionPool):
 
     ConnectionCls = UnixHTTPConnection
 
-    def __init__(self, socket_path: str, **kwargs: Any) -> None:
+    def __init__(self, socket_path: str, live: Live | None = None, **kwargs: Any) -> None:
         super().__init__("localhost", **kwargs)
         self.socket_path = socket_path
+        self.live = live or Live()
 
     def _new_conn(self) -> HTTPConnection:
         self.num_connections += 1
-        return UnixHTTPConnection(self.socket_path, timeout=self.timeout.connect_timeout,
-                                  **self.conn_kw)
+        connection = UnixHTTPConnection(self.socket_path,
+                                        timeout=self.timeout.connect_timeout, **self.conn_kw)
+        self.live.add(connection)
+        return connection
 
 
 class UnixAdapter(HTTPAdapter):
     """Sends every request of the URL prefix it is mounted on to one unix socket."""
 
-    def __init__(self, socket_path: str, pool_maxsize: int = 4) -> None:
+    def __init__(self, socket_path: str, pool_maxsize: int = 4, live: Live | None = None
+                 ) -> None:
         self.socket_path = socket_path
-        self._pool = UnixHTTPConnectionPool(socket_path, maxsize=pool_maxsize)
+        self.live = live or Live()
+        self._pool = UnixHTTPConnectionPool(socket_path, self.live, maxsize=pool_maxsize)
         super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
 
     def get_connection_with_tls_context(
@@ -235,9 +290,11 @@ class PinnedTLSAdapter(HTTPAdapter):
     system CAs; with a pinned certificate the host name is not checked.
     """
 
-    def __init__(self, verify: bool | str, cert: tuple[str, str] | None) -> None:
+    def __init__(self, verify: bool | str, cert: tuple[str, str] | None,
+                 live: Live | None = None) -> None:
         self._verify = verify
         self._cert = cert
+        self.live = live or Live()
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
@@ -245,6 +302,8 @@ class PinnedTLSAdapter(HTTPAdapter):
         if isinstance(self._verify, str):
             pool_kwargs["assert_hostname"] = False
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            **self.poolmanager.pool_classes_by_scheme, "https": _live_https_pool(self.live)}
 
     def send(
         self, request: requests.PreparedRequest, stream: bool = False,
@@ -253,6 +312,25 @@ class PinnedTLSAdapter(HTTPAdapter):
     ) -> requests.Response:
         return super().send(request, stream=stream, timeout=timeout, verify=self._verify,
                             cert=self._cert, proxies=proxies)
+
+
+class _LiveHTTPSConnection(_MarksReads, HTTPSConnection):
+    """An HTTPS connection that knows whether its request only reads."""
+
+
+def _live_https_pool(live: Live) -> type[HTTPSConnectionPool]:
+    """An HTTPS pool class whose every new connection joins ``live``."""
+
+    class LiveHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = _LiveHTTPSConnection
+
+        def _new_conn(self) -> BaseHTTPSConnection:
+            connection = super()._new_conn()
+            if isinstance(connection, _LiveHTTPSConnection):
+                live.add(connection)
+            return connection
+
+    return LiveHTTPSConnectionPool
 
 
 @dataclass
@@ -268,8 +346,13 @@ class Transport:
     display: str
     socket_path: str | None = None
     pinned: bool = False
+    live: Live = field(default_factory=Live, repr=False)
     _secrets: PrivateFiles | None = field(default=None, repr=False)
     _finalizer: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
+
+    def abandon(self) -> None:
+        """Give up the reads under way (:meth:`Live.cut_reads`); the transport stays usable."""
+        self.live.cut_reads()
 
     def close(self) -> None:
         """Close the connections and delete the key files.  Idempotent."""
@@ -295,8 +378,9 @@ def open_transport(
         if not path:
             raise ValueError(f"{url}: no socket path")
         session.trust_env = False  # no proxy may intercept a local socket
-        session.mount(UNIX_BASE + "/", UnixAdapter(path))
-        return Transport(session, UNIX_BASE, url, socket_path=path)
+        live = Live()
+        session.mount(UNIX_BASE + "/", UnixAdapter(path, live=live))
+        return Transport(session, UNIX_BASE, url, socket_path=path, live=live)
     if parts.scheme != "https":
         raise ValueError(f"{url}: only unix:// and https:// targets are supported")
     if (client_cert is None) != (client_key is None):
@@ -314,7 +398,8 @@ def open_transport(
     except BaseException:
         finalizer()
         raise
-    session.mount("https://", PinnedTLSAdapter(verify, cert))
+    live = Live()
+    session.mount("https://", PinnedTLSAdapter(verify, cert, live))
     base = f"https://{parts.netloc}{parts.path.rstrip('/')}"
-    return Transport(session, base, url, pinned=server_cert is not None,
+    return Transport(session, base, url, pinned=server_cert is not None, live=live,
                      _secrets=secrets, _finalizer=finalizer)

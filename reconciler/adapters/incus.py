@@ -292,6 +292,14 @@ class IncusStore:
         for transport in self._all:
             transport.close()
 
+    def abandon(self) -> None:
+        """Cut the reads under way (:meth:`Transport.abandon`): Incus holds every config
+        write while it lists images, so a lease could not be released before an abandoned
+        list of thousands of images ended; a list whose client went away ends.  A write
+        under way (a lease's renewal) is left to finish."""
+        for transport in self._all:
+            transport.abandon()
+
     # -- transport and envelopes -------------------------------------------------------
 
     def _send(

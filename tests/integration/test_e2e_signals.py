@@ -9,7 +9,8 @@ material on disk.
 
 Moments: start-up (as soon as the process has its handlers: before that it is
 the interpreter's, which no program controls), waiting for another holder's
-lease, and an apply between changes (a slow download: the change under way
+lease, an apply whose store is still listing its images (the run does not wait for
+the list), and an apply between changes (a slow download: the change under way
 finishes, the next does not start).  ``II_SIGNAL_RUNS`` repeats each case (the
 default 1 keeps the suite short; the figures in the report came from more).
 
@@ -36,6 +37,7 @@ from typing import Any
 import pytest
 
 from tests.support.e2e import REPO, World
+from tests.support.sockproxy import counting_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +252,35 @@ def test_a_signal_during_a_download_stops_before_the_next_change(world: World, s
         assert world.aliases() == {}, line
     assert_converges(world)
     assert set(world.images()) == {tiny.fingerprint, small.fingerprint}
+
+
+# -- an apply still reading a store --------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_a_signal_while_a_store_is_still_listing_its_images(world: World, sig: int) -> None:
+    """A daemon sends its image list only once it is whole (minutes for a big store): a
+    proxy holds it 20 s here.  The run stops at once, without waiting for the list,
+    and releases its lease: a CI runner's cancel gives seconds before SIGKILL."""
+    world.tree.add("tiny", "1.0", "20260101_0000")
+    world.tree.add("small", "2.0", "20260101_0000")
+    hold = 20.0
+    with counting_proxy(world.daemon.socket, hold={"GET /1.0/images?": hold}) as proxy:
+        world.write(TWO, targets=f"targets:\n  local:\n    url: {proxy.url}")
+        with running(world, "apply", "--yes") as run:
+            wait_for(lambda: (lease(world) or {}).get("pid") == run.proc.pid, run)
+            wait_for(lambda: any(r.startswith("GET /1.0/images?") for r in proxy.requests),
+                     run)
+            signalled = time.monotonic()
+            run.proc.send_signal(sig)
+            line = assert_stopped_cleanly(run, sig)
+            took = time.monotonic() - signalled
+    assert took < hold / 2, f"{took:.1f} s: the run waited for the image list"
+    assert line.endswith("nothing was changed; lease released"), line
+    assert_nothing_left(run)
+    assert lease(world) is None
+    assert world.images() == {}
+    world.write(TWO)
+    assert_converges(world)
 
 
 # -- an HTTPS target: key material ----------------------------------------------------------------

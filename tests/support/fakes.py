@@ -156,6 +156,10 @@ class FakeStore:
         ``observe`` fails fails its check too."""
         self.observe()
 
+    def abandon(self) -> None:
+        """Nothing is under way in a fake: only noted (``calls``)."""
+        self.calls.append("abandon")
+
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         """The image with its aliases, as ``GET /1.0/images/<fp>`` shows them."""
         self.calls.append(f"get {fingerprint}")
