@@ -35,6 +35,9 @@ LIST_READS = 10
 """A daemon's image list waits this many read timeouts (300 s by default): Incus 6.0
 took 17-20 s to list 4,000 images and 25-50 s for 5,000 on a 2-core machine, and sends
 the answer's first byte only at the end (``recursion=0`` takes as long)."""
+ANSWER_DEADLINE = 300.0
+"""Seconds a daemon's answer may take to arrive whole once it started (its headers came):
+a daemon trickling bytes never trips the read timeout, which bounds each wait only."""
 INDEX_DEADLINE = 300.0
 """Seconds one index document of a remote may take in all: a server trickling bytes
 never trips the read timeout, which bounds each wait only."""

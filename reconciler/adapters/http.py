@@ -37,6 +37,7 @@ import errno
 import socket
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
@@ -50,6 +51,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    HTTPError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
@@ -181,6 +183,53 @@ class _MarksReads(HTTPConnection):
         self.reading = method in ("GET", "HEAD")
         super().putrequest(method, url, skip_host=skip_host,
                            skip_accept_encoding=skip_accept_encoding)
+
+
+class AnswerRefused(requests.exceptions.RequestException):
+    """An answer this tool will not read whole: ``why`` says how it is too big or too slow."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+ANSWER_CHUNK = 64 << 10
+
+
+def read_whole(response: requests.Response, *, limit: int, deadline: float) -> None:
+    """Read a streamed ``response``'s body into it (``response.content``, ``.json()``, and
+    its connection goes back to the pool), at most ``limit`` bytes (decoded) and within
+    ``deadline`` seconds: a peer that sends without end, or trickles bytes just fast
+    enough for every read's timeout, is refused with :class:`AnswerRefused`.
+
+    A failure to read is raised as ``requests`` raises it for an answer read whole
+    (a ``ConnectionError`` around ``urllib3``'s), so :func:`failure_kind` applies.
+    Sets ``requests``' own two attributes for a body already read: the one place
+    this module relies on them.
+    """
+    if response.raw is None:  # made in memory, its body with it: nothing to read
+        response._content_consumed = True  # type: ignore[attr-defined]
+        return
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AnswerRefused(f"it announces {int(declared):,} bytes, more than the "
+                            f"{limit >> 20} MiB this tool reads")
+    body = bytearray()
+    until = time.monotonic() + deadline
+    try:
+        while chunk := response.raw.read1(ANSWER_CHUNK, decode_content=True):
+            body += chunk
+            if len(body) > limit:
+                raise AnswerRefused(f"it sends more than the {limit >> 20} MiB this tool reads")
+            if time.monotonic() > until:
+                raise AnswerRefused(f"it was still coming after {seconds(deadline)}, the "
+                                    "most one answer may take")
+    except AnswerRefused:
+        raise
+    except (HTTPError, OSError) as exc:
+        raise requests.exceptions.ConnectionError(exc, response=response) from exc
+    response._content = bytes(body)
+    response._content_consumed = True  # type: ignore[attr-defined]  # (untyped in the stubs)
 
 
 class Live:
