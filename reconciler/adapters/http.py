@@ -29,6 +29,11 @@ Invariants:
   :func:`failure_reason` the one short human reason for it; :func:`connect_timed_out`
   words the two waits that end before any answer the same for daemons and remotes.
   Each adapter adds only what it knows: whom it was talking to and what to try.
+* :func:`read_whole` reads a streamed answer within a size cap and a deadline (the read
+  timeout bounds each wait only: a peer trickling bytes would never trip it).
+* Every connection a transport opens stays in view (:class:`Live`), so that the reads
+  under way can be given up from another thread (:meth:`Transport.abandon`); writes
+  under way are never cut.
 """
 
 from __future__ import annotations
@@ -194,6 +199,7 @@ class AnswerRefused(requests.exceptions.RequestException):
 
 
 ANSWER_CHUNK = 64 << 10
+"""The most one read of an answer asks for (a read returns what has come, up to this)."""
 
 
 def read_whole(response: requests.Response, *, limit: int, deadline: float) -> None:
