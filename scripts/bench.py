@@ -598,12 +598,11 @@ def measure(lab: Lab, stack: ExitStack, sizes: Sizes, repeats: int, only: set[st
     # cache an index they have read.
     ps, pt, as_, rq, at = (tiny("ps", 2), tiny("pt", 2), tiny("as", 2), tiny("rq", sizes.tiny),
                            tiny("at", sizes.tiny))
+    # The store figures fill the daemon's store with thousands of images, and it only
+    # grows: they come last, or every other figure would observe that store too.
     steps: list[tuple[str, Callable[[], Iterable[Figure]]]] = [
-        ("plan-store", lambda: fig_stores(
-            lab, sizes, repeats, ps, as_ if "apply-store" in only else None)),
         ("plan-index", lambda: fig_plan_index(lab, sizes, repeats, stack)),
         ("plan-targets", lambda: fig_plan_targets(lab, sizes, repeats, pt)),
-        ("apply-store", lambda: fig_stores(lab, sizes, repeats, None, as_)),
         ("requests", lambda: fig_requests(lab, rq)),
         ("apply-tiny", lambda: fig_apply_many(lab, repeats, at, "apply-tiny", raw=False)),
     ]
@@ -617,6 +616,11 @@ def measure(lab: Lab, stack: ExitStack, sizes: Sizes, repeats: int, only: set[st
                          rootfs=big_rootfs(rnd, size, blocks))
         steps.append(("apply-big", lambda: fig_apply_many(lab, repeats, big, "apply-big",
                                                           raw=True)))
+    steps += [
+        ("plan-store", lambda: fig_stores(
+            lab, sizes, repeats, ps, as_ if "apply-store" in only else None)),
+        ("apply-store", lambda: fig_stores(lab, sizes, repeats, None, as_)),
+    ]
     figures: list[Figure] = []
     for name, step in steps:
         if name == "apply-store" and "plan-store" in only:
