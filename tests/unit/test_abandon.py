@@ -29,6 +29,7 @@ from reconciler.errors import Interrupted, StoreError
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import TargetState
 from tests.support.fakes import FakeStore
+from tests.support.loopback import Serving
 from tests.support.ssserver import TLSFiles
 
 _T = TypeVar("_T")
@@ -57,21 +58,7 @@ class SilentOnLists:
             self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._server.bind(("127.0.0.1", 0))
             self.url = f"https://127.0.0.1:{self._server.getsockname()[1]}"
-        self._server.listen(8)
-        self._server.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(client,), daemon=True).start()
+        self._serving = Serving(self._server, self._talk)
 
     def _talk(self, client: socket.socket) -> None:
         body = json.dumps({"type": "sync", "status_code": 200, "metadata": {
@@ -98,9 +85,7 @@ class SilentOnLists:
             self.client_went.set()
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(BOUND)
-        self._server.close()
+        self._serving.close()
 
 
 @pytest.fixture(params=["unix", "https"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from reconciler.adapters import incus
 from reconciler.adapters.incus import connect
 from reconciler.errors import StoreError
 from reconciler.model.config import TargetSpec
+from tests.support.loopback import Serving
 
 Answer = Callable[[socket.socket], None]
 """Writes the answer to one request on the connection."""
@@ -58,25 +58,13 @@ class Daemon:
     def __init__(self, path: Path, answer: Answer) -> None:
         self.path = path
         self.answer = answer
-        self.connections = 0
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(path))
-        self._server.listen(8)
-        self._server.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        self._serving = Serving(server, self._talk)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+    @property
+    def connections(self) -> int:
+        return self._serving.connections
 
     def _talk(self, conn: socket.socket) -> None:
         with conn:
@@ -88,9 +76,7 @@ class Daemon:
                 return
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._server.close()
+        self._serving.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,44 +24,33 @@ from reconciler.adapters.incus import connect
 from reconciler.adapters.remotes.reader import HttpRemoteReader
 from reconciler.errors import RemoteError, StoreError
 from reconciler.model.config import RemoteSpec, TargetSpec
+from tests.support.loopback import Serving
 
 Mode = Literal["silent", "half"]
 HALF = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a"'
 
 
-def _drop_each(server: socket.socket, mode: Mode, stop: threading.Event) -> None:
-    server.settimeout(0.1)
-    while not stop.is_set():
+def _drop(client: socket.socket, mode: Mode) -> None:
+    """Read the request; send half an answer (``half``) or nothing; close."""
+    with client:
+        client.settimeout(5)
         try:
-            client, _ = server.accept()
-        except TimeoutError:
-            continue
+            client.recv(65536)
+            if mode == "half":
+                client.sendall(HALF)
         except OSError:
-            return
-        with client:
-            client.settimeout(5)
-            try:
-                client.recv(65536)
-                if mode == "half":
-                    client.sendall(HALF)
-            except OSError:
-                pass
+            pass
 
 
 @contextmanager
 def dropping(family: int, address: str | tuple[str, int], mode: Mode) -> Iterator[socket.socket]:
     server = socket.socket(family, socket.SOCK_STREAM)
     server.bind(address)
-    server.listen(8)
-    stop = threading.Event()
-    thread = threading.Thread(target=_drop_each, args=(server, mode, stop), daemon=True)
-    thread.start()
+    serving = Serving(server, lambda client: _drop(client, mode))
     try:
         yield server
     finally:
-        stop.set()
-        thread.join(5)
-        server.close()
+        serving.close()
 
 
 @pytest.mark.parametrize("mode", ["silent", "half"])
