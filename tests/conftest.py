@@ -23,12 +23,20 @@ IncusdFactory = Callable[..., Incusd]
 
 def pytest_configure(config: pytest.Config) -> None:
     """Turn SIGTERM (a CI timeout, ``timeout(1)``) into an interrupt, so fixtures still
-    stop the daemons this run started instead of leaving them orphaned."""
+    stop the daemons this run started instead of leaving them orphaned.
+
+    A run started with SIGINT ignored (a background job of a shell without job control,
+    ``nohup``) would hand that to every process it starts, and the tool rightly keeps a
+    signal it was started ignoring: the tests that send SIGINT would test nothing.  The
+    usual handler is put back, so the processes started here get SIGINT's default.
+    """
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require_incusd() -> None:
