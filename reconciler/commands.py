@@ -285,7 +285,6 @@ def apply_command(
                                  seen=seen, halted=halted)
 
 
-
 @contextmanager
 def _observed_then(config: Config, targets: Sequence[str], stores: pipeline.Stores, *,
                    timeout: float, ttl: float, parallelism: int,

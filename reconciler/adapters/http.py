@@ -63,10 +63,10 @@ from urllib3.exceptions import (
 )
 
 from reconciler.adapters.private_files import PrivateFiles
+from reconciler.timeouts import CONNECT_OPTION, seconds
 
 if TYPE_CHECKING:
     from urllib3._base_connection import BaseHTTPSConnection
-from reconciler.timeouts import CONNECT_OPTION, seconds
 
 UNIX_BASE = "http://incus.socket"
 """The base URL of a unix-socket transport; the host part is never resolved."""
@@ -191,37 +191,40 @@ class _MarksReads(HTTPConnection):
 
 
 class AnswerRefused(requests.exceptions.RequestException):
-    """An answer this tool will not read whole: ``why`` says how it is too big or too slow."""
+    """An answer this tool will not read whole (:func:`read_body`), ``why`` in words: it
+    ``announced`` a size over the limit, or sent more (``announced`` None), or was still
+    coming at the deadline (``too_slow``)."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, *, announced: int | None = None,
+                 too_slow: bool = False) -> None:
         super().__init__(why)
         self.why = why
+        self.announced = announced
+        self.too_slow = too_slow
 
 
 ANSWER_CHUNK = 64 << 10
 """The most one read of an answer asks for (a read returns what has come, up to this)."""
 
 
-def read_whole(response: requests.Response, *, limit: int, deadline: float) -> None:
-    """Read a streamed ``response``'s body into it (``response.content``, ``.json()``, and
-    its connection goes back to the pool), at most ``limit`` bytes (decoded) and within
-    ``deadline`` seconds: a peer that sends without end, or trickles bytes just fast
-    enough for every read's timeout, is refused with :class:`AnswerRefused`.
+def read_body(response: requests.Response, *, limit: int, deadline: float,
+              started: float | None = None) -> bytearray:
+    """The whole (decoded) body of a streamed ``response``: at most ``limit`` bytes, and
+    within ``deadline`` seconds of ``started`` (``time.monotonic()``; default: now).  A
+    peer that sends without end, or trickles bytes just fast enough for every read's
+    timeout, is refused with :class:`AnswerRefused`.
 
-    A failure to read is raised as ``requests`` raises it for an answer read whole
-    (a ``ConnectionError`` around ``urllib3``'s), so :func:`failure_kind` applies.
-    Sets ``requests``' own two attributes for a body already read: the one place
-    this module relies on them.
+    Reads with ``read1`` (one socket read at a time), so that the deadline is checked
+    however slowly the bytes come.  A failure to read is raised as ``requests`` raises
+    it for an answer read whole (a ``ConnectionError`` around ``urllib3``'s), so
+    :func:`failure_kind` applies.
     """
-    if response.raw is None:  # made in memory, its body with it: nothing to read
-        response._content_consumed = True  # type: ignore[attr-defined]
-        return
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise AnswerRefused(f"it announces {int(declared):,} bytes, more than the "
-                            f"{limit >> 20} MiB this tool reads")
+                            f"{limit >> 20} MiB this tool reads", announced=int(declared))
     body = bytearray()
-    until = time.monotonic() + deadline
+    until = (time.monotonic() if started is None else started) + deadline
     try:
         while chunk := response.raw.read1(ANSWER_CHUNK, decode_content=True):
             body += chunk
@@ -229,12 +232,25 @@ def read_whole(response: requests.Response, *, limit: int, deadline: float) -> N
                 raise AnswerRefused(f"it sends more than the {limit >> 20} MiB this tool reads")
             if time.monotonic() > until:
                 raise AnswerRefused(f"it was still coming after {seconds(deadline)}, the "
-                                    "most one answer may take")
+                                    "most one answer may take", too_slow=True)
     except AnswerRefused:
         raise
     except (HTTPError, OSError) as exc:
         raise requests.exceptions.ConnectionError(exc, response=response) from exc
-    response._content = bytes(body)
+    return body
+
+
+def read_whole(response: requests.Response, *, limit: int, deadline: float) -> None:
+    """Read a streamed ``response``'s body into it (:func:`read_body`), so that
+    ``response.content`` and ``.json()`` work and its connection goes back to the pool.
+
+    Sets ``requests``' own two attributes for a body already read: the one place this
+    module relies on them.
+    """
+    if response.raw is None:  # made in memory, its body with it: nothing to read
+        response._content_consumed = True  # type: ignore[attr-defined]
+        return
+    response._content = bytes(read_body(response, limit=limit, deadline=deadline))
     response._content_consumed = True  # type: ignore[attr-defined]  # (untyped in the stubs)
 
 
@@ -296,10 +312,10 @@ class UnixHTTPConnectionPool(HTTPConnectionPool):
 
     ConnectionCls = UnixHTTPConnection
 
-    def __init__(self, socket_path: str, live: Live | None = None, **kwargs: Any) -> None:
+    def __init__(self, socket_path: str, live: Live, **kwargs: Any) -> None:
         super().__init__("localhost", **kwargs)
         self.socket_path = socket_path
-        self.live = live or Live()
+        self.live = live
 
     def _new_conn(self) -> HTTPConnection:
         self.num_connections += 1
@@ -312,10 +328,10 @@ class UnixHTTPConnectionPool(HTTPConnectionPool):
 class UnixAdapter(HTTPAdapter):
     """Sends every request of the URL prefix it is mounted on to one unix socket."""
 
-    def __init__(self, socket_path: str, pool_maxsize: int = 4, live: Live | None = None
-                 ) -> None:
+    def __init__(self, socket_path: str, pool_maxsize: int = 4) -> None:
         self.socket_path = socket_path
-        self.live = live or Live()
+        self.live = Live()
+        """Its connections (:meth:`Transport.abandon`)."""
         self._pool = UnixHTTPConnectionPool(socket_path, self.live, maxsize=pool_maxsize)
         super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
 
@@ -345,11 +361,11 @@ class PinnedTLSAdapter(HTTPAdapter):
     system CAs; with a pinned certificate the host name is not checked.
     """
 
-    def __init__(self, verify: bool | str, cert: tuple[str, str] | None,
-                 live: Live | None = None) -> None:
+    def __init__(self, verify: bool | str, cert: tuple[str, str] | None) -> None:
         self._verify = verify
         self._cert = cert
-        self.live = live or Live()
+        self.live = Live()
+        """Its connections (:meth:`Transport.abandon`)."""
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
@@ -433,9 +449,9 @@ def open_transport(
         if not path:
             raise ValueError(f"{url}: no socket path")
         session.trust_env = False  # no proxy may intercept a local socket
-        live = Live()
-        session.mount(UNIX_BASE + "/", UnixAdapter(path, live=live))
-        return Transport(session, UNIX_BASE, url, socket_path=path, live=live)
+        unix = UnixAdapter(path)
+        session.mount(UNIX_BASE + "/", unix)
+        return Transport(session, UNIX_BASE, url, socket_path=path, live=unix.live)
     if parts.scheme != "https":
         raise ValueError(f"{url}: only unix:// and https:// targets are supported")
     if (client_cert is None) != (client_key is None):
@@ -453,8 +469,8 @@ def open_transport(
     except BaseException:
         finalizer()
         raise
-    live = Live()
-    session.mount("https://", PinnedTLSAdapter(verify, cert, live))
+    tls = PinnedTLSAdapter(verify, cert)
+    session.mount("https://", tls)
     base = f"https://{parts.netloc}{parts.path.rstrip('/')}"
-    return Transport(session, base, url, pinned=server_cert is not None, live=live,
+    return Transport(session, base, url, pinned=server_cert is not None, live=tls.live,
                      _secrets=secrets, _finalizer=finalizer)

@@ -53,7 +53,6 @@ from typing import Any, NoReturn, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
@@ -62,10 +61,12 @@ from urllib3.util.retry import Retry
 
 from reconciler.adapters.http import (
     DROPPED,
+    AnswerRefused,
     connect_timed_out,
     failure_kind,
     failure_reason,
     find_in_chain,
+    read_body,
     timeout_kind,
 )
 from reconciler.adapters.private_files import PrivateFiles
@@ -88,7 +89,6 @@ CHUNK_SIZE = 1 << 20
 USER_AGENT = "incus-images"
 MAX_INDEX_BYTES = 64 << 20
 """The most an index document may hold: the public server's products file is ~20 MB."""
-INDEX_CHUNK = 64 << 10
 MAX_REDIRECTS = 10
 
 
@@ -223,28 +223,22 @@ class HttpRemoteReader:
 
     def _read_index(self, remote: RemoteSpec, response: requests.Response,
                     started: float) -> bytearray:
-        """The whole (decoded) body of an index document, within the size cap and deadline.
-
-        Reads with ``read1`` (one socket read at a time) so that the deadline is
-        checked however slowly the bytes arrive.
-        """
+        """The whole (decoded) body of an index document, within the size cap and the
+        deadline counted from ``started`` (:func:`~reconciler.adapters.http.read_body`)."""
         url, cap = response.url, self._max_index_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise RemoteError(remote.name, _too_big(url, cap, f"it announces {declared} bytes"))
-        body = bytearray()
         try:
-            while chunk := response.raw.read1(INDEX_CHUNK, decode_content=True):
-                body += chunk
-                if len(body) > cap:
-                    raise RemoteError(remote.name, _too_big(url, cap, "it sends more"))
-                if time.monotonic() - started > self._index_deadline:
-                    raise RemoteError(remote.name, f"gave up reading {url} after "
-                                      f"{seconds(self._index_deadline)} (the most one index "
-                                      "file may take; the server sends too slowly)")
-        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
+            return read_body(response, limit=cap, deadline=self._index_deadline,
+                             started=started)  # not copied: json reads a bytearray as bytes
+        except AnswerRefused as refused:
+            if refused.too_slow:
+                raise RemoteError(remote.name, f"gave up reading {url} after "
+                                  f"{seconds(self._index_deadline)} (the most one index "
+                                  "file may take; the server sends too slowly)") from None
+            why = ("it sends more" if refused.announced is None
+                   else f"it announces {refused.announced} bytes")
+            raise RemoteError(remote.name, _too_big(url, cap, why)) from None
+        except requests.RequestException as exc:
             _raise_transport(remote, url, exc, self._timeout, reading=True)
-        return body  # not copied: json reads a bytearray as it reads bytes
 
     def _get(self, remote: RemoteSpec, url: str) -> requests.Response:
         """GET (streamed) with this remote's TLS settings, following safe redirects.
