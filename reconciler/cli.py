@@ -284,6 +284,9 @@ Environment:
                        (default: $INCUS_DIR/unix.socket)
   INCUS_DIR            the local daemon's directory when INCUS_SOCKET is unset
                        (default: /var/lib/incus)
+  SSL_CERT_FILE        the CAs trusted for https:// without a pinned certificate,
+  SSL_CERT_DIR         as for incusd (default: the system's; REQUESTS_CA_BUNDLE
+                       and certifi are not read)
   GITHUB_STEP_SUMMARY  when set, plan and diff also append their markdown to it
   NO_COLOR             when set (any value), no colour and no live progress
                        bars, like --no-color; TERM=dumb does the same

@@ -7,14 +7,16 @@ Invariants:
 
 * No new dependency: the unix-socket transport is a ``requests`` adapter over a
   ``urllib3`` connection that connects ``AF_UNIX``.
-* The adapters own their TLS settings.  ``requests`` lets ``REQUESTS_CA_BUNDLE`` and
-  ``CURL_CA_BUNDLE`` override ``Session.verify``; a pinned server certificate must not
-  be overridable from the environment, so the HTTPS adapter ignores the per-request
-  ``verify``/``cert`` and always uses its own.
-* A pinned ``server_cert`` is the only trust root, and the host name is not checked
-  against it, as the incus client does (``TLSConfigWithTrustedCert``): Incus server
-  certificates rarely name the host they are reached by.  Without ``server_cert`` the
-  system CAs and the normal host name check apply.
+* The HTTPS adapter owns its TLS settings (:mod:`reconciler.adapters.tls`): neither
+  ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` nor certifi's bundle decides whom a daemon
+  connection trusts.
+* A pinned ``server_cert`` is the only trust root (even a certificate that is not
+  self-signed), and the host name is not checked against it, as the incus client does
+  (``TLSConfigWithTrustedCert``): Incus server certificates rarely name the host they
+  are reached by.  Without ``server_cert`` the system's CAs (``SSL_CERT_FILE``,
+  ``SSL_CERT_DIR``, else the distribution's) and the normal host name check apply.
+* A certificate or key the TLS library refuses fails :func:`open_transport` with a
+  ``ValueError`` saying which.
 * Key material is only ever in :class:`~reconciler.adapters.private_files.PrivateFiles`:
   memory files that vanish with the process, however it ends (a private temporary
   directory where Linux memory files are not available).  :meth:`Transport.close`
@@ -39,12 +41,13 @@ Invariants:
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -63,6 +66,7 @@ from urllib3.exceptions import (
 )
 
 from reconciler.adapters.private_files import PrivateFiles
+from reconciler.adapters.tls import OwnTLSAdapter, tls_context
 from reconciler.timeouts import CONNECT_OPTION, seconds
 
 if TYPE_CHECKING:
@@ -354,35 +358,22 @@ class UnixAdapter(HTTPAdapter):
         super().close()
 
 
-class PinnedTLSAdapter(HTTPAdapter):
-    """HTTPS with a fixed trust root and client certificate, whatever the environment says.
+class DaemonTLSAdapter(OwnTLSAdapter):
+    """HTTPS to a daemon: the trust and client certificate of ``make_context``
+    (:mod:`reconciler.adapters.tls`), whatever the environment says; with a ``pinned``
+    certificate the host name is not checked.  Every connection joins :attr:`live`."""
 
-    ``verify`` is a CA file path (the pinned server certificate) or True for the
-    system CAs; with a pinned certificate the host name is not checked.
-    """
-
-    def __init__(self, verify: bool | str, cert: tuple[str, str] | None) -> None:
-        self._verify = verify
-        self._cert = cert
+    def __init__(self, make_context: Callable[[], ssl.SSLContext], *, pinned: bool) -> None:
+        self.pinned = pinned
         self.live = Live()
         """Its connections (:meth:`Transport.abandon`)."""
-        super().__init__(max_retries=0)
+        super().__init__(make_context, host=False if pinned else None, max_retries=0)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
                          **pool_kwargs: Any) -> None:
-        if isinstance(self._verify, str):
-            pool_kwargs["assert_hostname"] = False
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             **self.poolmanager.pool_classes_by_scheme, "https": _live_https_pool(self.live)}
-
-    def send(
-        self, request: requests.PreparedRequest, stream: bool = False,
-        timeout: Any = None, verify: bool | str = True, cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        return super().send(request, stream=stream, timeout=timeout, verify=self._verify,
-                            cert=self._cert, proxies=proxies)
 
 
 class _LiveHTTPSConnection(_MarksReads, HTTPSConnection):
@@ -459,17 +450,17 @@ def open_transport(
     secrets = PrivateFiles("incus-images-tls-")
     finalizer = weakref.finalize(session, secrets.close)
     try:
-        verify: bool | str = True
-        if server_cert is not None:
-            verify = secrets.add("server.crt", server_cert)
         cert = None
         if client_cert is not None and client_key is not None:
             cert = (secrets.add("client.crt", client_cert),
                     secrets.add("client.key", client_key))
+        tls = DaemonTLSAdapter(functools.partial(tls_context, system_cas=server_cert is None,
+                                                 pinned=server_cert, client=cert),
+                               pinned=server_cert is not None)
+        tls.context()  # material the TLS library refuses fails here, not at the first request
     except BaseException:
         finalizer()
         raise
-    tls = PinnedTLSAdapter(verify, cert)
     session.mount("https://", tls)
     base = f"https://{parts.netloc}{parts.path.rstrip('/')}"
     return Transport(session, base, url, pinned=server_cert is not None, live=tls.live,

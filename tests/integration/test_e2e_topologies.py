@@ -402,6 +402,25 @@ def test_https_simplestreams_remote_with_certificate(world: World, ss_https: Ser
     assert world.served.requests == []  # the plain-HTTP server of the same tree: unused
 
 
+def test_https_remote_whose_ca_the_system_trusts(world: World, ss_https: ServedTree) -> None:
+    """Without ``certificate:``, the tool trusts what the daemon trusts: the system's CAs
+    (here ``SSL_CERT_FILE`` for both), not a bundle of its own."""
+    assert ss_https.tls is not None
+    built = world.tree.add("tiny", "1.0", "20260101_0000")
+    world.daemon.set_env("SSL_CERT_FILE", str(ss_https.tls.ca_cert))
+    world.daemon.restart()
+    world.write("""
+        images:
+          - source: secure:tiny/1.0
+            aliases: [tiny]
+    """, extra_remotes=f"\n  secure:\n    url: {ss_https.url}")
+    trusted = {"SSL_CERT_FILE": str(ss_https.tls.ca_cert)}
+    _ok(world.cli("apply", "--yes", env=trusted))
+    assert world.aliases() == {"tiny": built.fingerprint}
+    again = world.cli("plan", "--detailed-exitcode", env=trusted)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 # -- 6. an unreachable remote -------------------------------------------------------------------
 
 def test_unreachable_remote(world: World) -> None:

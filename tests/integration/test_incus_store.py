@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from reconciler.adapters.http import PinnedTLSAdapter
 from reconciler.adapters.incus import IncusStore, connect
+from reconciler.adapters.private_files import PrivateFiles
 from reconciler.core.inventory import with_inventories
 from reconciler.errors import (
     AlreadyExists,
@@ -373,25 +373,31 @@ def test_https_with_a_wrong_pinned_certificate(incusd: Incusd) -> None:
         store.observe()
 
 
-def test_https_key_material_lives_in_memory_files_only(incusd: Incusd) -> None:
-    """The client key, its certificate and the pinned server certificate are memory
-    files (nothing on disk, gone with the process however it ends), closed by close()."""
+def test_https_key_material_lives_in_memory_files_only(
+        incusd: Incusd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client key and its certificate are memory files (nothing on disk, gone with
+    the process however it ends), closed by close(); the pinned server certificate goes
+    straight into the TLS context."""
+    made: list[str] = []
+    add = PrivateFiles.add
+
+    def recording(self: PrivateFiles, name: str, text: str) -> str:
+        made.append(path := add(self, name, text))
+        return path
+
+    monkeypatch.setattr(PrivateFiles, "add", recording)
     incusd.enable_https()
     cert = incusd.make_client_cert("trusted")
     store = connect(incusd.https_target(cert))
     secrets = store.transport._secrets
     assert secrets is not None and secrets.in_memory
-    adapter = store.transport.session.get_adapter(incusd.https_url + "/")
-    assert isinstance(adapter, PinnedTLSAdapter)
-    assert adapter._cert is not None and isinstance(adapter._verify, str)
-    paths = [*adapter._cert, adapter._verify]
-    targets = sorted(os.readlink(p) for p in paths)
+    targets = sorted(os.readlink(p) for p in made)
     assert targets == [f"/memfd:incus-images-{n} (deleted)"
-                       for n in ("client.crt", "client.key", "server.crt")]
+                       for n in ("client.crt", "client.key")]
     store.observe()  # the daemon accepts the client certificate read from memory
     store.close()
     assert not any(os.path.exists(p) and os.readlink(p).startswith("/memfd:incus-images-")
-                   for p in paths)
+                   for p in made)
 
 
 # -- pulls and operations -------------------------------------------------------------------

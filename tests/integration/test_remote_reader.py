@@ -16,6 +16,7 @@ from typing import Literal
 
 import pytest
 
+from reconciler.adapters.private_files import PrivateFiles
 from reconciler.adapters.remotes.reader import HttpRemoteReader
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
@@ -126,7 +127,8 @@ def test_https_with_the_server_certificate_pinned(sstree: SimpleStreamsTree,
 
 
 def test_https_without_certificate_is_a_tls_error(sstree: SimpleStreamsTree,
-                                                  ss_https: ServedTree) -> None:
+                                                  ss_https: ServedTree,
+                                                  no_system_cas: Path) -> None:
     publish(sstree)
     with HttpRemoteReader() as reader, pytest.raises(RemoteError) as caught:
         reader.fetch_catalog(spec(ss_https))
@@ -250,13 +252,14 @@ def test_garbage_certificate_is_a_remote_error(ss_https: ServedTree) -> None:
         reader.fetch_catalog(spec(ss_https, "not a certificate"))
 
 
-def test_close_removes_the_certificate_files(sstree: SimpleStreamsTree, ss_https: ServedTree,
-                                             tls_files: TLSFiles) -> None:
+def test_a_pinned_certificate_is_never_written_to_a_file(
+        sstree: SimpleStreamsTree, ss_https: ServedTree, tls_files: TLSFiles,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PEM goes straight into the TLS context: no private file to leave behind."""
+    written: list[str] = []
+    monkeypatch.setattr(PrivateFiles, "add",
+                        lambda self, name, text: written.append(name) or "")
     publish(sstree)
-    reader = HttpRemoteReader()
-    reader.fetch_catalog(spec(ss_https, tls_files.ca_pem))
-    (pem,) = reader._ca_files.values()
-    assert Path(pem).read_text() == tls_files.ca_pem
-    assert Path(pem).stat().st_mode & 0o077 == 0
-    reader.close()
-    assert not Path(pem).exists()
+    with HttpRemoteReader() as reader:
+        assert len(reader.fetch_catalog(spec(ss_https, tls_files.ca_pem)).images) == 5
+    assert written == []

@@ -5,6 +5,10 @@
 * ``tls_files``: a test CA and server certificate (made once per session).
 * ``ss_https``: ``sstree`` served over HTTPS (TLS 1.3 capable) with ``tls_files``;
   trust it with ``ss_https.tls.ca_pem``.
+* ``no_system_cas``: the system's CAs made empty for the test (``SSL_CERT_FILE`` an
+  empty file, ``SSL_CERT_DIR`` a missing directory); set ``SSL_CERT_FILE`` after it
+  to trust one CA "system-wide".
+* ``proxy``: an HTTP CONNECT proxy on 127.0.0.1 (``tests/support/connect_proxy.py``).
 
 Both servers log request paths (``served.count("streams/v1/index.json")``) and stop
 when the test ends.  Nothing listens anywhere but 127.0.0.1.
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.connect_proxy import ConnectProxy
 from tests.support.ssserver import ServedTree, TLSFiles, make_tls, serve
 from tests.support.sstree import SimpleStreamsTree
 
@@ -41,3 +46,21 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 def ss_https(sstree: SimpleStreamsTree, tls_files: TLSFiles) -> Iterator[ServedTree]:
     with serve(sstree.root, tls_files) as served:
         yield served
+
+
+@pytest.fixture
+def no_system_cas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    empty = tmp_path / "no-cas.pem"
+    empty.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    return empty
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    served = ConnectProxy()
+    try:
+        yield served
+    finally:
+        served.close()

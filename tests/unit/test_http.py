@@ -2,8 +2,10 @@
 
 * The unix-socket adapter is driven against a tiny HTTP server on a unix socket in a
   private directory under /tmp (no network at all).
-* The pinned-TLS adapter's options are read off the adapter and off what it hands to
-  ``requests``' own ``HTTPAdapter.send`` (no TLS server is needed to see them).
+* The HTTPS adapter's trust is read off its context and the pool settings it gives
+  ``requests`` (no TLS server is needed to see them; the handshakes themselves are in
+  ``tests/integration/test_tls_trust.py``).  Certificates come from the ``openssl``
+  command (``tls_files``), since the TLS library reads every one it is given.
 * :func:`timeout_kind` is checked on exceptions built the way ``requests`` and
   ``urllib3`` build them, so no test waits for a real timeout: nothing here
   depends on the clock.
@@ -15,6 +17,7 @@ import os
 import shutil
 import socket
 import socketserver
+import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -24,7 +27,6 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -35,13 +37,16 @@ from urllib3.exceptions import (
 
 from reconciler.adapters.http import (
     UNIX_BASE,
-    PinnedTLSAdapter,
+    DaemonTLSAdapter,
     Transport,
     UnixAdapter,
     exception_chain,
     open_transport,
     timeout_kind,
 )
+from reconciler.adapters.private_files import PrivateFiles
+from reconciler.adapters.tls import tls_context
+from tests.support.ssserver import TLSFiles
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
@@ -167,100 +172,128 @@ def test_unusable_urls_and_half_a_key_pair_are_value_errors(
         open_transport(url, **kw)
 
 
-def test_an_https_transport_with_a_pinned_certificate_and_a_client_key() -> None:
-    transport = open_transport("https://10.0.0.1:8443/", client_cert=PEM, client_key=KEY,
-                               server_cert=PEM)
+def _ca_subjects(context: ssl.SSLContext) -> list[str]:
+    return [dict(x[0] for x in ca["subject"])["commonName"] for ca in context.get_ca_certs()]
+
+
+def test_an_https_transport_with_a_pinned_certificate_and_a_client_key(
+        tls_files: TLSFiles, no_system_cas: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))  # not read: the pin is all
+    transport = open_transport("https://10.0.0.1:8443/", client_cert=tls_files.cert_pem,
+                               client_key=tls_files.key.read_text(),
+                               server_cert=tls_files.cert_pem)
     try:
         assert (transport.base, transport.display, transport.socket_path, transport.pinned) == \
             ("https://10.0.0.1:8443", "https://10.0.0.1:8443/", None, True)
         adapter = transport.session.get_adapter("https://10.0.0.1:8443/1.0")
-        assert isinstance(adapter, PinnedTLSAdapter)
-        assert isinstance(adapter._verify, str) and adapter._cert is not None
-        files = [adapter._verify, *adapter._cert]
-        assert [Path(f).read_text() for f in files] == [PEM, PEM, KEY]
+        assert isinstance(adapter, DaemonTLSAdapter) and adapter.pinned
+        context = adapter.context()
+        assert context.cert_store_stats()["x509"] == 1  # the pinned leaf, nothing else
+        assert context.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
         # the pinned root never checks the host name: Incus certificates rarely name it
-        assert adapter.poolmanager.connection_pool_kw["assert_hostname"] is False
+        _, pool_kwargs = adapter.build_connection_pool_key_attributes(
+            requests.Request("GET", "https://10.0.0.1:8443/1.0").prepare(), True)
+        assert pool_kwargs.get("assert_hostname") is False
     finally:
         transport.close()
 
 
-def test_an_https_transport_without_a_pin_uses_the_system_cas_and_host_names() -> None:
+def test_an_https_transport_without_a_pin_trusts_the_system_cas_and_checks_host_names(
+        tls_files: TLSFiles, no_system_cas: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system's CAs as OpenSSL finds them (here ``SSL_CERT_FILE``), as incusd and the
+    incus client do: not certifi's bundle, which would list well over a hundred."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
     transport = open_transport("https://incus.example:8443")
     try:
         assert not transport.pinned
         adapter = transport.session.get_adapter("https://incus.example:8443/1.0")
-        assert isinstance(adapter, PinnedTLSAdapter)
-        assert (adapter._verify, adapter._cert) == (True, None)
-        assert "assert_hostname" not in adapter.poolmanager.connection_pool_kw
+        assert isinstance(adapter, DaemonTLSAdapter) and not adapter.pinned
+        context = adapter.context()
+        assert _ca_subjects(context) == ["incus-images test CA"]
+        assert context.check_hostname
+        _, pool_kwargs = adapter.build_connection_pool_key_attributes(
+            requests.Request("GET", "https://incus.example:8443/1.0").prepare(), True)
+        assert "assert_hostname" not in pool_kwargs
     finally:
         transport.close()
 
 
-def test_the_pinned_adapter_ignores_the_verify_and_cert_requests_passes_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` become the per-request ``verify``; the
-    adapter sends with its own trust root and client certificate whatever it is given."""
-    sent: list[dict[str, Any]] = []
-
-    def capture(self: HTTPAdapter, request: requests.PreparedRequest,
-                **kw: Any) -> requests.Response:
-        sent.append(kw)
-        resp = requests.Response()
-        resp.status_code = 200
-        resp.request = request
-        return resp
-
-    monkeypatch.setattr(HTTPAdapter, "send", capture)
-    adapter = PinnedTLSAdapter("/pinned/server.crt", ("/c.crt", "/c.key"))
+def test_the_adapter_ignores_the_verify_and_cert_requests_passes_it(
+        tls_files: TLSFiles, no_system_cas: Path) -> None:
+    """``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` become the per-request ``verify``, and
+    ``verify=True`` makes ``requests`` point each pool at certifi's bundle: the adapter's
+    pools get its own context whatever it is given, and nothing to load per connection."""
+    adapter = DaemonTLSAdapter(lambda: tls_context(system_cas=False, pinned=tls_files.ca_pem),
+                               pinned=True)
     request = requests.Request("GET", "https://10.0.0.1:8443/1.0").prepare()
-    adapter.send(request, timeout=(1, 2), verify="/etc/ssl/env-bundle.pem",
-                 cert=("/other.crt", "/other.key"))
-    adapter.send(request, verify=False)
-    assert [(k["verify"], k["cert"]) for k in sent] == \
-        [("/pinned/server.crt", ("/c.crt", "/c.key"))] * 2
-    assert sent[0]["timeout"] == (1, 2)
+    for verify, cert in (("/etc/ssl/env-bundle.pem", ("/other.crt", "/other.key")),
+                         (False, None), (True, None)):
+        _, pool_kwargs = adapter.build_connection_pool_key_attributes(request, verify, cert)
+        assert pool_kwargs["ssl_context"] is adapter.context()
+        assert pool_kwargs["cert_reqs"] == "CERT_REQUIRED"
+        assert not {"ca_certs", "ca_cert_dir", "cert_file", "key_file"} & set(pool_kwargs)
+        pool = adapter.get_connection_with_tls_context(request, verify, cert=cert)
+        adapter.cert_verify(pool, request.url or "", verify, cert)
+        assert (pool.cert_reqs, pool.ca_certs, pool.ca_cert_dir, pool.cert_file) == \
+            ("CERT_REQUIRED", None, None, None)
+    adapter.close()
 
 
-def test_an_env_ca_bundle_does_not_replace_the_pin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/env-bundle.pem")
-    transport = open_transport("https://10.0.0.1:8443", server_cert=PEM)
-    seen: list[Any] = []
-
-    def capture(self: HTTPAdapter, request: requests.PreparedRequest,
-                **kw: Any) -> requests.Response:
-        seen.append(kw["verify"])
-        resp = requests.Response()
-        resp.status_code = 200
-        resp.request = request
-        return resp
-
-    monkeypatch.setattr(HTTPAdapter, "send", capture)
+def test_an_env_ca_bundle_is_not_a_trust_root(tls_files: TLSFiles, no_system_cas: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files.ca_cert))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(tls_files.ca_cert))
+    transport = open_transport("https://10.0.0.1:8443")
     try:
-        transport.session.get(transport.base + "/1.0")
         adapter = transport.session.get_adapter(transport.base + "/1.0")
-        assert isinstance(adapter, PinnedTLSAdapter)
-        assert seen == [adapter._verify] and seen[0] != "/etc/ssl/env-bundle.pem"
+        assert isinstance(adapter, DaemonTLSAdapter)
+        assert adapter.context().cert_store_stats()["x509"] == 0
     finally:
         transport.close()
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"server_cert": PEM},
+     r"^the certificate to trust is not one the TLS library accepts \(.+\)$"),
+    ({"client_cert": PEM, "client_key": KEY},
+     r"^client_cert and client_key are not a certificate and its key that the TLS library "
+     r"accepts \(.+\)$"),
+])
+def test_material_the_tls_library_refuses_fails_at_once_saying_which(
+        kw: dict[str, str], message: str, tls_files: TLSFiles) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_transport("https://10.0.0.1:8443", **kw)
+
+
+def test_a_client_key_that_is_not_the_certificates_is_refused(tls_files: TLSFiles) -> None:
+    other = tls_files.ca_key.read_text()
+    with pytest.raises(ValueError, match=r"^client_cert and client_key are not"):
+        open_transport("https://10.0.0.1:8443", client_cert=tls_files.cert_pem,
+                       client_key=other)
 
 
 # -- Transport.close ---------------------------------------------------------------------------
 
 def test_close_deletes_the_key_files_and_closes_the_session(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    transport = open_transport("https://10.0.0.1:8443", client_cert=PEM, client_key=KEY,
-                               server_cert=PEM)
-    adapter = transport.session.get_adapter("https://10.0.0.1:8443/1.0")
-    assert isinstance(adapter, PinnedTLSAdapter) and adapter._cert is not None
-    assert isinstance(adapter._verify, str)
-    files = [adapter._verify, *adapter._cert]
-    assert all(os.path.exists(f) for f in files)
+        monkeypatch: pytest.MonkeyPatch, tls_files: TLSFiles) -> None:
+    made: list[str] = []
+    add = PrivateFiles.add
+
+    def recording(self: PrivateFiles, name: str, text: str) -> str:
+        made.append(path := add(self, name, text))
+        return path
+
+    monkeypatch.setattr(PrivateFiles, "add", recording)
+    transport = open_transport("https://10.0.0.1:8443", client_cert=tls_files.cert_pem,
+                               client_key=tls_files.key.read_text(),
+                               server_cert=tls_files.cert_pem)
+    assert len(made) == 2 and all(os.path.exists(f) for f in made)  # the client pair only
     closed: list[str] = []
     monkeypatch.setattr(requests.Session, "close",
                         lambda self: closed.append("session"))
     transport.close()
     assert closed == ["session"]
-    assert not any(os.path.exists(f) for f in files)
+    assert not any(os.path.exists(f) for f in made)
     transport.close()  # idempotent
     assert closed == ["session", "session"]
 

@@ -16,13 +16,14 @@ Invariants:
   (connect, TLS, HTTP status, JSON, shape); no ``requests`` exception escapes.  A
   URL in a message never shows its ``user:password@`` (it is sent, as HTTP basic
   authentication, only to the remote itself).
-* TLS as the daemon does it: without ``certificate`` the system CAs and the URL's
-  host name; with ``certificate`` (PEM of a CA or of the server itself) the system
-  CAs plus that certificate as an extra trust root (even when it is not
-  self-signed), and the host name checked against the certificate's first DNS name
-  when it has one (else the URL's host), so a server reached by IP works as it
-  does for the daemon.  The PEM lives in a private memory file (see
-  :mod:`reconciler.adapters.private_files`) until :meth:`HttpRemoteReader.close`.
+* TLS as the daemon does it (:mod:`reconciler.adapters.tls`): without ``certificate``
+  the system's CAs (``SSL_CERT_FILE``, ``SSL_CERT_DIR``, else the distribution's; not
+  certifi's bundle, nor ``REQUESTS_CA_BUNDLE``) and the URL's host name; with
+  ``certificate`` (PEM of a CA or of the server itself) the system's CAs plus that
+  certificate as an extra trust root (even when it is not self-signed), and the host
+  name checked against the certificate's first DNS name when it has one (else the
+  URL's host), so a server reached by IP works as it does for the daemon.  The PEM
+  stays in memory.
 * Connection errors are retried by urllib3 (``Retry``); connect timeouts, read
   errors and HTTP statuses are not.  Every request has an explicit (connect, read)
   timeout (``--connect-timeout``, ``--read-timeout``: 10 s and 30 s by default), and a
@@ -42,6 +43,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import ssl
@@ -49,7 +51,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import NoReturn, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -69,8 +71,8 @@ from reconciler.adapters.http import (
     read_body,
     timeout_kind,
 )
-from reconciler.adapters.private_files import PrivateFiles
 from reconciler.adapters.remotes import incus, simplestreams
+from reconciler.adapters.tls import OwnTLSAdapter, tls_context
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
 from reconciler.model.remote import RemoteCatalog, RemoteFile
@@ -144,10 +146,10 @@ class HttpRemoteReader:
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self._session.mount("http://", HTTPAdapter(max_retries=self._retry))
-        self._session.mount("https://", HTTPAdapter(max_retries=self._retry))
+        self._session.mount("https://", OwnTLSAdapter(
+            functools.partial(tls_context, system_cas=True), max_retries=self._retry))
         self._catalogs: dict[str, RemoteCatalog | RemoteError] = {}
-        self._ca_files: dict[str, str] = {}
-        self._files = PrivateFiles("incus-images-remotes-")
+        self._pinned: set[str] = set()
 
     def __enter__(self) -> HttpRemoteReader:
         return self
@@ -156,9 +158,8 @@ class HttpRemoteReader:
         self.close()
 
     def close(self) -> None:
-        """Close connections and delete the certificate files.  Idempotent."""
+        """Close the connections.  Idempotent."""
         self._session.close()
-        self._files.close()
 
     # --- RemoteReader ---------------------------------------------------------------
 
@@ -246,12 +247,12 @@ class HttpRemoteReader:
         A non-200 answer is a RemoteError, and so is a redirect from https to http.
         The caller closes the response; ``response.url`` is where it came from.
         """
-        verify = self._verify(remote)
+        self._trust(remote)
         first = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = self._session.get(url, timeout=self._timeout, verify=verify,
-                                             stream=True, allow_redirects=False)
+                response = self._session.get(url, timeout=self._timeout, stream=True,
+                                             allow_redirects=False)
             except requests.RequestException as exc:
                 _raise_transport(remote, url, exc, self._timeout)
             if not response.is_redirect:
@@ -272,21 +273,21 @@ class HttpRemoteReader:
                               f"{response.reason}{detail}")
         return response
 
-    def _verify(self, remote: RemoteSpec) -> bool | str:
-        """True (system CAs) or the path of this remote's pinned certificate file."""
-        if not remote.certificate:
-            return True
-        path = self._ca_files.get(remote.name)
-        if path is None:
-            try:
-                server_name = _first_dns_name(remote.certificate)
-            except ValueError as exc:
-                raise RemoteError(remote.name, f"certificate: {exc}") from None
-            path = self._files.add(f"remote-{len(self._ca_files)}.pem", remote.certificate)
-            self._ca_files[remote.name] = path
-            self._session.mount(join_url(remote.url, ""),
-                                _PinnedAdapter(server_name, max_retries=self._retry))
-        return path
+    def _trust(self, remote: RemoteSpec) -> None:
+        """With a ``certificate``, mount this remote's own adapter (once): the system CAs
+        plus that certificate, the host checked against its first DNS name."""
+        if not remote.certificate or remote.name in self._pinned:
+            return
+        try:
+            server_name = _first_dns_name(remote.certificate)
+            adapter = OwnTLSAdapter(functools.partial(tls_context, system_cas=True,
+                                                      pinned=remote.certificate),
+                                    host=server_name, max_retries=self._retry)
+            adapter.context()
+        except ValueError as exc:
+            raise RemoteError(remote.name, f"certificate: {exc}") from None
+        self._session.mount(join_url(remote.url, ""), adapter)
+        self._pinned.add(remote.name)
 
     def _checked(
         self, remote: RemoteSpec, file: RemoteFile, url: str, response: requests.Response
@@ -327,29 +328,6 @@ class HttpRemoteReader:
             check()
 
 
-class _PinnedAdapter(HTTPAdapter):
-    """HTTPS to one remote with a pinned certificate, verified the way the daemon does.
-
-    Trust roots: the system CAs plus the pinned file (loaded per request from
-    ``verify``); ``VERIFY_X509_PARTIAL_CHAIN`` lets a pinned certificate that is
-    not self-signed anchor the chain.  ``server_name`` replaces the URL host in
-    the host name check when set.
-    """
-
-    def __init__(self, server_name: str | None, **kwargs: Any) -> None:
-        self._server_name = server_name
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
-        context = ssl.create_default_context()
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        pool_kwargs["ssl_context"] = context
-        if self._server_name:
-            pool_kwargs["assert_hostname"] = self._server_name
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-
-
 def _too_big(url: str, cap: int, why: str) -> str:
     limit = f"{cap >> 20} MiB" if cap % (1 << 20) == 0 else f"{cap} bytes"
     return (f"{url} is larger than {limit}, the most an index file may hold "
@@ -379,7 +357,7 @@ def _raise_transport(
             find_in_chain(exc, ssl.SSLCertVerificationError), ssl.SSLCertVerificationError
         ):
             hint = ("the `certificate:` given does not match the server" if remote.certificate
-                    else "set `certificate:` for a private CA")
+                    else "set `certificate:` for a private CA, or add it to the system's CAs")
             message = f"TLS certificate verification failed for {base}: {reason} ({hint})"
         else:
             message = f"TLS handshake with {base} failed: {reason}"
