@@ -379,7 +379,3 @@ def _utc_midnight(match: re.Match[str] | None) -> datetime | None:
         return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
     except ValueError:
         return None
-    try:
-        return datetime(int(match[1]), int(match[2]), int(match[3]), tzinfo=UTC)
-    except ValueError:
-        return None
