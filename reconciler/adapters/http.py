@@ -455,7 +455,8 @@ def open_transport(
             cert = (secrets.add("client.crt", client_cert),
                     secrets.add("client.key", client_key))
         tls = DaemonTLSAdapter(functools.partial(tls_context, system_cas=server_cert is None,
-                                                 pinned=server_cert, client=cert),
+                                                 pinned=server_cert, pin_name="server_cert",
+                                                 client=cert),
                                pinned=server_cert is not None)
         tls.context()  # material the TLS library refuses fails here, not at the first request
     except BaseException:

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 from collections.abc import Callable
@@ -34,10 +35,11 @@ if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
 
 
-def tls_context(*, system_cas: bool, pinned: str | None = None,
+def tls_context(*, system_cas: bool, pinned: str | None = None, pin_name: str = "certificate",
                 client: tuple[str, str] | None = None) -> ssl.SSLContext:
     """A client context that verifies the server: the system's CAs when ``system_cas``,
-    plus the PEM ``pinned`` as a trust root; ``client`` is (certificate file, key file).
+    plus the PEM ``pinned`` (the file's ``pin_name`` key) as a trust root; ``client`` is
+    (certificate file, key file).
 
     Host names are checked by the context unless the adapter says otherwise.
     """
@@ -48,24 +50,27 @@ def tls_context(*, system_cas: bool, pinned: str | None = None,
         try:
             context.load_verify_locations(cadata=pinned)
         except (ssl.SSLError, ValueError) as exc:
-            raise ValueError(f"the certificate to trust is not one the TLS library accepts "
+            raise ValueError(f"{pin_name}: not a certificate the TLS library accepts "
                              f"({_reason(exc)})") from None
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     if client is not None:
         try:
             context.load_cert_chain(*client)
         except ssl.SSLError as exc:
-            raise ValueError("client_cert and client_key are not a certificate and its key "
-                             f"that the TLS library accepts ({_reason(exc)})") from None
+            raise ValueError("client_cert, client_key: not a certificate and its key that "
+                             f"the TLS library accepts ({_reason(exc)})") from None
     return context
 
 
 def _reason(exc: Exception) -> str:
-    """OpenSSL's reason code as words (``NO_START_LINE``: "no start line"), else the text."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return reason.lower().replace("_", " ")
-    return str(exc) or type(exc).__name__
+    """What the TLS library said, without its ``[LIB: CODE]`` prefix and ``(_ssl.c:N)``."""
+    text = exc.args[-1] if isinstance(exc, ssl.SSLError) and exc.args else str(exc)
+    text = _WHERE.sub("", _CODE.sub("", str(text))).strip()
+    return text or type(exc).__name__
+
+
+_CODE = re.compile(r"^\[[A-Z0-9_]+(?:: [A-Z0-9_]+)?\] ")
+_WHERE = re.compile(r" \(_ssl\.c:\d+\)$")
 
 
 HostCheck = str | Literal[False] | None

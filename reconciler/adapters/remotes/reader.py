@@ -285,7 +285,9 @@ class HttpRemoteReader:
                                     host=server_name, max_retries=self._retry)
             adapter.context()
         except ValueError as exc:
-            raise RemoteError(remote.name, f"certificate: {exc}") from None
+            text = str(exc)
+            raise RemoteError(remote.name, text if text.startswith("certificate:")
+                              else f"certificate: {text}") from None
         self._session.mount(join_url(remote.url, ""), adapter)
         self._pinned.add(remote.name)
 
