@@ -71,6 +71,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from reconciler import jsontext
 from reconciler.adapters.http import (
     DROPPED,
     AnswerRefused,
@@ -231,7 +232,7 @@ class _Request:
 def _reason(resp: requests.Response) -> str:
     """The daemon's error text of an answer, else the HTTP reason."""
     try:
-        body = resp.json()
+        body = jsontext.loads(resp.content)
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
@@ -449,7 +450,7 @@ class IncusStore:
     def _decode(self, resp: requests.Response, what: str) -> tuple[dict[str, Any], int, str]:
         """The envelope, and for an error envelope its code and the daemon's message."""
         try:
-            body = resp.json()
+            body = jsontext.loads(resp.content)
         except ValueError:
             body = None
         if not isinstance(body, dict):

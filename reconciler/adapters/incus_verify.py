@@ -28,7 +28,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from urllib.parse import quote
 
 import requests
 
+from reconciler import jsontext
 from reconciler.adapters.http import Transport, failure_reason, open_transport
 from reconciler.model.config import TargetSpec
 from reconciler.model.observed import BrokenCopy, ClusterMember, TargetState, Verification
@@ -172,7 +172,7 @@ def _message(resp: requests.Response) -> str:
     except Exception:
         raw = b""
     try:
-        body: Any = json.loads(raw)
+        body: Any = jsontext.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("error"):

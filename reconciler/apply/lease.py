@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from reconciler import jsontext
 from reconciler.core.inventory import MAX_ATTEMPTS, Edit, compare_and_swap
 from reconciler.errors import (
     IncusImagesError,
@@ -92,7 +93,7 @@ class LeaseRecord:
         if not text:
             return None
         try:
-            data = json.loads(text)
+            data = jsontext.loads(text)
             return cls(holder=str(data["holder"]), token=str(data.get("token", "")),
                        since=parse_rfc3339(str(data["since"])),
                        expires=parse_rfc3339(str(data["expires"])),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from reconciler import jsontext
 from reconciler.errors import PreconditionFailed, StoreError
 from reconciler.model.observed import INVENTORY_PREFIX, Inventory, TargetState, inventory_key
 from reconciler.ports import ImageStore
@@ -98,7 +99,7 @@ def compare_and_swap(
 def decode(owner: str, project: str, text: str) -> Inventory:
     """Parse a stored inventory.  An unreadable value is an empty record, never a crash."""
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
         return Inventory.model_validate({**data, "owner": owner, "project": project})
     except (ValueError, TypeError):
         return Inventory(owner=owner, project=project)

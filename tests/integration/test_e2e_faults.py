@@ -167,6 +167,14 @@ def test_a_gzip_bomb_is_cut_at_the_cap_as_it_is_decoded(locked: Path) -> None:
     assert run.max_rss_kib < RSS_LIMIT_KIB
 
 
+def test_an_index_nested_past_what_json_follows_is_one_line(locked: Path) -> None:
+    """Before: json's RecursionError escaped as an internal error (exit 3)."""
+    with misbehave("deep") as server:
+        run = refuse_with(locked, server.url)
+    assert run.error_line() == ("incus-images: error: remote 'test': streams/v1/index.json is "
+                                "not valid JSON: nested too deep to read")
+
+
 # -- (b) redirects ------------------------------------------------------------------------------
 
 def test_an_https_to_http_redirect_is_refused(locked: Path, ss_http: ServedTree,

@@ -263,3 +263,13 @@ def test_a_pinned_certificate_is_never_written_to_a_file(
     with HttpRemoteReader() as reader:
         assert len(reader.fetch_catalog(spec(ss_https, tls_files.ca_pem)).images) == 5
     assert written == []
+
+
+def test_an_index_nested_deeper_than_json_can_follow_is_a_remote_error(tmp_path: Path) -> None:
+    (tmp_path / "streams" / "v1").mkdir(parents=True)
+    (tmp_path / INDEX).write_text("[" * 100_000 + "]" * 100_000)
+    with serve(tmp_path) as served, HttpRemoteReader() as reader, \
+            pytest.raises(RemoteError) as caught:
+        reader.fetch_catalog(spec(served))
+    assert str(caught.value) == ("remote 'test': streams/v1/index.json is not valid JSON: "
+                                 "nested too deep to read")

@@ -11,6 +11,7 @@ port 0, in a daemon thread, that answers every GET the way ``mode`` says:
 * ``trickle``: ``200`` announcing 1 MB, then one byte every ``interval`` seconds.
 * ``gzip``: ``200`` with ``Content-Encoding: gzip``: 128 MiB of JSON-looking bytes
   squeezed into well under 1 MB (a decompression bomb).
+* ``deep``: ``200`` with 200 KB of valid JSON nested 100,000 levels deep.
 
 Bounded in time and bytes whatever the client does: a handler stops after
 :data:`MAX_SECONDS`, after :data:`MAX_BYTES`, when the client closes, or when the
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 from tests.support.ssserver import TLSCapableServer, TLSFiles
 
-Mode = Literal["endless", "huge", "redirect", "silent", "trickle", "gzip"]
+Mode = Literal["endless", "huge", "redirect", "silent", "trickle", "gzip", "deep"]
 MAX_SECONDS = 60.0
 MAX_BYTES = 3 << 30
 CHUNK = b"x" * (1 << 20)
@@ -83,6 +84,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.mode == "gzip":
             body = _bomb()
             self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with suppress(OSError):
+                self.wfile.write(body)
+                self.served.sent += len(body)
+            return
+        if self.mode == "deep":  # valid JSON, nested past what json's decoder follows
+            body = b"[" * 100_000 + b"]" * 100_000
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with suppress(OSError):

@@ -149,3 +149,15 @@ def test_an_answer_trickling_past_the_deadline_is_refused(
         store.get_server_config()
     assert str(err.value).endswith("it was still coming after 0.2 s, the most one answer "
                                    "may take")
+
+
+def test_an_answer_nested_deeper_than_json_can_follow_is_not_an_api_answer(
+    daemon_at: Callable[[Answer], Daemon],
+) -> None:
+    """json's decoder gives up past ~1,000 levels with a RecursionError: one line, not a
+    crash, as for any answer that is not the daemon's JSON."""
+    daemon = daemon_at(chunked(b'{"type":"sync","metadata":' + b"[" * 100_000))
+    with connect(_target(daemon)) as store, pytest.raises(StoreError) as err:
+        store.get_server_config()
+    assert str(err.value) == (f"target 'local': GET /1.0: HTTP 200 from unix://{daemon.path} "
+                              "is not an Incus API answer")

@@ -32,6 +32,7 @@ def test_keys_from_a_newer_version_do_not_lose_ownership() -> None:
 
 def test_unreadable_record_is_empty_not_a_crash() -> None:
     assert decode("web", "default", "{not json").images == {}
+    assert decode("web", "default", '{"images":' + "[" * 100_000 + "]" * 100_000 + "}").images == {}
 
 
 def test_parse_config_splits_inventories_by_project_and_skips_the_lease() -> None:

@@ -101,7 +101,8 @@ def test_record_round_trips_and_garbage_reads_as_free() -> None:
                               '"expires":"2026-11-27T12:01:00Z"}') == LeaseRecord(
         "x", T0, T0 + TTL, "")
     assert LeaseRecord.decode("") is None
-    for junk in ("{", "[]", '{"holder": "x"}', '{"holder":"x","since":"no","expires":"no"}'):
+    for junk in ("{", "[]", '{"holder": "x"}', '{"holder":"x","since":"no","expires":"no"}',
+                 "[" * 100_000 + "]" * 100_000, '{"holder":' + "[" * 100_000):
         assert LeaseRecord.decode(junk) is None
     assert r.describe() == ("web@ci-1:42 since 2026-11-27T12:00:00Z "
                             "(lease expires 2026-11-27T12:01:00Z)")

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import ssl
 import time
 from collections.abc import Iterator
@@ -61,6 +60,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from reconciler import jsontext
 from reconciler.adapters.http import (
     DROPPED,
     AnswerRefused,
@@ -218,7 +218,10 @@ class HttpRemoteReader:
         finally:
             response.close()
         try:
-            return json.loads(body)
+            return jsontext.loads(body)
+        except jsontext.TooDeep as exc:
+            raise RemoteError(remote.name, f"{path.split('?')[0]} is not valid JSON: {exc}"
+                              ) from None
         except ValueError:
             raise RemoteError(remote.name, f"{path.split('?')[0]} is not valid JSON") from None
 
@@ -373,7 +376,7 @@ def _raise_transport(
 def _error_detail(response: requests.Response) -> str:
     """``: <error>`` from an Incus error envelope, or nothing."""
     try:
-        body = json.loads(response.content[:65536])
+        body = jsontext.loads(response.content[:65536])
     except ValueError:
         return ""
     error = body.get("error") if isinstance(body, dict) else None
