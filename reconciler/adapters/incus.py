@@ -458,7 +458,9 @@ class IncusStore:
                              f"{self.transport.display} is not an Incus API answer",
                              status=resp.status_code)
         if body.get("type") == "error" or resp.status_code >= 400:
-            code = int(body.get("error_code") or resp.status_code)
+            code = body.get("error_code")
+            if not isinstance(code, int) or isinstance(code, bool) or not 400 <= code <= 599:
+                code = resp.status_code if resp.status_code >= 400 else 500
             return body, code, str(body.get("error") or resp.reason or "error")
         return body, 0, ""
 
@@ -488,10 +490,8 @@ class IncusStore:
         if body.get("type") != "async":
             meta = body.get("metadata")
             return dict(meta) if isinstance(meta, Mapping) else {}
-        op_path = urlsplit(str(body.get("operation") or "")).path
-        if not op_path:
-            op_path = f"/1.0/operations/{body['metadata']['id']}"
-        op: Mapping[str, Any] = body.get("metadata") or {}
+        op_path = self._operation_path(body, what)
+        op: Mapping[str, Any] = _mapping(body.get("metadata"))
         deadline = self.clock() + self.operation_timeout
         last = None
         try:
@@ -515,6 +515,20 @@ class IncusStore:
         except BaseException:
             self._cancel(op_path)
             raise
+
+    def _operation_path(self, body: Mapping[str, Any], what: str) -> str:
+        """``/1.0/operations/<id>`` of an async answer: its ``operation``, else its
+        metadata's ``id``; an answer naming neither is the daemon's fault, said so."""
+        try:
+            path = urlsplit(str(body.get("operation") or "")).path
+        except ValueError:
+            path = ""
+        if not _OPERATION_PATH.fullmatch(path):
+            path = f"/1.0/operations/{_mapping(body.get('metadata')).get('id')}"
+        if not _OPERATION_PATH.fullmatch(path):
+            raise StoreError(self.target, f"{what}: the daemon's answer names no operation "
+                             "to wait for")
+        return path
 
     def _wait_round(self, op_path: str, what: str, seconds: int) -> Mapping[str, Any]:
         """One ``/wait?timeout=seconds``: the operation, finished or not.
@@ -631,7 +645,9 @@ class IncusStore:
         except (NotFound, UntrustedClient):
             return
         if isinstance(cert, Mapping) and cert.get("restricted"):
-            projects = ", ".join(str(p) for p in cert.get("projects") or ()) or "(none)"
+            listed = cert.get("projects")
+            names = listed if isinstance(listed, list) else []
+            projects = ", ".join(str(p) for p in names) or "(none)"
             raise UntrustedClient(self.target, RESTRICTED.format(projects=f"[{projects}]"))
 
     def _effective_project(self) -> str:
@@ -785,9 +801,13 @@ class IncusStore:
     def _get_image(self, fingerprint: str) -> tuple[ObservedImage, str]:
         resp = self._send("GET", _image_path(fingerprint))
         meta = self._envelope(resp, f"image {fingerprint}").get("metadata")
-        if not isinstance(meta, Mapping):
-            raise StoreError(self.target, f"image {fingerprint}: no image in the answer")
-        return image_from_api(meta), resp.headers.get("ETag", "")
+        try:
+            if not isinstance(meta, Mapping):
+                raise ValueError("no image")
+            return image_from_api(meta), resp.headers.get("ETag", "")
+        except ValueError as exc:
+            raise StoreError(self.target, f"image {fingerprint}: {exc} in the daemon's "
+                             "answer") from None
 
     def get_image(self, fingerprint: str) -> ObservedImage | None:
         try:
@@ -850,10 +870,12 @@ class IncusStore:
         return fingerprint
 
     def _list_images(self) -> tuple[ObservedImage, ...]:
-        return images_from_api(self._call("GET", "/1.0/images", "image list",
-                                          params={"recursion": "1"},
-                                          read_timeout=self.timeouts.read * LIST_READS
-                                          ).get("metadata"))
+        listed = self._call("GET", "/1.0/images", "image list", params={"recursion": "1"},
+                            read_timeout=self.timeouts.read * LIST_READS).get("metadata")
+        try:
+            return images_from_api(listed)
+        except ValueError as exc:
+            raise StoreError(self.target, f"image list: {exc} in the daemon's answer") from None
 
     def _put_back(self, before: Mapping[str, ObservedImage], sent: Writable, *,
                   only: str | None = None) -> None:
@@ -991,6 +1013,13 @@ def _sync_failed(exc: OperationFailed) -> OperationFailed:
     return SyncFailed(exc.target, f"{_detail(exc)} (the image stays on the importing member "
                       "only, without its aliases; a later run settles it once every member "
                       "is up)", status=exc.status)
+
+
+_OPERATION_PATH = re.compile(r"/1\.0/operations/[A-Za-z0-9-]+")
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _final(op: Mapping[str, Any], what: str, target: str) -> dict[str, Any] | None:

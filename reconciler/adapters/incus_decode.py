@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -88,15 +89,22 @@ def config_map(value: object) -> dict[str, str]:
 
 
 def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
-    """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``)."""
-    fingerprint = str(data["fingerprint"])
+    """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``).
+
+    Fields of the wrong type read as absent; an image without a fingerprint (64
+    hexadecimal digits) is a ``ValueError``: nothing can be said of it.
+    """
+    fingerprint = data.get("fingerprint")
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+        raise ValueError("an image without a fingerprint")
     aliases = tuple(
         ObservedAlias(name=str(a["name"]), description=str(a.get("description") or ""),
                       target=fingerprint)
-        for a in data.get("aliases") or () if isinstance(a, Mapping) and a.get("name")
+        for a in _list(data.get("aliases")) if isinstance(a, Mapping) and a.get("name")
     )
-    properties = {str(k): str(v) for k, v in (data.get("properties") or {}).items()
+    properties = {str(k): str(v) for k, v in _mapping(data.get("properties")).items()
                   if v not in (None, "")}
+    size = data.get("size")
     return ObservedImage(
         fingerprint=fingerprint,
         type="virtual-machine" if data.get("type") == "virtual-machine" else "container",
@@ -104,16 +112,32 @@ def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
         cached=bool(data.get("cached")),
         auto_update=bool(data.get("auto_update")),
         public=bool(data.get("public")),
-        profiles=tuple(str(p) for p in data.get("profiles") or ()),
+        profiles=tuple(str(p) for p in _list(data.get("profiles"))),
         properties=properties,
         expires_at=parse_time(data.get("expires_at"), expiry=True),
         created_at=parse_time(data.get("created_at")),
         uploaded_at=parse_time(data.get("uploaded_at")),
         last_used_at=parse_time(data.get("last_used_at")),
-        size=int(data.get("size") or 0),
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0,
         update_source=update_source(data.get("update_source")),
         aliases=aliases,
     )
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> Mapping[Any, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _environment(info: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``GET /1.0``'s ``environment``; empty when it is not an object."""
+    return _mapping(info.get("environment"))
 
 
 def update_source(source: object) -> UpdateSource | None:
@@ -135,17 +159,17 @@ def images_from_api(listed: object) -> tuple[ObservedImage, ...]:
 
 def host_architecture(info: Mapping[str, Any]) -> str:
     """The daemon's own architecture (the first of ``environment.architectures``)."""
-    architectures = (info.get("environment") or {}).get("architectures") or []
+    architectures = _list(_environment(info).get("architectures"))
     return str(architectures[0]) if architectures else ""
 
 
 def server_version(info: Mapping[str, Any]) -> str:
-    return str((info.get("environment") or {}).get("server_version") or "")
+    return str(_environment(info).get("server_version") or "")
 
 
 def server_fingerprint(info: Mapping[str, Any]) -> str:
     """The daemon's certificate fingerprint; empty when it does not say."""
-    return str((info.get("environment") or {}).get("certificate_fingerprint") or "")
+    return str(_environment(info).get("certificate_fingerprint") or "")
 
 
 def kernel_cgroup(version: str) -> str | None:
@@ -169,8 +193,8 @@ def profiles_from_api(listed: object) -> dict[str, Profile]:
     out: dict[str, Profile] = {}
     for p in listed if isinstance(listed, list) else ():
         if isinstance(p, Mapping) and isinstance(p.get("name"), str):
-            devices = {str(k): {str(a): str(b) for a, b in (v or {}).items()}
-                       for k, v in (p.get("devices") or {}).items()}
+            devices = {str(k): {str(a): str(b) for a, b in _mapping(v).items()}
+                       for k, v in _mapping(p.get("devices")).items()}
             out[p["name"]] = Profile(name=p["name"], devices=devices,
                                      config=config_map(p.get("config")))
     return out
@@ -183,7 +207,7 @@ def instances_from_api(listed: object) -> dict[str, tuple[str, ...]]:
     for inst in listed if isinstance(listed, list) else ():
         if not isinstance(inst, Mapping):
             continue
-        base = (inst.get("config") or {}).get("volatile.base_image")
+        base = _mapping(inst.get("config")).get("volatile.base_image")
         if isinstance(base, str) and base and isinstance(inst.get("name"), str):
             out.setdefault(base, []).append(inst["name"])
     return {fp: tuple(sorted(names)) for fp, names in out.items()}
@@ -214,12 +238,12 @@ def pool_free_bytes(member_state: object, pool: str) -> int | None:
 
 def clustered(info: Mapping[str, Any]) -> bool:
     """``environment.server_clustered`` of ``GET /1.0`` (answered even without quorum)."""
-    return bool((info.get("environment") or {}).get("server_clustered"))
+    return bool(_environment(info).get("server_clustered"))
 
 
 def member_name(info: Mapping[str, Any]) -> str:
     """``environment.server_name``: the member a request went through."""
-    return str((info.get("environment") or {}).get("server_name") or "")
+    return str(_environment(info).get("server_name") or "")
 
 
 def members_from_api(listed: object) -> tuple[ClusterMember, ...]:
@@ -230,8 +254,10 @@ def members_from_api(listed: object) -> tuple[ClusterMember, ...]:
             out.append(ClusterMember(
                 name=m["server_name"], url=str(m.get("url") or ""),
                 status=str(m.get("status") or ""), message=str(m.get("message") or ""),
-                roles=tuple(str(r) for r in m.get("roles") or ())))
+                roles=tuple(str(r) for r in _list(m.get("roles")))))
     return tuple(sorted(out, key=lambda m: m.name))
+
+
 def config_etag(config: Mapping[str, str]) -> str:
     """The ETag Incus gives ``GET /1.0`` for server config ``config``.
 

@@ -105,6 +105,27 @@ def test_a_bare_image_reads_its_empty_values() -> None:
     assert dec.update_source({"server": "", "protocol": "simplestreams"}) is None
 
 
+def test_fields_of_the_wrong_type_read_as_absent() -> None:
+    img = dec.image_from_api({"fingerprint": FP2, "aliases": 5, "properties": ["x"],
+                              "profiles": True, "size": [1], "update_source": "x"})
+    assert (img.aliases, img.properties, img.profiles, img.size, img.update_source) == \
+        ((), {}, (), 0, None)
+    odd: dict[str, Any] = {"environment": ["x86_64"]}
+    assert (dec.host_architecture(odd), dec.server_version(odd), dec.clustered(odd),
+            dec.member_name(odd)) == ("", "", False, "")
+    assert dec.profiles_from_api([{"name": "p", "devices": {"eth0": 7}}])["p"].devices == \
+        {"eth0": {}}
+    assert dec.instances_from_api([{"name": "c", "config": "x"}]) == {}
+
+
+@pytest.mark.parametrize("fingerprint", [None, "", 7, "xyz", "B" * 64, FP2[:-1]])
+def test_an_image_without_a_fingerprint_is_a_value_error(fingerprint: object) -> None:
+    with pytest.raises(ValueError, match=r"^an image without a fingerprint$"):
+        dec.image_from_api({"fingerprint": fingerprint})
+    with pytest.raises(ValueError):
+        dec.images_from_api([IMAGE, {"fingerprint": fingerprint}])
+
+
 def test_the_image_list_is_sorted_by_fingerprint_and_skips_non_objects() -> None:
     listed = [IMAGE, "/1.0/images/xyz", {**IMAGE, "fingerprint": FP2, "aliases": []}]
     assert [i.fingerprint for i in dec.images_from_api(listed[::-1])] == [FP, FP2]
