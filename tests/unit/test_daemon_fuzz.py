@@ -31,6 +31,7 @@ from reconciler.adapters.incus import IncusStore
 from reconciler.errors import IncusImagesError
 from reconciler.model.config import TargetSpec
 from reconciler.model.plan import PullSource, Writable
+from tests.support.nearjson import JSON, near
 
 FP = "b" * 64
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
@@ -87,24 +88,6 @@ ANSWERS: list[tuple[str, str, Any]] = [
 
 WRITABLE = Writable(auto_update=True, public=False, profiles=("default",),
                     properties={"team": "ops", "gone": None})
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=12)
-
-
-def near(value: Any) -> st.SearchStrategy[Any]:
-    """``value``, or it with some parts replaced by arbitrary JSON (keys kept)."""
-    if isinstance(value, dict):
-        kept = st.fixed_dictionaries({k: near(v) for k, v in value.items()})
-        return st.one_of(kept, kept, JSON)
-    if isinstance(value, list):
-        return st.one_of(st.lists(near(value[0]), max_size=3) if value else JSON, JSON)
-    return st.one_of(st.just(value), st.just(value), JSON)
-
 
 def _envelope(kind: str, metadata: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """An Incus envelope near a real one of ``kind`` (sync or async), or any JSON."""
