@@ -143,13 +143,12 @@ class HttpRemoteReader:
             total=None, connect=retries, read=False, status=0, other=0, redirect=10,
             backoff_factor=0.2, allowed_methods=frozenset({"GET"}), raise_on_status=False,
         )
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.mount("http://", HTTPAdapter(max_retries=self._retry))
-        self._session.mount("https://", OwnTLSAdapter(
+        self._session = self._new_session(OwnTLSAdapter(
             functools.partial(tls_context, system_cas=True), max_retries=self._retry))
         self._catalogs: dict[str, RemoteCatalog | RemoteError] = {}
-        self._pinned: set[str] = set()
+        self._pinned: dict[str, requests.Session] = {}
+        """A session per remote with a ``certificate``: its trust applies to every URL
+        of that remote's requests, redirects to other hosts and ports included."""
 
     def __enter__(self) -> HttpRemoteReader:
         return self
@@ -160,6 +159,8 @@ class HttpRemoteReader:
     def close(self) -> None:
         """Close the connections.  Idempotent."""
         self._session.close()
+        for session in self._pinned.values():
+            session.close()
 
     # --- RemoteReader ---------------------------------------------------------------
 
@@ -250,17 +251,17 @@ class HttpRemoteReader:
         A non-200 answer is a RemoteError, and so is a redirect from https to http.
         The caller closes the response; ``response.url`` is where it came from.
         """
-        self._trust(remote)
+        session = self._session_for(remote)
         first = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = self._session.get(url, timeout=self._timeout, stream=True,
+                response = session.get(url, timeout=self._timeout, stream=True,
                                              allow_redirects=False)
             except requests.RequestException as exc:
                 _raise_transport(remote, url, exc, self._timeout)
             if not response.is_redirect:
                 break
-            location = urljoin(url, self._session.get_redirect_target(response) or "")
+            location = urljoin(url, session.get_redirect_target(response) or "")
             response.close()
             if urlsplit(url).scheme == "https" and urlsplit(location).scheme != "https":
                 raise RemoteError(remote.name, f"GET {url} redirects to {location}: refusing "
@@ -276,23 +277,32 @@ class HttpRemoteReader:
                               f"{response.reason}{detail}")
         return response
 
-    def _trust(self, remote: RemoteSpec) -> None:
-        """With a ``certificate``, mount this remote's own adapter (once): the system CAs
-        plus that certificate, the host checked against its first DNS name."""
-        if not remote.certificate or remote.name in self._pinned:
-            return
-        try:
-            server_name = _first_dns_name(remote.certificate)
-            adapter = OwnTLSAdapter(functools.partial(tls_context, system_cas=True,
-                                                      pinned=remote.certificate),
-                                    host=server_name, max_retries=self._retry)
-            adapter.context()
-        except ValueError as exc:
-            text = str(exc)
-            raise RemoteError(remote.name, text if text.startswith("certificate:")
-                              else f"certificate: {text}") from None
-        self._session.mount(join_url(remote.url, ""), adapter)
-        self._pinned.add(remote.name)
+    def _new_session(self, https: OwnTLSAdapter) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        session.mount("http://", HTTPAdapter(max_retries=self._retry))
+        session.mount("https://", https)
+        return session
+
+    def _session_for(self, remote: RemoteSpec) -> requests.Session:
+        """The shared session, or (with a ``certificate``) the remote's own: the system
+        CAs plus that certificate, the host checked against its first DNS name."""
+        if not remote.certificate:
+            return self._session
+        session = self._pinned.get(remote.name)
+        if session is None:
+            try:
+                server_name = _first_dns_name(remote.certificate)
+                adapter = OwnTLSAdapter(functools.partial(tls_context, system_cas=True,
+                                                          pinned=remote.certificate),
+                                        host=server_name, max_retries=self._retry)
+                adapter.context()
+            except ValueError as exc:
+                text = str(exc)
+                raise RemoteError(remote.name, text if text.startswith("certificate:")
+                                  else f"certificate: {text}") from None
+            session = self._pinned[remote.name] = self._new_session(adapter)
+        return session
 
     def _checked(
         self, remote: RemoteSpec, file: RemoteFile, url: str, response: requests.Response
