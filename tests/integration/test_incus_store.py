@@ -20,7 +20,6 @@ import pytest
 import requests
 
 from reconciler.adapters.incus import IncusStore, connect
-from reconciler.adapters.private_files import PrivateFiles
 from reconciler.core.inventory import with_inventories
 from reconciler.errors import (
     AlreadyExists,
@@ -374,18 +373,11 @@ def test_https_with_a_wrong_pinned_certificate(incusd: Incusd) -> None:
 
 
 def test_https_key_material_lives_in_memory_files_only(
-        incusd: Incusd, monkeypatch: pytest.MonkeyPatch) -> None:
+        incusd: Incusd, private_files_made: list[str]) -> None:
     """The client key and its certificate are memory files (nothing on disk, gone with
     the process however it ends), closed by close(); the pinned server certificate goes
     straight into the TLS context."""
-    made: list[str] = []
-    add = PrivateFiles.add
-
-    def recording(self: PrivateFiles, name: str, text: str) -> str:
-        made.append(path := add(self, name, text))
-        return path
-
-    monkeypatch.setattr(PrivateFiles, "add", recording)
+    made = private_files_made
     incusd.enable_https()
     cert = incusd.make_client_cert("trusted")
     store = connect(incusd.https_target(cert))

@@ -16,7 +16,6 @@ from typing import Literal
 
 import pytest
 
-from reconciler.adapters.private_files import PrivateFiles
 from reconciler.adapters.remotes.reader import HttpRemoteReader
 from reconciler.errors import RemoteError
 from reconciler.model.config import RemoteSpec
@@ -254,15 +253,12 @@ def test_garbage_certificate_is_a_remote_error(ss_https: ServedTree) -> None:
 
 def test_a_pinned_certificate_is_never_written_to_a_file(
         sstree: SimpleStreamsTree, ss_https: ServedTree, tls_files: TLSFiles,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        private_files_made: list[str]) -> None:
     """The PEM goes straight into the TLS context: no private file to leave behind."""
-    written: list[str] = []
-    monkeypatch.setattr(PrivateFiles, "add",
-                        lambda self, name, text: written.append(name) or "")
     publish(sstree)
     with HttpRemoteReader() as reader:
         assert len(reader.fetch_catalog(spec(ss_https, tls_files.ca_pem)).images) == 5
-    assert written == []
+    assert private_files_made == []
 
 
 def test_an_index_nested_deeper_than_json_can_follow_is_a_remote_error(tmp_path: Path) -> None:

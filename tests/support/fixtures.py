@@ -9,6 +9,7 @@
   empty file, ``SSL_CERT_DIR`` a missing directory); set ``SSL_CERT_FILE`` after it
   to trust one CA "system-wide".
 * ``proxy``: an HTTP CONNECT proxy on 127.0.0.1 (``tests/support/connect_proxy.py``).
+* ``private_files_made``: the paths of the private (key) files made during the test.
 
 Both servers log request paths (``served.count("streams/v1/index.json")``) and stop
 when the test ends.  Nothing listens anywhere but 127.0.0.1.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.private_files import PrivateFiles
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.ssserver import ServedTree, TLSFiles, make_tls, serve
 from tests.support.sstree import SimpleStreamsTree
@@ -64,3 +66,16 @@ def proxy() -> Iterator[ConnectProxy]:
         yield served
     finally:
         served.close()
+
+
+@pytest.fixture
+def private_files_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    made: list[str] = []
+    add = PrivateFiles.add
+
+    def recording(self: PrivateFiles, name: str, text: str) -> str:
+        made.append(path := add(self, name, text))
+        return path
+
+    monkeypatch.setattr(PrivateFiles, "add", recording)
+    return made

@@ -44,7 +44,6 @@ from reconciler.adapters.http import (
     open_transport,
     timeout_kind,
 )
-from reconciler.adapters.private_files import PrivateFiles
 from reconciler.adapters.tls import tls_context
 from tests.support.ssserver import TLSFiles
 
@@ -173,7 +172,12 @@ def test_unusable_urls_and_half_a_key_pair_are_value_errors(
 
 
 def _ca_subjects(context: ssl.SSLContext) -> list[str]:
-    return [dict(x[0] for x in ca["subject"])["commonName"] for ca in context.get_ca_certs()]
+    """The common name of each CA the context trusts."""
+    names: list[str] = []
+    for ca in context.get_ca_certs():
+        subject: Any = ca["subject"]
+        names.extend(value for ((key, value),) in subject if key == "commonName")
+    return names
 
 
 def test_an_https_transport_with_a_pinned_certificate_and_a_client_key(
@@ -232,7 +236,7 @@ def test_the_adapter_ignores_the_verify_and_cert_requests_passes_it(
         assert pool_kwargs["ssl_context"] is adapter.context()
         assert pool_kwargs["cert_reqs"] == "CERT_REQUIRED"
         assert not {"ca_certs", "ca_cert_dir", "cert_file", "key_file"} & set(pool_kwargs)
-        pool = adapter.get_connection_with_tls_context(request, verify, cert=cert)
+        pool: Any = adapter.get_connection_with_tls_context(request, verify, cert=cert)
         adapter.cert_verify(pool, request.url or "", verify, cert)
         assert (pool.cert_reqs, pool.ca_certs, pool.ca_cert_dir, pool.cert_file) == \
             ("CERT_REQUIRED", None, None, None)
@@ -275,15 +279,9 @@ def test_a_client_key_that_is_not_the_certificates_is_refused(tls_files: TLSFile
 # -- Transport.close ---------------------------------------------------------------------------
 
 def test_close_deletes_the_key_files_and_closes_the_session(
-        monkeypatch: pytest.MonkeyPatch, tls_files: TLSFiles) -> None:
-    made: list[str] = []
-    add = PrivateFiles.add
-
-    def recording(self: PrivateFiles, name: str, text: str) -> str:
-        made.append(path := add(self, name, text))
-        return path
-
-    monkeypatch.setattr(PrivateFiles, "add", recording)
+        monkeypatch: pytest.MonkeyPatch, tls_files: TLSFiles, private_files_made: list[str]
+) -> None:
+    made = private_files_made
     transport = open_transport("https://10.0.0.1:8443", client_cert=tls_files.cert_pem,
                                client_key=tls_files.key.read_text(),
                                server_cert=tls_files.cert_pem)
