@@ -256,7 +256,7 @@ class HttpRemoteReader:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 response = session.get(url, timeout=self._timeout, stream=True,
-                                             allow_redirects=False)
+                                       allow_redirects=False)
             except requests.RequestException as exc:
                 _raise_transport(remote, url, exc, self._timeout)
             if not response.is_redirect:
