@@ -86,6 +86,8 @@ from reconciler.adapters.http import (
 from reconciler.adapters.incus_decode import (
     SERVER_DEFAULTS,
     aliases_from_api,
+    as_list,
+    as_mapping,
     clustered,
     config_etag,
     config_map,
@@ -491,7 +493,7 @@ class IncusStore:
             meta = body.get("metadata")
             return dict(meta) if isinstance(meta, Mapping) else {}
         op_path = self._operation_path(body, what)
-        op: Mapping[str, Any] = _mapping(body.get("metadata"))
+        op: Mapping[str, Any] = as_mapping(body.get("metadata"))
         deadline = self.clock() + self.operation_timeout
         last = None
         try:
@@ -524,7 +526,7 @@ class IncusStore:
         except ValueError:
             path = ""
         if not _OPERATION_PATH.fullmatch(path):
-            path = f"/1.0/operations/{_mapping(body.get('metadata')).get('id')}"
+            path = f"/1.0/operations/{as_mapping(body.get('metadata')).get('id')}"
         if not _OPERATION_PATH.fullmatch(path):
             raise StoreError(self.target, f"{what}: the daemon's answer names no operation "
                              "to wait for")
@@ -645,9 +647,7 @@ class IncusStore:
         except (NotFound, UntrustedClient):
             return
         if isinstance(cert, Mapping) and cert.get("restricted"):
-            listed = cert.get("projects")
-            names = listed if isinstance(listed, list) else []
-            projects = ", ".join(str(p) for p in names) or "(none)"
+            projects = ", ".join(str(p) for p in as_list(cert.get("projects"))) or "(none)"
             raise UntrustedClient(self.target, RESTRICTED.format(projects=f"[{projects}]"))
 
     def _effective_project(self) -> str:
@@ -802,8 +802,6 @@ class IncusStore:
         resp = self._send("GET", _image_path(fingerprint))
         meta = self._envelope(resp, f"image {fingerprint}").get("metadata")
         try:
-            if not isinstance(meta, Mapping):
-                raise ValueError("no image")
             return image_from_api(meta), resp.headers.get("ETag", "")
         except ValueError as exc:
             raise StoreError(self.target, f"image {fingerprint}: {exc} in the daemon's "
@@ -1016,10 +1014,6 @@ def _sync_failed(exc: OperationFailed) -> OperationFailed:
 
 
 _OPERATION_PATH = re.compile(r"/1\.0/operations/[A-Za-z0-9-]+")
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _final(op: Mapping[str, Any], what: str, target: str) -> dict[str, Any] | None:

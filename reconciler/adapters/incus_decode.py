@@ -88,21 +88,23 @@ def config_map(value: object) -> dict[str, str]:
     return {str(k): config_value(v) for k, v in value.items()}
 
 
-def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
+def image_from_api(data: object) -> ObservedImage:
     """Normalise one ``Image`` object of the API (see ``reconciler.model.observed``).
 
-    Fields of the wrong type read as absent; an image without a fingerprint (64
-    hexadecimal digits) is a ``ValueError``: nothing can be said of it.
+    Fields of the wrong type read as absent; no object, or one without a fingerprint
+    (64 hexadecimal digits), is a ``ValueError``: nothing can be said of it.
     """
+    if not isinstance(data, Mapping):
+        raise ValueError("no image")
     fingerprint = data.get("fingerprint")
     if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
         raise ValueError("an image without a fingerprint")
     aliases = tuple(
         ObservedAlias(name=str(a["name"]), description=str(a.get("description") or ""),
                       target=fingerprint)
-        for a in _list(data.get("aliases")) if isinstance(a, Mapping) and a.get("name")
+        for a in as_list(data.get("aliases")) if isinstance(a, Mapping) and a.get("name")
     )
-    properties = {str(k): str(v) for k, v in _mapping(data.get("properties")).items()
+    properties = {str(k): str(v) for k, v in as_mapping(data.get("properties")).items()
                   if v not in (None, "")}
     size = data.get("size")
     return ObservedImage(
@@ -112,7 +114,7 @@ def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
         cached=bool(data.get("cached")),
         auto_update=bool(data.get("auto_update")),
         public=bool(data.get("public")),
-        profiles=tuple(str(p) for p in _list(data.get("profiles"))),
+        profiles=tuple(str(p) for p in as_list(data.get("profiles"))),
         properties=properties,
         expires_at=parse_time(data.get("expires_at"), expiry=True),
         created_at=parse_time(data.get("created_at")),
@@ -127,17 +129,19 @@ def image_from_api(data: Mapping[str, Any]) -> ObservedImage:
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
-def _list(value: object) -> list[Any]:
+def as_list(value: object) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one: a wrong type reads as absent."""
     return value if isinstance(value, list) else []
 
 
-def _mapping(value: object) -> Mapping[Any, Any]:
+def as_mapping(value: object) -> Mapping[Any, Any]:
+    """``value`` if it is a JSON object, else an empty one: a wrong type reads as absent."""
     return value if isinstance(value, Mapping) else {}
 
 
 def _environment(info: Mapping[str, Any]) -> Mapping[str, Any]:
     """``GET /1.0``'s ``environment``; empty when it is not an object."""
-    return _mapping(info.get("environment"))
+    return as_mapping(info.get("environment"))
 
 
 def update_source(source: object) -> UpdateSource | None:
@@ -159,7 +163,7 @@ def images_from_api(listed: object) -> tuple[ObservedImage, ...]:
 
 def host_architecture(info: Mapping[str, Any]) -> str:
     """The daemon's own architecture (the first of ``environment.architectures``)."""
-    architectures = _list(_environment(info).get("architectures"))
+    architectures = as_list(_environment(info).get("architectures"))
     return str(architectures[0]) if architectures else ""
 
 
@@ -193,8 +197,8 @@ def profiles_from_api(listed: object) -> dict[str, Profile]:
     out: dict[str, Profile] = {}
     for p in listed if isinstance(listed, list) else ():
         if isinstance(p, Mapping) and isinstance(p.get("name"), str):
-            devices = {str(k): {str(a): str(b) for a, b in _mapping(v).items()}
-                       for k, v in _mapping(p.get("devices")).items()}
+            devices = {str(k): {str(a): str(b) for a, b in as_mapping(v).items()}
+                       for k, v in as_mapping(p.get("devices")).items()}
             out[p["name"]] = Profile(name=p["name"], devices=devices,
                                      config=config_map(p.get("config")))
     return out
@@ -207,7 +211,7 @@ def instances_from_api(listed: object) -> dict[str, tuple[str, ...]]:
     for inst in listed if isinstance(listed, list) else ():
         if not isinstance(inst, Mapping):
             continue
-        base = _mapping(inst.get("config")).get("volatile.base_image")
+        base = as_mapping(inst.get("config")).get("volatile.base_image")
         if isinstance(base, str) and base and isinstance(inst.get("name"), str):
             out.setdefault(base, []).append(inst["name"])
     return {fp: tuple(sorted(names)) for fp, names in out.items()}
@@ -254,7 +258,7 @@ def members_from_api(listed: object) -> tuple[ClusterMember, ...]:
             out.append(ClusterMember(
                 name=m["server_name"], url=str(m.get("url") or ""),
                 status=str(m.get("status") or ""), message=str(m.get("message") or ""),
-                roles=tuple(str(r) for r in _list(m.get("roles")))))
+                roles=tuple(str(r) for r in as_list(m.get("roles")))))
     return tuple(sorted(out, key=lambda m: m.name))
 
 

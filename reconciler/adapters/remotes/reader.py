@@ -293,14 +293,15 @@ class HttpRemoteReader:
         if session is None:
             try:
                 server_name = _first_dns_name(remote.certificate)
-                adapter = OwnTLSAdapter(functools.partial(tls_context, system_cas=True,
-                                                          pinned=remote.certificate),
-                                        host=server_name, max_retries=self._retry)
-                adapter.context()
             except ValueError as exc:
-                text = str(exc)
-                raise RemoteError(remote.name, text if text.startswith("certificate:")
-                                  else f"certificate: {text}") from None
+                raise RemoteError(remote.name, f"certificate: {exc}") from None
+            adapter = OwnTLSAdapter(functools.partial(tls_context, system_cas=True,
+                                                      pinned=remote.certificate),
+                                    host=server_name, max_retries=self._retry)
+            try:
+                adapter.context()
+            except ValueError as exc:  # worded "certificate: ..." (the pin's name)
+                raise RemoteError(remote.name, str(exc)) from None
             session = self._pinned[remote.name] = self._new_session(adapter)
         return session
 
